@@ -1,0 +1,70 @@
+//! Every setting of `scimd serve`, read once into a typed [`ServeConfig`]. Each is an environment
+//! variable (the names the earlier Python server used) and a `--flag`; the README lists them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Settings every subcommand shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// Directory of the store (the event log and read model) and of generated files.
+    #[arg(long, env = "DATA_PATH", default_value = "./data", global = true)]
+    pub data_path: PathBuf,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
+    #[arg(long, env = "LOGLEVEL", default_value = "info", global = true)]
+    pub loglevel: String,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of `scimd serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address and port to listen on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// API keys, comma-separated, each optionally named (`entra=KEY`). Unset: a key is generated
+    /// and kept in DATA_PATH/api-key.
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Path prefix of every SCIM route (e.g. `/scim/v2`); `/` means none.
+    #[arg(long, env = "BASE_PATH", default_value = "")]
+    pub base_path: String,
+    /// Absolute URL prefix for `meta.location` and `$ref` (e.g. `https://idm.example.org`);
+    /// unset: derived from each request's Host / X-Forwarded-* headers.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest page a list request returns (`count` is capped to it).
+    #[arg(long, env = "PAGE_SIZE", default_value_t = 100)]
+    pub page_size: usize,
+}
+
+impl ServeConfig {
+    /// BASE_PATH normalised: empty, or `/segment…` without a trailing slash.
+    pub fn base_path(&self) -> String {
+        let trimmed = self.base_path.trim().trim_matches('/');
+        if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("/{trimmed}")
+        }
+    }
+
+    /// PUBLIC_URL without a trailing slash.
+    pub fn public_url(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+    }
+}

@@ -1,0 +1,428 @@
+//! The SCIM routes (RFC 7644 §3) as a poem-openapi API: the handlers parse the request, call the
+//! service, and shape the response. Everything behind them is in `service/`.
+
+use std::sync::{Arc, OnceLock};
+
+use poem::Request;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{Html, Json, PlainText};
+use poem_openapi::{ApiResponse, OpenApi, Tags};
+use serde_json::{Value, json};
+
+use super::auth::ApiKeyAuth;
+use super::base_url;
+use super::responses::{DeletedResponse, DocumentResponse, ErrorResponse, ResourceResponse};
+use crate::scim::{ResourceType, ScimError};
+use crate::service::Service;
+use crate::store::WriteContext;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Tags)]
+enum Tag {
+    /// RFC 7643 §4.1 User resources.
+    Users,
+    /// RFC 7643 §4.2 Group resources.
+    Groups,
+    /// RFC 7644 §4 service provider discovery.
+    Discovery,
+    /// Health and operations.
+    Operations,
+}
+
+/// The OpenAPI explorer page and document, filled in once the API description is built.
+#[derive(Default)]
+pub struct Explorer {
+    /// Swagger UI HTML with the document inlined (no CDN).
+    pub html: OnceLock<String>,
+    /// The OpenAPI document (JSON).
+    pub spec: OnceLock<String>,
+}
+
+/// Query parameters that later issues implement; until then a request using them gets 501,
+/// never an answer that ignores them.
+const UNSUPPORTED_PARAMS: [(&str, &str); 5] = [
+    ("filter", "filtering"),
+    ("sortBy", "sorting"),
+    ("sortOrder", "sorting"),
+    ("attributes", "the attributes parameter"),
+    ("excludedAttributes", "the excludedAttributes parameter"),
+];
+
+/// The SCIM API.
+pub struct ScimApi {
+    /// The service the handlers call.
+    pub service: Arc<Service>,
+    /// Normalised BASE_PATH.
+    pub base_path: String,
+    /// Normalised PUBLIC_URL.
+    pub public_url: Option<String>,
+    /// PAGE_SIZE, as /ServiceProviderConfig states it.
+    pub page_size: usize,
+    /// The explorer, for the `/` and `/openapi.json` routes.
+    pub explorer: Arc<Explorer>,
+}
+
+/// The result of `GET /health`.
+#[derive(ApiResponse)]
+enum HealthResponse {
+    /// scimd is up.
+    #[oai(status = 200)]
+    Ok(Json<Value>),
+    /// The store cannot be read.
+    #[oai(status = 503)]
+    Unavailable(Json<Value>),
+}
+
+/// The OpenAPI document, already serialised.
+#[derive(ApiResponse)]
+enum SpecResponse {
+    /// The document.
+    #[oai(status = 200, content_type = "application/json")]
+    Ok(PlainText<String>),
+}
+
+impl ScimApi {
+    fn base(&self, req: &Request) -> String {
+        base_url::for_request(req, self.public_url.as_deref(), &self.base_path)
+    }
+
+    fn ctx(auth: &ApiKeyAuth, req: &Request) -> WriteContext {
+        let txn_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        WriteContext {
+            actor: auth.actor().0.clone(),
+            txn_id,
+        }
+    }
+
+    fn reject_unsupported_params(req: &Request) -> Result<()> {
+        let Some(query) = req.uri().query() else {
+            return Ok(());
+        };
+        for pair in query.split('&') {
+            let name = pair.split('=').next().unwrap_or_default();
+            if let Some((_, feature)) = UNSUPPORTED_PARAMS
+                .iter()
+                .find(|(p, _)| p.eq_ignore_ascii_case(name))
+            {
+                return Err(ScimError::not_implemented(feature).into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        rt: ResourceType,
+        auth: &ApiKeyAuth,
+        req: &Request,
+        body: Value,
+    ) -> Result<ResourceResponse> {
+        let doc = self
+            .service
+            .create(rt, body, Self::ctx(auth, req), &self.base(req))
+            .await?;
+        Ok(ResourceResponse::created(doc))
+    }
+
+    fn get(
+        &self,
+        rt: ResourceType,
+        req: &Request,
+        id: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<ResourceResponse> {
+        Self::reject_unsupported_params(req)?;
+        let doc = self.service.get(rt, id, &self.base(req))?;
+        if if_none_match.is_some_and(|h| crate::scim::etag::matches(h, doc.version)) {
+            return Ok(ResourceResponse::NotModified(crate::scim::etag::format(
+                doc.version,
+            )));
+        }
+        Ok(ResourceResponse::ok(doc))
+    }
+
+    fn list(
+        &self,
+        rt: ResourceType,
+        req: &Request,
+        start_index: Option<i64>,
+        count: Option<i64>,
+    ) -> Result<DocumentResponse> {
+        Self::reject_unsupported_params(req)?;
+        let body = self.service.list(rt, start_index, count, &self.base(req))?;
+        Ok(DocumentResponse::Ok(Json(body)))
+    }
+
+    async fn replace(
+        &self,
+        rt: ResourceType,
+        auth: &ApiKeyAuth,
+        req: &Request,
+        id: &str,
+        if_match: Option<String>,
+        body: Value,
+    ) -> Result<ResourceResponse> {
+        let doc = self
+            .service
+            .replace(
+                rt,
+                id,
+                body,
+                if_match,
+                Self::ctx(auth, req),
+                &self.base(req),
+            )
+            .await?;
+        Ok(ResourceResponse::ok(doc))
+    }
+
+    async fn delete(
+        &self,
+        rt: ResourceType,
+        auth: &ApiKeyAuth,
+        req: &Request,
+        id: &str,
+        if_match: Option<String>,
+    ) -> Result<DeletedResponse> {
+        self.service
+            .delete(rt, id, if_match, Self::ctx(auth, req))
+            .await?;
+        Ok(DeletedResponse::NoContent)
+    }
+}
+
+#[OpenApi]
+impl ScimApi {
+    /// Create a User (RFC 7644 §3.3). `userName` is required and unique case-insensitively;
+    /// `externalId` is unique among Users. A client-sent `id` or `meta` is ignored. Errors: 400
+    /// `invalidValue`/`invalidSyntax`, 409 `uniqueness`, 413 for bodies over 1 MiB.
+    #[oai(path = "/Users", method = "post", tag = "Tag::Users")]
+    async fn create_user(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        body: Json<Value>,
+    ) -> Result<ResourceResponse> {
+        self.create(ResourceType::User, &auth, req, body.0).await
+    }
+
+    /// List Users (RFC 7644 §3.4.2), paged by `startIndex` (1-based) and `count` (capped at
+    /// PAGE_SIZE). `filter`, `sortBy`, `sortOrder`, `attributes` and `excludedAttributes` answer 501.
+    #[oai(path = "/Users", method = "get", tag = "Tag::Users")]
+    async fn list_users(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+        #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
+        count: Query<Option<i64>>,
+    ) -> Result<DocumentResponse> {
+        self.list(ResourceType::User, req, start_index.0, count.0)
+    }
+
+    /// Get a User (RFC 7644 §3.4.1). `If-None-Match` with the current ETag answers 304.
+    #[oai(path = "/Users/:id", method = "get", tag = "Tag::Users")]
+    async fn get_user(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<ResourceResponse> {
+        self.get(ResourceType::User, req, &id.0, if_none_match.0.as_deref())
+    }
+
+    /// Replace a User (RFC 7644 §3.5.1). `If-Match` with another version answers 412 and changes nothing.
+    /// A `password` left out is kept.
+    #[oai(path = "/Users/:id", method = "put", tag = "Tag::Users")]
+    async fn replace_user(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: Json<Value>,
+    ) -> Result<ResourceResponse> {
+        self.replace(ResourceType::User, &auth, req, &id.0, if_match.0, body.0)
+            .await
+    }
+
+    /// Delete a User (RFC 7644 §3.6); it leaves every group it was in, and those groups get a new version.
+    #[oai(path = "/Users/:id", method = "delete", tag = "Tag::Users")]
+    async fn delete_user(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+    ) -> Result<DeletedResponse> {
+        self.delete(ResourceType::User, &auth, req, &id.0, if_match.0)
+            .await
+    }
+
+    /// PATCH a User: not supported yet (501).
+    #[oai(path = "/Users/:id", method = "patch", tag = "Tag::Users")]
+    async fn patch_user(&self, _auth: ApiKeyAuth, _id: Path<String>) -> Result<ResourceResponse> {
+        Err(ScimError::not_implemented("PATCH").into())
+    }
+
+    /// Create a Group (RFC 7644 §3.3). `displayName` is required. Each `members[].value` must be the id
+    /// of an existing User or Group (400 `invalidValue` naming the missing ids); the server fills
+    /// `type`, `$ref` and `display`.
+    #[oai(path = "/Groups", method = "post", tag = "Tag::Groups")]
+    async fn create_group(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        body: Json<Value>,
+    ) -> Result<ResourceResponse> {
+        self.create(ResourceType::Group, &auth, req, body.0).await
+    }
+
+    /// List Groups (RFC 7644 §3.4.2), paged like `GET /Users`.
+    #[oai(path = "/Groups", method = "get", tag = "Tag::Groups")]
+    async fn list_groups(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+        #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
+        count: Query<Option<i64>>,
+    ) -> Result<DocumentResponse> {
+        self.list(ResourceType::Group, req, start_index.0, count.0)
+    }
+
+    /// Get a Group with its members (RFC 7644 §3.4.1).
+    #[oai(path = "/Groups/:id", method = "get", tag = "Tag::Groups")]
+    async fn get_group(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<ResourceResponse> {
+        self.get(ResourceType::Group, req, &id.0, if_none_match.0.as_deref())
+    }
+
+    /// Replace a Group (RFC 7644 §3.5.1), members included: a body without `members` empties the group.
+    #[oai(path = "/Groups/:id", method = "put", tag = "Tag::Groups")]
+    async fn replace_group(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: Json<Value>,
+    ) -> Result<ResourceResponse> {
+        self.replace(ResourceType::Group, &auth, req, &id.0, if_match.0, body.0)
+            .await
+    }
+
+    /// Delete a Group (RFC 7644 §3.6); it leaves every group it was a member of.
+    #[oai(path = "/Groups/:id", method = "delete", tag = "Tag::Groups")]
+    async fn delete_group(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+    ) -> Result<DeletedResponse> {
+        self.delete(ResourceType::Group, &auth, req, &id.0, if_match.0)
+            .await
+    }
+
+    /// PATCH a Group: not supported yet (501).
+    #[oai(path = "/Groups/:id", method = "patch", tag = "Tag::Groups")]
+    async fn patch_group(&self, _auth: ApiKeyAuth, _id: Path<String>) -> Result<ResourceResponse> {
+        Err(ScimError::not_implemented("PATCH").into())
+    }
+
+    /// Search with POST (RFC 7644 §3.4.3): not supported yet (501).
+    #[oai(path = "/.search", method = "post", tag = "Tag::Discovery")]
+    async fn search_root(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(ScimError::not_implemented("POST /.search").into())
+    }
+
+    /// Search Users with POST (RFC 7644 §3.4.3): not supported yet (501).
+    #[oai(path = "/Users/.search", method = "post", tag = "Tag::Users")]
+    async fn search_users(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(ScimError::not_implemented("POST /.search").into())
+    }
+
+    /// Search Groups with POST (RFC 7644 §3.4.3): not supported yet (501).
+    #[oai(path = "/Groups/.search", method = "post", tag = "Tag::Groups")]
+    async fn search_groups(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(ScimError::not_implemented("POST /.search").into())
+    }
+
+    /// Bulk operations (RFC 7644 §3.7): not supported yet (501).
+    #[oai(path = "/Bulk", method = "post", tag = "Tag::Discovery")]
+    async fn bulk(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(ScimError::not_implemented("Bulk").into())
+    }
+
+    /// What this server supports (RFC 7643 §5), stated exactly: features not built yet say
+    /// `supported: false`.
+    #[oai(
+        path = "/ServiceProviderConfig",
+        method = "get",
+        tag = "Tag::Discovery"
+    )]
+    async fn service_provider_config(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+    ) -> Result<DocumentResponse> {
+        let location = format!("{}/ServiceProviderConfig", self.base(req));
+        Ok(DocumentResponse::Ok(Json(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "documentationUri": format!("{}/", self.base(req)),
+            "patch": {"supported": false},
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": false, "maxResults": self.page_size},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": true},
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "API key",
+                "description": "An API key from API_KEY, as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+                "primary": true
+            }],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": location}
+        }))))
+    }
+
+    /// Liveness: `{"status":"OK"}` while the process serves requests. No key needed.
+    #[oai(path = "/health", method = "get", tag = "Tag::Operations")]
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(json!({"status": "OK"})))
+    }
+
+    /// Readiness: 200 when the store can be read, else 503. No key needed.
+    #[oai(path = "/ready", method = "get", tag = "Tag::Operations")]
+    async fn ready(&self) -> HealthResponse {
+        match self.service.store().snapshot().and_then(|s| s.position()) {
+            Ok(position) => HealthResponse::Ok(Json(json!({"status": "OK", "position": position}))),
+            Err(_) => HealthResponse::Unavailable(Json(json!({"status": "unavailable"}))),
+        }
+    }
+
+    /// The OpenAPI explorer (Swagger UI, served from the binary).
+    #[oai(path = "/", method = "get", hidden)]
+    async fn explorer(&self) -> Html<String> {
+        Html(self.explorer.html.get().cloned().unwrap_or_default())
+    }
+
+    /// This API's OpenAPI document.
+    #[oai(path = "/openapi.json", method = "get", hidden)]
+    async fn openapi_json(&self) -> SpecResponse {
+        SpecResponse::Ok(PlainText(
+            self.explorer.spec.get().cloned().unwrap_or_default(),
+        ))
+    }
+}

@@ -1,0 +1,123 @@
+//! Every failure as a SCIM error body (RFC 7644 §3.12), including the errors poem and
+//! poem-openapi raise themselves (unknown route, wrong method, unparsable JSON, missing key),
+//! and the 1 MiB request body limit.
+
+use std::sync::Arc;
+
+use poem::error::ReadBodyError;
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use super::responses::SCIM_JSON;
+use crate::scim::{ScimError, ScimType};
+
+/// The largest request body accepted; larger ones (chunked included) get 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Converts any error the inner endpoint returns into a SCIM error response.
+pub async fn scim_errors<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let resp = match next.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => {
+            let status = err.status();
+            let detail = err.to_string();
+            let resp = err.into_response();
+            if is_scim(&resp) {
+                resp
+            } else {
+                framework_error(status, &detail)
+            }
+        }
+    };
+    Ok(with_challenge(resp))
+}
+
+/// Reads the body up front with a limit, so an oversized body is refused whether or not it has a
+/// Content-Length (poem's `SizeLimit` only looks at the header).
+pub async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let too_large = || {
+        scim_response(&ScimError::new(
+            413,
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Ok(with_challenge(too_large()));
+    }
+    match req.take_body().into_bytes_limit(MAX_BODY).await {
+        Ok(bytes) => req.set_body(bytes),
+        Err(ReadBodyError::PayloadTooLarge) => return Ok(with_challenge(too_large())),
+        Err(e) => {
+            return Ok(scim_response(&ScimError::invalid_syntax(format!(
+                "the request body could not be read: {e}"
+            ))));
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+fn is_scim(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(SCIM_JSON))
+}
+
+/// 401 responses name the scheme to use (RFC 6750 §3).
+fn with_challenge(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+/// A SCIM error response.
+pub fn scim_response(e: &ScimError) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type(SCIM_JSON)
+        .body(e.to_body().to_string())
+}
+
+/// The SCIM error for a failure the framework detected before a handler ran.
+fn framework_error(status: StatusCode, detail: &str) -> Response {
+    let e = match status {
+        StatusCode::UNAUTHORIZED => ScimError::new(
+            401,
+            "authentication required: send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+        ),
+        StatusCode::NOT_FOUND => ScimError::not_found("no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ScimError::new(405, "this endpoint does not support that method")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ScimError::new(
+            415,
+            "send the body as application/scim+json or application/json",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ScimError::new(
+            413,
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        ),
+        s if s == StatusCode::BAD_REQUEST && detail.contains("payload") => ScimError::typed(
+            400,
+            ScimType::InvalidSyntax,
+            format!("malformed request body: {detail}"),
+        ),
+        s if s.is_client_error() => ScimError::typed(
+            s.as_u16(),
+            ScimType::InvalidValue,
+            format!("invalid request: {detail}"),
+        ),
+        s => {
+            tracing::error!(status = s.as_u16(), detail, "unexpected server error");
+            ScimError::new(s.as_u16(), "internal error")
+        }
+    };
+    scim_response(&e)
+}

@@ -1,0 +1,116 @@
+//! The HTTP front: routes (poem-openapi), authentication, SCIM error bodies for every failure
+//! (the framework's own included), the 1 MiB body limit, request logging and graceful shutdown.
+
+mod api;
+mod auth;
+mod base_url;
+mod errors;
+mod responses;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::listener::TcpListener;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
+use poem_openapi::OpenApiService;
+
+pub use auth::ApiKeys;
+
+use crate::config::ServeConfig;
+use crate::service::Service;
+
+/// Builds the whole HTTP application: the SCIM API under BASE_PATH, `/health` also at the root.
+pub fn app(
+    service: Arc<Service>,
+    keys: Arc<ApiKeys>,
+    config: &ServeConfig,
+) -> impl Endpoint + use<> {
+    let base_path = config.base_path();
+    let explorer = Arc::new(api::Explorer::default());
+    let api = api::ScimApi {
+        service,
+        base_path: base_path.clone(),
+        public_url: config.public_url(),
+        page_size: config.page_size,
+        explorer: explorer.clone(),
+    };
+    let server = if base_path.is_empty() {
+        "/".to_owned()
+    } else {
+        base_path.clone()
+    };
+    let openapi = OpenApiService::new(api, "scimd", env!("CARGO_PKG_VERSION"))
+        .description(
+            "SCIM 2.0 (RFC 7643/7644) provisioning server. Every write is an event in a durable, \
+             append-only log. Authenticate with an API key as `Authorization: Bearer <key>` or \
+             `X-API-Key: <key>`. Errors are SCIM error bodies (RFC 7644 §3.12).",
+        )
+        .server(server);
+    let _ = explorer.html.set(openapi.swagger_ui_html());
+    let _ = explorer.spec.set(openapi.spec());
+    let routes = if base_path.is_empty() {
+        Route::new().nest("/", openapi.into_endpoint())
+    } else {
+        let api = openapi.into_endpoint();
+        Route::new()
+            .at(
+                "/health",
+                poem::endpoint::make_sync(|_| poem::web::Json(serde_json::json!({"status": "OK"}))),
+            )
+            .nest(&base_path, api)
+    };
+    routes
+        .data(keys)
+        .around(errors::scim_errors)
+        .around(errors::limit_body)
+        .around(log_request)
+}
+
+/// One line per request at INFO: method, path, status, latency. No query string (it may carry
+/// personal data in filters) and no headers (they carry keys).
+async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let result = next.call(req).await.map(IntoResponse::into_response);
+    let status = match &result {
+        Ok(resp) => resp.status(),
+        Err(e) => e.status(),
+    };
+    tracing::info!(
+        %method,
+        path,
+        status = status.as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    result
+}
+
+/// Serves `app` on `config.listen` until SIGTERM or Ctrl-C, then stops accepting, lets in-flight
+/// requests finish (up to 30 s) and returns.
+pub async fn serve(app: impl Endpoint + 'static, config: &ServeConfig) -> std::io::Result<()> {
+    poem::Server::new(TcpListener::bind(config.listen))
+        .run_with_graceful_shutdown(
+            app,
+            shutdown_signal(),
+            Some(std::time::Duration::from_secs(30)),
+        )
+        .await
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,460 @@
+//! Resource types, input validation and normalisation, and the representation the API returns.
+//!
+//! Until the schema engine lands this knows the attributes that carry server behaviour
+//! (`userName`, `displayName`, `externalId`, `members`, `password`, `active`) and checks their types;
+//! other attributes are stored as sent.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::ScimError;
+use super::etag;
+
+/// The resource types scimd serves (RFC 7643 §4 and §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ResourceType {
+    User,
+    Group,
+}
+
+impl ResourceType {
+    /// Every resource type, in the order discovery lists them.
+    pub const ALL: [ResourceType; 2] = [ResourceType::User, ResourceType::Group];
+
+    /// The resource type's name, as in `meta.resourceType`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::User => "User",
+            ResourceType::Group => "Group",
+        }
+    }
+
+    /// The endpoint path segment: `Users` or `Groups`.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceType::User => "Users",
+            ResourceType::Group => "Groups",
+        }
+    }
+
+    /// The core schema URN (RFC 7643 §8.7.1).
+    pub fn core_schema(self) -> &'static str {
+        match self {
+            ResourceType::User => "urn:ietf:params:scim:schemas:core:2.0:User",
+            ResourceType::Group => "urn:ietf:params:scim:schemas:core:2.0:Group",
+        }
+    }
+
+    /// Parses a `meta.resourceType` name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "User" => Some(ResourceType::User),
+            "Group" => Some(ResourceType::Group),
+            _ => None,
+        }
+    }
+}
+
+/// A member reference as a client sent it in a Group's `members`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInput {
+    /// The member's `id`.
+    pub value: String,
+    /// The member's type, when the client stated it.
+    pub member_type: Option<ResourceType>,
+}
+
+/// A validated create/replace body, split into the parts the server treats differently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceInput {
+    /// Every attribute to store, without `id`, `meta`, `members`, `password` and `groups`.
+    pub attributes: Map<String, Value>,
+    /// Group membership, for Groups (`None` for Users). Duplicates removed, order kept.
+    pub members: Option<Vec<MemberInput>>,
+    /// A clear-text password to hash before it is stored (Users only).
+    pub password: Option<String>,
+}
+
+/// A value that must be unique within its resource type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    /// The attribute name (`userName`, `externalId`).
+    pub attribute: &'static str,
+    /// The value as indexed: lower-cased for case-insensitive attributes.
+    pub normalised: String,
+}
+
+impl UniqueKey {
+    /// The index key: resource type, attribute and normalised value, separated by U+001F.
+    pub fn index_key(&self, rt: ResourceType) -> String {
+        format!(
+            "{}\u{1f}{}\u{1f}{}",
+            rt.name(),
+            self.attribute,
+            self.normalised
+        )
+    }
+}
+
+/// Server-maintained metadata of a stored resource (RFC 7643 §3.1), minus `location`,
+/// which depends on how the resource is addressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// When the resource was created.
+    pub created: DateTime<Utc>,
+    /// When the resource last changed.
+    pub last_modified: DateTime<Utc>,
+    /// 1 on create, +1 on every write.
+    pub version: u64,
+}
+
+/// A Group member as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// The member's id.
+    pub value: String,
+    /// Whether the member is a User or a Group.
+    pub member_type: ResourceType,
+    /// The member's displayName (or a User's userName).
+    pub display: Option<String>,
+}
+
+/// Attributes a client may send but the server owns; dropped from input (RFC 7643 §3.1: `id` and
+/// `meta` are assigned by the service provider; `groups` is computed from Group membership).
+const SERVER_OWNED: [&str; 3] = ["id", "meta", "groups"];
+
+/// Validates and normalises a create or replace body (RFC 7644 §3.3, §3.5.1).
+pub fn parse_input(rt: ResourceType, body: Value) -> Result<ResourceInput, ScimError> {
+    let Value::Object(mut attributes) = body else {
+        return Err(ScimError::invalid_syntax(format!(
+            "the request body must be a JSON object representing a {}",
+            rt.name()
+        )));
+    };
+    for name in SERVER_OWNED {
+        attributes.remove(name);
+    }
+    check_schemas(rt, &mut attributes)?;
+    let required = match rt {
+        ResourceType::User => "userName",
+        ResourceType::Group => "displayName",
+    };
+    match attributes.get(required) {
+        Some(Value::String(s)) if !s.trim().is_empty() => {}
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ScimError::invalid_value(format!(
+                "{required} is required and must not be empty"
+            )));
+        }
+        Some(other) => return Err(wrong_type(required, "a string", other)),
+    }
+    for name in ["externalId", "displayName", "userName"] {
+        match attributes.get(name) {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Null) => {
+                attributes.remove(name);
+            }
+            Some(other) => return Err(wrong_type(name, "a string", other)),
+        }
+    }
+    if let Some(v) = attributes.get("active") {
+        if !v.is_boolean() {
+            return Err(wrong_type("active", "a boolean", v));
+        }
+    }
+    let password = match (rt, attributes.remove("password")) {
+        (_, None | Some(Value::Null)) => None,
+        (ResourceType::User, Some(Value::String(p))) => Some(p),
+        (ResourceType::User, Some(other)) => {
+            return Err(wrong_type("password", "a string", &other));
+        }
+        (ResourceType::Group, Some(_)) => {
+            return Err(ScimError::invalid_value(
+                "Groups have no password attribute",
+            ));
+        }
+    };
+    let members = match (rt, attributes.remove("members")) {
+        (ResourceType::Group, members) => Some(parse_members(members)?),
+        (ResourceType::User, None) => None,
+        (ResourceType::User, Some(_)) => {
+            return Err(ScimError::invalid_value(
+                "Users have no members attribute; add the User to a Group instead",
+            ));
+        }
+    };
+    Ok(ResourceInput {
+        attributes,
+        members,
+        password,
+    })
+}
+
+/// RFC 7643 §3: `schemas` lists the core schema URN. A body without `schemas` is accepted and given
+/// the core schema, as the earlier server did; a `schemas` that omits the core schema is rejected.
+fn check_schemas(rt: ResourceType, attributes: &mut Map<String, Value>) -> Result<(), ScimError> {
+    match attributes.get("schemas") {
+        None | Some(Value::Null) => {
+            attributes.insert("schemas".into(), json!([rt.core_schema()]));
+            Ok(())
+        }
+        Some(Value::Array(list)) => {
+            let mut has_core = false;
+            for s in list {
+                let Some(s) = s.as_str() else {
+                    return Err(ScimError::invalid_value(
+                        "schemas must be an array of URN strings",
+                    ));
+                };
+                has_core |= s.eq_ignore_ascii_case(rt.core_schema());
+            }
+            if has_core {
+                Ok(())
+            } else {
+                Err(ScimError::invalid_value(format!(
+                    "schemas must include {}",
+                    rt.core_schema()
+                )))
+            }
+        }
+        Some(other) => Err(wrong_type("schemas", "an array of URN strings", other)),
+    }
+}
+
+fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, ScimError> {
+    let list = match members {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(other) => return Err(wrong_type("members", "an array", &other)),
+    };
+    let mut out: Vec<MemberInput> = Vec::with_capacity(list.len());
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    for item in list {
+        let Value::Object(item) = item else {
+            return Err(ScimError::invalid_value(
+                "each element of members must be an object with a value",
+            ));
+        };
+        let value = match item.get("value") {
+            Some(Value::String(v)) if !v.is_empty() => v.clone(),
+            _ => {
+                return Err(ScimError::invalid_value(
+                    "each element of members must have a value holding the member's id",
+                ));
+            }
+        };
+        let member_type = match item.get("type") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(ResourceType::from_name(t).ok_or_else(|| {
+                ScimError::invalid_value(format!(
+                    "member type \"{t}\" is not one of \"User\", \"Group\""
+                ))
+            })?),
+            Some(other) => return Err(wrong_type("members.type", "a string", other)),
+        };
+        if seen.insert(value.clone()) {
+            out.push(MemberInput { value, member_type });
+        }
+    }
+    Ok(out)
+}
+
+fn wrong_type(name: &str, expected: &str, got: &Value) -> ScimError {
+    let got = match got {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    ScimError::invalid_value(format!("{name} must be {expected}, not {got}"))
+}
+
+/// The values of `attributes` that must be unique: `userName` case-insensitively (RFC 7643 §4.1:
+/// caseExact false, uniqueness server) and `externalId` per resource type (caseExact true).
+pub fn unique_keys(rt: ResourceType, attributes: &Map<String, Value>) -> Vec<UniqueKey> {
+    let mut keys = Vec::with_capacity(2);
+    if rt == ResourceType::User {
+        if let Some(Value::String(name)) = attributes.get("userName") {
+            keys.push(UniqueKey {
+                attribute: "userName",
+                normalised: name.to_lowercase(),
+            });
+        }
+    }
+    if let Some(Value::String(ext)) = attributes.get("externalId") {
+        keys.push(UniqueKey {
+            attribute: "externalId",
+            normalised: ext.clone(),
+        });
+    }
+    keys
+}
+
+/// The name a Group shows for a member: displayName, else (for Users) userName.
+pub fn display_name(attributes: &Map<String, Value>) -> Option<String> {
+    attributes
+        .get("displayName")
+        .or_else(|| attributes.get("userName"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The URL of a resource: `base` is an absolute URL prefix such as `https://idm.example.org/scim/v2`,
+/// or empty for a relative location.
+pub fn location(base: &str, rt: ResourceType, id: &str) -> String {
+    format!("{base}/{}/{id}", rt.endpoint())
+}
+
+/// Formats a timestamp as RFC 3339 in UTC with millisecond precision.
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The full representation of a resource as the API returns it (RFC 7643 §3): stored attributes,
+/// `id`, `meta`, and for Groups the `members` with `type`, `$ref` and `display` filled in.
+/// `password` is `returned: never` and is never in the output.
+pub fn render(
+    rt: ResourceType,
+    id: &str,
+    attributes: &Map<String, Value>,
+    meta: &Meta,
+    members: Option<&[MemberView]>,
+    base: &str,
+) -> Value {
+    let mut doc = attributes.clone();
+    doc.remove("password");
+    doc.insert("id".into(), json!(id));
+    doc.insert(
+        "meta".into(),
+        json!({
+            "resourceType": rt.name(),
+            "created": format_time(&meta.created),
+            "lastModified": format_time(&meta.last_modified),
+            "version": etag::format(meta.version),
+            "location": location(base, rt, id),
+        }),
+    );
+    if let Some(members) = members {
+        let list: Vec<Value> = members
+            .iter()
+            .map(|m| {
+                let mut v = json!({
+                    "value": m.value,
+                    "type": m.member_type.name(),
+                    "$ref": location(base, m.member_type, &m.value),
+                });
+                if let Some(d) = &m.display {
+                    v["display"] = json!(d);
+                }
+                v
+            })
+            .collect();
+        doc.insert("members".into(), Value::Array(list));
+    }
+    Value::Object(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_sent_id_and_meta_are_dropped() {
+        let input = parse_input(
+            ResourceType::User,
+            json!({"id": "mine", "meta": {}, "userName": "bjensen"}),
+        )
+        .unwrap();
+        assert!(!input.attributes.contains_key("id"));
+        assert!(!input.attributes.contains_key("meta"));
+        assert_eq!(
+            input.attributes["schemas"],
+            json!([ResourceType::User.core_schema()])
+        );
+    }
+
+    #[test]
+    fn user_name_is_required_and_must_be_a_string() {
+        let missing = parse_input(ResourceType::User, json!({})).unwrap_err();
+        assert_eq!(missing.status, 400);
+        let number = parse_input(ResourceType::User, json!({"userName": 5})).unwrap_err();
+        assert!(number.detail.contains("userName must be a string"));
+    }
+
+    #[test]
+    fn password_is_split_from_the_attributes() {
+        let input = parse_input(
+            ResourceType::User,
+            json!({"userName": "a", "password": "s3cret"}),
+        )
+        .unwrap();
+        assert_eq!(input.password.as_deref(), Some("s3cret"));
+        assert!(!input.attributes.contains_key("password"));
+    }
+
+    #[test]
+    fn duplicate_members_are_collapsed() {
+        let input = parse_input(
+            ResourceType::Group,
+            json!({"displayName": "g", "members": [{"value": "a"}, {"value": "a"}, {"value": "b", "type": "Group"}]}),
+        )
+        .unwrap();
+        let members = input.members.unwrap();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[1].member_type, Some(ResourceType::Group));
+    }
+
+    #[test]
+    fn schemas_without_the_core_schema_are_rejected() {
+        let err = parse_input(
+            ResourceType::Group,
+            json!({"schemas": ["urn:x"], "displayName": "g"}),
+        )
+        .unwrap_err();
+        assert!(err.detail.contains("core:2.0:Group"));
+    }
+
+    #[test]
+    fn user_name_uniqueness_is_case_insensitive() {
+        let a = parse_input(ResourceType::User, json!({"userName": "BJensen"})).unwrap();
+        let b = parse_input(ResourceType::User, json!({"userName": "bjensen"})).unwrap();
+        assert_eq!(
+            unique_keys(ResourceType::User, &a.attributes),
+            unique_keys(ResourceType::User, &b.attributes)
+        );
+    }
+
+    #[test]
+    fn render_never_shows_the_password_and_fills_members() {
+        let mut attrs = Map::new();
+        attrs.insert("displayName".into(), json!("g"));
+        attrs.insert("password".into(), json!("hash"));
+        let now = Utc::now();
+        let meta = Meta {
+            created: now,
+            last_modified: now,
+            version: 2,
+        };
+        let members = [MemberView {
+            value: "u1".into(),
+            member_type: ResourceType::User,
+            display: Some("Babs".into()),
+        }];
+        let doc = render(
+            ResourceType::Group,
+            "g1",
+            &attrs,
+            &meta,
+            Some(&members),
+            "https://x/scim",
+        );
+        assert!(doc.get("password").is_none());
+        assert_eq!(doc["meta"]["version"], "W/\"2\"");
+        assert_eq!(doc["meta"]["location"], "https://x/scim/Groups/g1");
+        assert_eq!(doc["members"][0]["$ref"], "https://x/scim/Users/u1");
+        assert_eq!(doc["members"][0]["display"], "Babs");
+    }
+}

@@ -1,0 +1,221 @@
+//! The event log and the read model, in one redb file under `DATA_PATH`.
+//!
+//! # Guarantees
+//! - **A 2xx means durable.** Writes go through one writer task ([`writer`]) that applies a batch
+//!   of commands in one write transaction and commits it with fsync (redb's default
+//!   `Durability::Immediate`) before any command of the batch is answered.
+//! - **Atomic.** The events of a command, the read model, the uniqueness index, group membership and
+//!   its reverse index change in the same transaction: all of it is visible, or none.
+//! - **Unknown outcome is reported as such.** If a commit fails, the write may or may not be on disk
+//!   (redb: "applied fully or not at all, but may already be durable"). Every command of that batch
+//!   is answered 503 (retry), never "not written", and the database is reopened before the next batch.
+//! - **One writer process.** `scimd serve` holds an exclusive lock on `DATA_PATH/scimd.lock`;
+//!   other processes (`scimd log …`) may open the database read-only beside it and read committed
+//!   snapshots (redb `ConcurrencyMode::SingleWriter`).
+//! - **Gap-free log.** Positions start at 1 and increase by one per event, in commit order.
+
+mod event;
+mod snapshot;
+mod tables;
+pub mod verify;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use event::{Cause, Event, EventKind};
+pub use snapshot::Snapshot;
+pub use tables::StoredResource;
+pub use writer::{Outcome, Write, WriteContext};
+
+use crate::scim::ScimError;
+
+/// Errors of the storage layer. None of them is the client's fault: the API answers 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds `DATA_PATH`.
+    #[error(
+        "another scimd is already serving {0} (it holds the lock on scimd.lock); only one `scimd serve` may use a DATA_PATH"
+    )]
+    Locked(PathBuf),
+    /// The database file could not be opened.
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// A file-system operation on DATA_PATH failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// redb reported an error.
+    #[error("storage error: {0}")]
+    Storage(#[from] redb::Error),
+    /// Stored bytes do not decode.
+    #[error("the store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store is being reopened after a failed commit, or is shut down.
+    #[error("the store is not available right now")]
+    Unavailable,
+}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Storage(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+storage_error_from!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        ScimError::unavailable("the store is temporarily unavailable; retry the request")
+    }
+}
+
+/// The database file name under `DATA_PATH`.
+const DB_FILE: &str = "scimd.redb";
+/// The lock file that keeps a second `scimd serve` off the same `DATA_PATH`.
+const LOCK_FILE: &str = "scimd.lock";
+
+/// The database handle shared by the writer task and readers; `None` while it is being reopened.
+type SharedDb = Arc<RwLock<Option<Arc<Database>>>>;
+
+/// The open store of a serving scimd: a writer task for changes, snapshots for reads.
+pub struct Store {
+    db: SharedDb,
+    writer: mpsc::Sender<writer::Request>,
+    committed: watch::Receiver<u64>,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_path`, takes the exclusive lock and starts
+    /// the writer task.
+    pub fn open(data_path: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_path).map_err(|source| StoreError::Io {
+            path: data_path.to_owned(),
+            source,
+        })?;
+        let lock_path = data_path.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(data_path.to_owned()));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let path = data_path.join(DB_FILE);
+        let db = open_writable(&path)?;
+        let position = writer::initialise(&db)?;
+        let db: SharedDb = Arc::new(RwLock::new(Some(Arc::new(db))));
+        let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
+        let (committed_tx, committed) = watch::channel(position);
+        writer::spawn(db.clone(), path, rx, committed_tx);
+        Ok(Store {
+            db,
+            writer: tx,
+            committed,
+            _lock: lock,
+        })
+    }
+
+    /// Sends a command to the writer task and waits until it is durable (or rejected).
+    pub async fn write(&self, write: Write, ctx: WriteContext) -> Result<Outcome, ScimError> {
+        let (reply, answer) = oneshot::channel();
+        let request = writer::Request::Write { write, ctx, reply };
+        if self.writer.send(request).await.is_err() {
+            return Err(StoreError::Unavailable.into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable.into()))
+    }
+
+    /// A consistent read-only view of everything committed so far.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let guard = self.db.read().map_err(|_| StoreError::Unavailable)?;
+        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
+        Ok(Snapshot::new(db.begin_read()?))
+    }
+
+    /// The last committed log position, updated after every commit; subscribers wait on it.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Finishes the writes already queued, stops the writer task and closes the database.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(writer::Request::Stop(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+        if let Ok(mut slot) = self.db.write() {
+            slot.take();
+        }
+    }
+}
+
+fn open_writable(path: &Path) -> Result<Database, StoreError> {
+    redb::Builder::new()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .create(path)
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// A read-only handle on a store, for `scimd log …`: works whether or not a `scimd serve` is running
+/// on the same `DATA_PATH`, and sees what it has committed.
+pub struct StoreReader {
+    db: ReadOnlyDatabase,
+}
+
+impl StoreReader {
+    /// Opens the store under `data_path` read-only.
+    pub fn open(data_path: &Path) -> Result<StoreReader, StoreError> {
+        let path = data_path.join(DB_FILE);
+        let db = redb::Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .open_read_only(&path)
+            .map_err(|source| StoreError::Open { path, source })?;
+        Ok(StoreReader { db })
+    }
+
+    /// A consistent view of everything committed so far.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot::new(self.db.begin_read()?))
+    }
+}

@@ -1,0 +1,104 @@
+//! Read-only views of the store: one redb read transaction, so every read through a [`Snapshot`]
+//! sees the same committed state.
+
+use redb::{ReadTransaction, ReadableTableMetadata};
+
+use super::tables::{self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, RESOURCES};
+use super::{Event, StoreError, StoredResource};
+use crate::scim::ResourceType;
+use crate::scim::resource::MemberView;
+
+/// A consistent, read-only view of the log and the read model.
+pub struct Snapshot {
+    txn: ReadTransaction,
+}
+
+impl Snapshot {
+    pub(crate) fn new(txn: ReadTransaction) -> Snapshot {
+        Snapshot { txn }
+    }
+
+    /// The resource with this id, if it exists.
+    pub fn get(&self, rt: ResourceType, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        let table = self.txn.open_table(RESOURCES)?;
+        tables::get_resource(&table, rt, id)
+    }
+
+    /// A group's members, each with its current display name.
+    pub fn members(&self, group_id: &str) -> Result<Vec<MemberView>, StoreError> {
+        let members = self.txn.open_table(MEMBERS)?;
+        let resources = self.txn.open_table(RESOURCES)?;
+        tables::member_views(&members, &resources, group_id)
+    }
+
+    /// Ids of the groups `member_id` belongs to directly.
+    pub fn groups_of(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(MEMBER_OF)?;
+        tables::groups_of(&table, member_id)
+    }
+
+    /// How many resources of a type exist.
+    pub fn count(&self, rt: ResourceType) -> Result<u64, StoreError> {
+        let table = self.txn.open_table(COUNTERS)?;
+        tables::counter(&table, tables::count_key(rt))
+    }
+
+    /// Up to `take` resources of a type after skipping `skip`, in id order.
+    pub fn list(
+        &self,
+        rt: ResourceType,
+        skip: u64,
+        take: usize,
+    ) -> Result<Vec<(String, StoredResource)>, StoreError> {
+        let table = self.txn.open_table(RESOURCES)?;
+        let mut out = Vec::with_capacity(take.min(1024));
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        for row in table.range((rt.name(), "")..)?.skip(skip) {
+            if out.len() >= take {
+                break;
+            }
+            let (k, v) = row?;
+            let (t, id) = k.value();
+            if t != rt.name() {
+                break;
+            }
+            out.push((id.to_owned(), StoredResource::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The last committed log position (0 for an empty log).
+    pub fn position(&self) -> Result<u64, StoreError> {
+        let table = self.txn.open_table(COUNTERS)?;
+        tables::counter(&table, tables::POSITION)
+    }
+
+    /// Up to `limit` events from position `from` on, in order.
+    pub fn events(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let table = self.txn.open_table(EVENTS)?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for row in table.range(from..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = row?;
+            out.push(Event::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Number of events in the log table.
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// The saved position of a log subscriber (0 if it never saved one).
+    pub fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
+        let table = self.txn.open_table(CHECKPOINTS)?;
+        Ok(table.get(name)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub(crate) fn txn(&self) -> &ReadTransaction {
+        &self.txn
+    }
+}

@@ -1,0 +1,131 @@
+//! The redb tables of the store and the reads shared by the writer task and readers.
+//!
+//! Layout (all in one file, all written in the same transaction):
+//! - `events`: position → envelope (the log; append-only, gap-free, starting at 1)
+//! - `resources`: (resource type, id) → [`StoredResource`] (the read model)
+//! - `members`: (group id, member id) → member type; `member_of`: (member id, group id) → ()
+//! - `unique`: [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key) → id
+//! - `counters`: `position` and `count:{type}`; `checkpoints`: subscriber name → position
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::StoreError;
+use crate::scim::ResourceType;
+use crate::scim::resource::{self, MemberView, Meta};
+
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub(crate) const RESOURCES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("resources");
+pub(crate) const MEMBERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("members");
+pub(crate) const MEMBER_OF: TableDefinition<(&str, &str), ()> = TableDefinition::new("member_of");
+pub(crate) const UNIQUE: TableDefinition<&str, &str> = TableDefinition::new("unique");
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(crate) const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+
+/// The counter holding the last committed position.
+pub(crate) const POSITION: &str = "position";
+
+/// The counter of live resources of a type.
+pub(crate) fn count_key(rt: ResourceType) -> &'static str {
+    match rt {
+        ResourceType::User => "count:User",
+        ResourceType::Group => "count:Group",
+    }
+}
+
+/// A resource in the read model: its attributes (Groups: without `members`) and its metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResource {
+    /// `meta` without `location`.
+    pub meta: Meta,
+    /// Every stored attribute, `password` (hashed) included.
+    pub attributes: Map<String, Value>,
+}
+
+impl StoredResource {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // A struct of timestamps, integers and JSON values always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("resource does not decode: {e}")))
+    }
+}
+
+pub(crate) fn get_resource(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    rt: ResourceType,
+    id: &str,
+) -> Result<Option<StoredResource>, StoreError> {
+    match table.get((rt.name(), id))? {
+        Some(v) => Ok(Some(StoredResource::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Ids and types of a group's members, in id order.
+pub(crate) fn member_refs(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    group_id: &str,
+) -> Result<Vec<(String, ResourceType)>, StoreError> {
+    let mut out = Vec::new();
+    for row in table.range((group_id, "")..)? {
+        let (k, v) = row?;
+        let (g, m) = k.value();
+        if g != group_id {
+            break;
+        }
+        let rt = ResourceType::from_name(v.value())
+            .ok_or_else(|| StoreError::Corrupt(format!("member {m} has an unknown type")))?;
+        out.push((m.to_owned(), rt));
+    }
+    Ok(out)
+}
+
+/// Ids of the groups `member_id` belongs to directly.
+pub(crate) fn groups_of(
+    table: &impl ReadableTable<(&'static str, &'static str), ()>,
+    member_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for row in table.range((member_id, "")..)? {
+        let (k, _) = row?;
+        let (m, g) = k.value();
+        if m != member_id {
+            break;
+        }
+        out.push(g.to_owned());
+    }
+    Ok(out)
+}
+
+/// The members of a group as the API shows them, each with its current display name.
+pub(crate) fn member_views(
+    members: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    resources: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    group_id: &str,
+) -> Result<Vec<MemberView>, StoreError> {
+    member_refs(members, group_id)?
+        .into_iter()
+        .map(|(value, member_type)| {
+            let display = get_resource(resources, member_type, &value)?
+                .and_then(|r| resource::display_name(&r.attributes));
+            Ok(MemberView {
+                value,
+                member_type,
+                display,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn counter(
+    table: &impl ReadableTable<&'static str, u64>,
+    key: &str,
+) -> Result<u64, StoreError> {
+    Ok(table.get(key)?.map(|v| v.value()).unwrap_or(0))
+}

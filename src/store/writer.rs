@@ -1,0 +1,777 @@
+//! The single writer task: group commit of every change to the store.
+//!
+//! It drains every pending command (up to [`MAX_BATCH`]), validates and applies each in one write
+//! transaction, commits once (fsync), and only then answers. A command the client got wrong
+//! (uniqueness, missing member, version mismatch) is rejected on its own and changes nothing; the
+//! others in its batch go on. Each command does all its checks before its first write, so a rejected
+//! command never leaves partial changes in the shared transaction.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableTable, Table, WriteTransaction};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::event::{ENVELOPE_VERSION, MemberRef};
+use super::tables::{
+    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, POSITION, RESOURCES, UNIQUE,
+};
+use super::{Cause, Event, EventKind, SharedDb, StoreError, StoredResource};
+use crate::scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
+use crate::scim::{ResourceType, ScimError, etag};
+
+/// How many requests may wait for the writer before senders are slowed down.
+pub(crate) const QUEUE_DEPTH: usize = 8192;
+/// The most commands applied in one transaction.
+const MAX_BATCH: usize = 2048;
+
+/// A change to the store, as the service layer asks for it. Inputs are already validated and
+/// normalised; the writer checks what needs the current state (existence, versions, uniqueness,
+/// member references).
+#[derive(Debug)]
+pub enum Write {
+    /// Create a resource with a server-assigned id.
+    Create {
+        rt: ResourceType,
+        id: String,
+        attributes: Map<String, Value>,
+        members: Option<Vec<MemberInput>>,
+        unique: Vec<UniqueKey>,
+    },
+    /// Replace every attribute of a resource (RFC 7644 §3.5.1).
+    Replace {
+        rt: ResourceType,
+        id: String,
+        if_match: Option<String>,
+        attributes: Map<String, Value>,
+        members: Option<Vec<MemberInput>>,
+        unique: Vec<UniqueKey>,
+    },
+    /// Delete a resource and remove it from every group it belongs to.
+    Delete {
+        rt: ResourceType,
+        id: String,
+        if_match: Option<String>,
+    },
+    /// Save a log subscriber's checkpoint (no event).
+    Checkpoint { name: String, position: u64 },
+}
+
+/// Who asked for a write, recorded on every event it produces.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    /// The API key's name, or a short hash of it.
+    pub actor: String,
+    /// The request id.
+    pub txn_id: String,
+}
+
+/// What a durable write produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The resource as stored after a create or replace.
+    Resource {
+        id: String,
+        resource: StoredResource,
+        members: Option<Vec<MemberView>>,
+        position: u64,
+    },
+    /// The resource is gone.
+    Deleted { position: u64 },
+    /// The checkpoint is saved.
+    Checkpointed,
+}
+
+type Reply = oneshot::Sender<Result<Outcome, ScimError>>;
+
+pub(crate) enum Request {
+    Write {
+        write: Write,
+        ctx: WriteContext,
+        reply: Reply,
+    },
+    /// Finish what is queued before this, then stop.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Creates every table, so readers never meet a missing one, and returns the last position.
+pub(crate) fn initialise(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    let position = {
+        let t = Tables::open(&txn)?;
+        tables::counter(&t.counters, POSITION)?
+    };
+    txn.commit()?;
+    Ok(position)
+}
+
+pub(crate) fn spawn(
+    db: SharedDb,
+    path: PathBuf,
+    mut rx: mpsc::Receiver<Request>,
+    committed: watch::Sender<u64>,
+) {
+    let body = move || {
+        let mut batch: Vec<(Write, WriteContext, Reply)> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut stop = None;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Write { write, ctx, reply } => batch.push((write, ctx, reply)),
+                    Request::Stop(done) => {
+                        stop = Some(done);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                commit_batch(&db, &path, std::mem::take(&mut batch), &committed);
+            }
+            if let Some(done) = stop {
+                let _ = done.send(());
+                return;
+            }
+        }
+    };
+    // The writer blocks on fsync, so it gets its own OS thread rather than a runtime worker.
+    if let Err(e) = std::thread::Builder::new()
+        .name("scimd-writer".into())
+        .spawn(body)
+    {
+        tracing::error!(error = %e, "cannot start the store writer thread; every write will fail");
+    }
+}
+
+fn commit_batch(
+    db: &SharedDb,
+    path: &Path,
+    batch: Vec<(Write, WriteContext, Reply)>,
+    committed: &watch::Sender<u64>,
+) {
+    let handle = db.read().ok().and_then(|slot| slot.clone());
+    let Some(handle) = handle else {
+        for (_, _, reply) in batch {
+            let _ = reply.send(Err(StoreError::Unavailable.into()));
+        }
+        return;
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    let outcome = apply_batch(&handle, batch, &mut results);
+    drop(handle);
+    match outcome {
+        Ok(position) => {
+            for (reply, result) in results {
+                let _ = reply.send(result);
+            }
+            committed.send_replace(position);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "commit failed; the batch's outcome is unknown, reopening the store");
+            for (reply, result) in results {
+                let answer = match result {
+                    Err(rejected) if rejected.status < 500 => Err(rejected),
+                    _ => Err(ScimError::unavailable(
+                        "the store could not confirm this write; it may or may not have been applied, retry the request",
+                    )),
+                };
+                let _ = reply.send(answer);
+            }
+            reopen(db, path);
+        }
+    }
+}
+
+/// Applies a batch in one transaction and commits it. `results` receives every command's answer,
+/// valid only if this returns `Ok`.
+fn apply_batch(
+    db: &Database,
+    batch: Vec<(Write, WriteContext, Reply)>,
+    results: &mut Vec<(Reply, Result<Outcome, ScimError>)>,
+) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    let position = {
+        let mut t = Tables::open(&txn)?;
+        let mut storage_error = None;
+        for (write, ctx, reply) in batch {
+            if storage_error.is_some() {
+                results.push((reply, Err(StoreError::Unavailable.into())));
+                continue;
+            }
+            t.now = Utc::now();
+            match apply(&mut t, write, &ctx) {
+                Ok(outcome) => results.push((reply, Ok(outcome))),
+                Err(Rejection::Client(e)) => results.push((reply, Err(e))),
+                Err(Rejection::Storage(e)) => {
+                    results.push((reply, Err(StoreError::Unavailable.into())));
+                    storage_error = Some(e);
+                }
+            }
+        }
+        if let Some(e) = storage_error {
+            return Err(e);
+        }
+        t.counters.insert(POSITION, t.position)?;
+        t.position
+    };
+    txn.commit()?;
+    Ok(position)
+}
+
+/// Reopens the database after a failed commit, as redb requires; retries with capped backoff.
+/// Writes wait meanwhile and reads answer 503.
+fn reopen(db: &SharedDb, path: &Path) {
+    if let Ok(mut slot) = db.write() {
+        slot.take();
+    }
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match super::open_writable(path) {
+            Ok(fresh) => {
+                if let Ok(mut slot) = db.write() {
+                    *slot = Some(Arc::new(fresh));
+                }
+                tracing::info!("store reopened");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the store; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Why a command was not applied.
+enum Rejection {
+    /// The client's request conflicts with the current state; nothing was written.
+    Client(ScimError),
+    /// The storage failed; the whole batch is abandoned.
+    Storage(StoreError),
+}
+
+impl From<StoreError> for Rejection {
+    fn from(e: StoreError) -> Self {
+        Rejection::Storage(e)
+    }
+}
+
+impl From<redb::StorageError> for Rejection {
+    fn from(e: redb::StorageError) -> Self {
+        Rejection::Storage(e.into())
+    }
+}
+
+impl From<ScimError> for Rejection {
+    fn from(e: ScimError) -> Self {
+        Rejection::Client(e)
+    }
+}
+
+/// The tables of one write transaction, opened once per batch.
+struct Tables<'txn> {
+    events: Table<'txn, u64, &'static [u8]>,
+    resources: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    members: Table<'txn, (&'static str, &'static str), &'static str>,
+    member_of: Table<'txn, (&'static str, &'static str), ()>,
+    unique: Table<'txn, &'static str, &'static str>,
+    counters: Table<'txn, &'static str, u64>,
+    checkpoints: Table<'txn, &'static str, u64>,
+    position: u64,
+    now: DateTime<Utc>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        let counters = txn.open_table(COUNTERS)?;
+        let position = tables::counter(&counters, POSITION)?;
+        Ok(Tables {
+            events: txn.open_table(EVENTS)?,
+            resources: txn.open_table(RESOURCES)?,
+            members: txn.open_table(MEMBERS)?,
+            member_of: txn.open_table(MEMBER_OF)?,
+            unique: txn.open_table(UNIQUE)?,
+            counters,
+            checkpoints: txn.open_table(CHECKPOINTS)?,
+            position,
+            now: Utc::now(),
+        })
+    }
+
+    /// Appends an event at the next position and returns that position.
+    fn append(&mut self, mut event: Event) -> Result<u64, StoreError> {
+        self.position += 1;
+        event.position = self.position;
+        self.events
+            .insert(self.position, event.encode().as_slice())?;
+        Ok(self.position)
+    }
+
+    fn put_resource(
+        &mut self,
+        rt: ResourceType,
+        id: &str,
+        r: &StoredResource,
+    ) -> Result<(), StoreError> {
+        self.resources
+            .insert((rt.name(), id), r.encode().as_slice())?;
+        Ok(())
+    }
+
+    fn bump_count(&mut self, rt: ResourceType, delta: i64) -> Result<(), StoreError> {
+        let key = tables::count_key(rt);
+        let n = tables::counter(&self.counters, key)?;
+        self.counters.insert(key, n.saturating_add_signed(delta))?;
+        Ok(())
+    }
+
+    fn add_member(&mut self, group: &str, m: &MemberRef) -> Result<(), StoreError> {
+        self.members
+            .insert((group, m.value.as_str()), m.member_type.name())?;
+        self.member_of.insert((m.value.as_str(), group), ())?;
+        Ok(())
+    }
+
+    fn remove_member(&mut self, group: &str, member: &str) -> Result<(), StoreError> {
+        self.members.remove((group, member))?;
+        self.member_of.remove((member, group))?;
+        Ok(())
+    }
+}
+
+/// The fields of an event that vary per command.
+struct EventBody {
+    rt: ResourceType,
+    id: String,
+    version: u64,
+    kind: EventKind,
+    cause: Option<Cause>,
+    changed: Vec<String>,
+    created: DateTime<Utc>,
+    attributes: Option<Map<String, Value>>,
+    members_added: Vec<MemberRef>,
+    members_removed: Vec<MemberRef>,
+}
+
+fn event(t: &Tables<'_>, ctx: &WriteContext, body: EventBody) -> Event {
+    Event {
+        v: ENVELOPE_VERSION,
+        position: 0,
+        event_id: Uuid::new_v4(),
+        txn_id: ctx.txn_id.clone(),
+        timestamp: t.now,
+        actor: ctx.actor.clone(),
+        resource_type: body.rt,
+        resource_id: body.id,
+        version: body.version,
+        kind: body.kind,
+        cause: body.cause,
+        changed: body.changed,
+        created: body.created,
+        attributes: body.attributes,
+        members_added: body.members_added,
+        members_removed: body.members_removed,
+    }
+}
+
+fn apply(t: &mut Tables<'_>, write: Write, ctx: &WriteContext) -> Result<Outcome, Rejection> {
+    match write {
+        Write::Create {
+            rt,
+            id,
+            attributes,
+            members,
+            unique,
+        } => create(t, ctx, rt, id, attributes, members, &unique),
+        Write::Replace {
+            rt,
+            id,
+            if_match,
+            attributes,
+            members,
+            unique,
+        } => replace(
+            t,
+            ctx,
+            rt,
+            id,
+            if_match.as_deref(),
+            attributes,
+            members,
+            &unique,
+        ),
+        Write::Delete { rt, id, if_match } => delete(t, ctx, rt, &id, if_match.as_deref()),
+        Write::Checkpoint { name, position } => {
+            t.checkpoints.insert(name.as_str(), position)?;
+            Ok(Outcome::Checkpointed)
+        }
+    }
+}
+
+fn create(
+    t: &mut Tables<'_>,
+    ctx: &WriteContext,
+    rt: ResourceType,
+    id: String,
+    attributes: Map<String, Value>,
+    members: Option<Vec<MemberInput>>,
+    unique: &[UniqueKey],
+) -> Result<Outcome, Rejection> {
+    check_unique(t, rt, &id, unique)?;
+    let members = match members {
+        Some(list) => Some(resolve_members(t, &id, &list)?),
+        None => None,
+    };
+    let resource = StoredResource {
+        meta: Meta {
+            created: t.now,
+            last_modified: t.now,
+            version: 1,
+        },
+        attributes,
+    };
+    t.put_resource(rt, &id, &resource)?;
+    for key in unique {
+        t.unique.insert(key.index_key(rt).as_str(), id.as_str())?;
+    }
+    let added = member_refs(members.as_deref());
+    for m in &added {
+        t.add_member(&id, m)?;
+    }
+    t.bump_count(rt, 1)?;
+    let mut changed: Vec<String> = resource.attributes.keys().cloned().collect();
+    if !added.is_empty() {
+        changed.push("members".into());
+    }
+    let e = event(
+        t,
+        ctx,
+        EventBody {
+            rt,
+            id: id.clone(),
+            version: 1,
+            kind: EventKind::Create,
+            cause: None,
+            changed,
+            created: t.now,
+            attributes: Some(resource.attributes.clone()),
+            members_added: added,
+            members_removed: Vec::new(),
+        },
+    );
+    let position = t.append(e)?;
+    Ok(Outcome::Resource {
+        id,
+        resource,
+        members,
+        position,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn replace(
+    t: &mut Tables<'_>,
+    ctx: &WriteContext,
+    rt: ResourceType,
+    id: String,
+    if_match: Option<&str>,
+    mut attributes: Map<String, Value>,
+    members: Option<Vec<MemberInput>>,
+    unique: &[UniqueKey],
+) -> Result<Outcome, Rejection> {
+    let current = current(t, rt, &id, if_match)?;
+    check_unique(t, rt, &id, unique)?;
+    let members = match members {
+        Some(list) => Some(resolve_members(t, &id, &list)?),
+        None => None,
+    };
+    // A replace that leaves out `password` keeps it: the attribute is never returned, so a client
+    // doing GET-modify-PUT cannot send it back (RFC 7643 §4.1.1: returned "never").
+    if let Some(p) = current.attributes.get("password") {
+        attributes.entry("password").or_insert_with(|| p.clone());
+    }
+    for old in resource::unique_keys(rt, &current.attributes) {
+        if !unique.contains(&old) {
+            t.unique.remove(old.index_key(rt).as_str())?;
+        }
+    }
+    for key in unique {
+        t.unique.insert(key.index_key(rt).as_str(), id.as_str())?;
+    }
+    let (added, removed) = match &members {
+        Some(new) => {
+            let before: HashSet<String> = tables::member_refs(&t.members, &id)?
+                .into_iter()
+                .map(|(m, _)| m)
+                .collect();
+            let after: HashSet<&str> = new.iter().map(|m| m.value.as_str()).collect();
+            let added: Vec<MemberRef> = member_refs(Some(new))
+                .into_iter()
+                .filter(|m| !before.contains(&m.value))
+                .collect();
+            let mut removed = Vec::new();
+            for (m, mt) in tables::member_refs(&t.members, &id)? {
+                if !after.contains(m.as_str()) {
+                    removed.push(MemberRef {
+                        value: m,
+                        member_type: mt,
+                    });
+                }
+            }
+            (added, removed)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    for m in &added {
+        t.add_member(&id, m)?;
+    }
+    for m in &removed {
+        t.remove_member(&id, &m.value)?;
+    }
+    let mut changed = changed_attributes(&current.attributes, &attributes);
+    if !added.is_empty() || !removed.is_empty() {
+        changed.push("members".into());
+    }
+    let version = current.meta.version + 1;
+    let resource = StoredResource {
+        meta: Meta {
+            created: current.meta.created,
+            last_modified: t.now,
+            version,
+        },
+        attributes,
+    };
+    t.put_resource(rt, &id, &resource)?;
+    let e = event(
+        t,
+        ctx,
+        EventBody {
+            rt,
+            id: id.clone(),
+            version,
+            kind: EventKind::Replace,
+            cause: None,
+            changed,
+            created: current.meta.created,
+            attributes: Some(resource.attributes.clone()),
+            members_added: added,
+            members_removed: removed,
+        },
+    );
+    let position = t.append(e)?;
+    let members = match members {
+        Some(_) => Some(tables::member_views(&t.members, &t.resources, &id)?),
+        None => None,
+    };
+    Ok(Outcome::Resource {
+        id,
+        resource,
+        members,
+        position,
+    })
+}
+
+fn delete(
+    t: &mut Tables<'_>,
+    ctx: &WriteContext,
+    rt: ResourceType,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<Outcome, Rejection> {
+    let current = current(t, rt, id, if_match)?;
+    for key in resource::unique_keys(rt, &current.attributes) {
+        t.unique.remove(key.index_key(rt).as_str())?;
+    }
+    t.resources.remove((rt.name(), id))?;
+    t.bump_count(rt, -1)?;
+    let mut removed = Vec::new();
+    if rt == ResourceType::Group {
+        for (m, member_type) in tables::member_refs(&t.members, id)? {
+            t.remove_member(id, &m)?;
+            removed.push(MemberRef {
+                value: m,
+                member_type,
+            });
+        }
+    }
+    let e = event(
+        t,
+        ctx,
+        EventBody {
+            rt,
+            id: id.to_owned(),
+            version: current.meta.version + 1,
+            kind: EventKind::Delete,
+            cause: None,
+            changed: Vec::new(),
+            created: current.meta.created,
+            attributes: Some(current.attributes),
+            members_added: Vec::new(),
+            members_removed: removed,
+        },
+    );
+    let position = t.append(e)?;
+    // Cascade (DESIGN.md): the deleted resource leaves every group it was in, and each of those
+    // groups gets a new version, in this same transaction.
+    for group_id in tables::groups_of(&t.member_of, id)? {
+        t.remove_member(&group_id, id)?;
+        let Some(mut group) = tables::get_resource(&t.resources, ResourceType::Group, &group_id)?
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "membership row names group {group_id}, which does not exist"
+            ))
+            .into());
+        };
+        group.meta.version += 1;
+        group.meta.last_modified = t.now;
+        t.put_resource(ResourceType::Group, &group_id, &group)?;
+        let e = event(
+            t,
+            ctx,
+            EventBody {
+                rt: ResourceType::Group,
+                id: group_id,
+                version: group.meta.version,
+                kind: EventKind::Patch,
+                cause: Some(Cause::MemberDeleted {
+                    resource_type: rt,
+                    id: id.to_owned(),
+                }),
+                changed: vec!["members".into()],
+                created: group.meta.created,
+                attributes: None,
+                members_added: Vec::new(),
+                members_removed: vec![MemberRef {
+                    value: id.to_owned(),
+                    member_type: rt,
+                }],
+            },
+        );
+        t.append(e)?;
+    }
+    Ok(Outcome::Deleted { position })
+}
+
+/// The current state of a resource that must exist and, if `If-Match` was sent, match it.
+fn current(
+    t: &Tables<'_>,
+    rt: ResourceType,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<StoredResource, Rejection> {
+    let Some(current) = tables::get_resource(&t.resources, rt, id)? else {
+        return Err(ScimError::not_found(format!("{} {id} not found", rt.name())).into());
+    };
+    if let Some(header) = if_match {
+        if !etag::matches(header, current.meta.version) {
+            return Err(ScimError::precondition_failed(current.meta.version).into());
+        }
+    }
+    Ok(current)
+}
+
+fn check_unique(
+    t: &Tables<'_>,
+    rt: ResourceType,
+    id: &str,
+    unique: &[UniqueKey],
+) -> Result<(), Rejection> {
+    for key in unique {
+        if let Some(owner) = t.unique.get(key.index_key(rt).as_str())? {
+            if owner.value() != id {
+                return Err(ScimError::uniqueness(format!(
+                    "{} \"{}\" is already used by another {}",
+                    key.attribute,
+                    key.normalised,
+                    rt.name()
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every member exists and returns them with their types and display names.
+fn resolve_members(
+    t: &Tables<'_>,
+    group_id: &str,
+    members: &[MemberInput],
+) -> Result<Vec<MemberView>, Rejection> {
+    let mut missing = Vec::new();
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        if m.value == group_id {
+            return Err(ScimError::invalid_value("a group cannot be a member of itself").into());
+        }
+        let candidates: &[ResourceType] = match m.member_type {
+            Some(ResourceType::User) => &[ResourceType::User],
+            Some(ResourceType::Group) => &[ResourceType::Group],
+            None => &ResourceType::ALL,
+        };
+        let mut found = None;
+        for rt in candidates {
+            if let Some(r) = tables::get_resource(&t.resources, *rt, &m.value)? {
+                found = Some((*rt, r));
+                break;
+            }
+        }
+        match found {
+            Some((member_type, r)) => out.push(MemberView {
+                value: m.value.clone(),
+                member_type,
+                display: resource::display_name(&r.attributes),
+            }),
+            None => missing.push(m.value.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ScimError::invalid_value(format!(
+            "members refer to resources that do not exist: {}",
+            missing.join(", ")
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+fn member_refs<M: AsMemberRef>(members: Option<&[M]>) -> Vec<MemberRef> {
+    members
+        .unwrap_or_default()
+        .iter()
+        .map(AsMemberRef::member_ref)
+        .collect()
+}
+
+trait AsMemberRef {
+    fn member_ref(&self) -> MemberRef;
+}
+
+impl AsMemberRef for MemberView {
+    fn member_ref(&self) -> MemberRef {
+        MemberRef {
+            value: self.value.clone(),
+            member_type: self.member_type,
+        }
+    }
+}
+
+/// Top-level attribute names whose values differ between two versions.
+fn changed_attributes(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<String> {
+    let mut changed: Vec<String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    changed.extend(before.keys().filter(|k| !after.contains_key(*k)).cloned());
+    changed
+}
