@@ -47,6 +47,38 @@ pub struct ServeConfig {
     /// Largest page a list request returns (`count` is capped to it).
     #[arg(long, env = "PAGE_SIZE", default_value_t = 100)]
     pub page_size: usize,
+    #[command(flatten)]
+    pub amqp: AmqpConfig,
+}
+
+/// The AMQP fan-out.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AmqpConfig {
+    /// Broker URL (`amqp://user:pass@host:5672/%2f`); set it to publish every change.
+    #[arg(long = "amqp", env = "AMQP", hide_env_values = true)]
+    pub url: Option<String>,
+    /// Durable queue the messages go to (through the default exchange, or bound to AMQP_EXCHANGE).
+    #[arg(long, env = "QUEUE", default_value = "SCIM")]
+    pub queue: String,
+    /// Publish to this topic exchange instead, routing key `<ResourceType>.<Operation>`.
+    #[arg(long = "amqp-exchange", env = "AMQP_EXCHANGE")]
+    pub exchange: Option<String>,
+    /// Group messages: `full` member list, or only the `changes` (for very large groups).
+    #[arg(
+        long = "amqp-group-members",
+        env = "AMQP_GROUP_MEMBERS",
+        default_value = "full"
+    )]
+    pub group_members: GroupMembers,
+}
+
+/// How group messages describe membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupMembers {
+    /// The resource's full `members` list.
+    Full,
+    /// No `members` in the resource; a top-level `members: {added, removed}`.
+    Changes,
 }
 
 impl ServeConfig {

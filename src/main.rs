@@ -4,6 +4,7 @@
 //! and the log tools.
 
 mod config;
+mod fanout;
 mod http;
 mod scim;
 mod service;
@@ -100,7 +101,24 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     };
     let store = Arc::new(Store::open(&common.data_path)?);
     let service = Arc::new(Service::new(store.clone(), config.page_size));
-    let app = http::app(service, Arc::new(keys), &config);
+    let board = Arc::new(fanout::status::StatusBoard::default());
+    // Subscribers describe resources without a request: PUBLIC_URL when set, else relative URLs.
+    let fanout_base = format!(
+        "{}{}",
+        config.public_url().unwrap_or_default(),
+        config.base_path()
+    );
+    if let Some(url) = config.amqp.url.clone() {
+        let publisher = fanout::amqp::Publisher::new(
+            store.clone(),
+            board.clone(),
+            config.amqp.clone(),
+            url,
+            fanout_base.clone(),
+        );
+        tokio::spawn(publisher.run());
+    }
+    let app = http::app(service, Arc::new(keys), board, &config);
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
     let served = http::serve(app, &config).await;
     store.close().await;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::auth::ApiKeyAuth;
 use super::base_url;
 use super::responses::{DeletedResponse, DocumentResponse, ErrorResponse, ResourceResponse};
+use crate::fanout::status::StatusBoard;
 use crate::scim::{ResourceType, ScimError};
 use crate::service::Service;
 use crate::store::WriteContext;
@@ -61,6 +62,8 @@ pub struct ScimApi {
     pub page_size: usize,
     /// The explorer, for the `/` and `/openapi.json` routes.
     pub explorer: Arc<Explorer>,
+    /// Progress of the log subscribers, for `/status`.
+    pub board: Arc<StatusBoard>,
 }
 
 /// The result of `GET /health`.
@@ -394,6 +397,27 @@ impl ScimApi {
                 "primary": true
             }],
             "meta": {"resourceType": "ServiceProviderConfig", "location": location}
+        }))))
+    }
+
+    /// The log position and, for each log subscriber (AMQP publisher, projections), its checkpoint,
+    /// lag (events not yet handled), state, parked changes and last error.
+    #[oai(path = "/status", method = "get", tag = "Tag::Operations")]
+    async fn status(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        let position = self.service.position()?;
+        let subscribers: serde_json::Map<String, Value> = self
+            .board
+            .all()
+            .into_iter()
+            .map(|(name, s)| {
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                v["lag"] = json!(position.saturating_sub(s.checkpoint));
+                (name, v)
+            })
+            .collect();
+        Ok(DocumentResponse::Ok(Json(json!({
+            "position": position,
+            "subscribers": subscribers,
         }))))
     }
 

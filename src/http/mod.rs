@@ -17,12 +17,14 @@ use poem_openapi::OpenApiService;
 pub use auth::ApiKeys;
 
 use crate::config::ServeConfig;
+use crate::fanout::status::StatusBoard;
 use crate::service::Service;
 
 /// Builds the whole HTTP application: the SCIM API under BASE_PATH, `/health` also at the root.
 pub fn app(
     service: Arc<Service>,
     keys: Arc<ApiKeys>,
+    board: Arc<StatusBoard>,
     config: &ServeConfig,
 ) -> impl Endpoint + use<> {
     let base_path = config.base_path();
@@ -33,6 +35,7 @@ pub fn app(
         public_url: config.public_url(),
         page_size: config.page_size,
         explorer: explorer.clone(),
+        board,
     };
     let server = if base_path.is_empty() {
         "/".to_owned()

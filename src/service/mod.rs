@@ -43,6 +43,11 @@ impl Service {
         &self.store
     }
 
+    /// The last committed log position.
+    pub fn position(&self) -> Result<u64, ScimError> {
+        Ok(self.store.snapshot()?.position()?)
+    }
+
     /// RFC 7644 §3.3: creates a resource; `base` is the URL prefix for `meta.location`.
     pub async fn create(
         &self,

@@ -27,7 +27,7 @@ use std::sync::{Arc, RwLock};
 use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use event::{Cause, Event, EventKind};
+pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
 pub use tables::StoredResource;
 pub use writer::{Outcome, Write, WriteContext};

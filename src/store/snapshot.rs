@@ -3,7 +3,7 @@
 
 use redb::{ReadTransaction, ReadableTableMetadata};
 
-use super::tables::{self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, RESOURCES};
+use super::tables::{self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, RESOURCES, STREAMS};
 use super::{Event, StoreError, StoredResource};
 use crate::scim::ResourceType;
 use crate::scim::resource::MemberView;
@@ -85,6 +85,45 @@ impl Snapshot {
             out.push(Event::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
         Ok(out)
+    }
+
+    /// The event at a position, if there is one.
+    pub fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
+        let table = self.txn.open_table(EVENTS)?;
+        match table.get(position)? {
+            Some(v) => Ok(Some(
+                Event::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Positions of a resource's events with versions in `versions`, in version order.
+    pub fn stream(
+        &self,
+        id: &str,
+        versions: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let table = self.txn.open_table(STREAMS)?;
+        let mut out = Vec::new();
+        for row in table.range((id, *versions.start())..=(id, *versions.end()))? {
+            let (k, v) = row?;
+            out.push((k.value().1, v.value()));
+        }
+        Ok(out)
+    }
+
+    /// The last version a resource's stream reached (its delete event's version if deleted).
+    pub fn stream_head(&self, id: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let table = self.txn.open_table(STREAMS)?;
+        let mut range = table.range((id, 0u64)..=(id, u64::MAX))?;
+        match range.next_back() {
+            Some(row) => {
+                let (k, v) = row?;
+                Ok(Some((k.value().1, v.value())))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Number of events in the log table.

@@ -4,6 +4,7 @@
 //! - `events`: position → envelope (the log; append-only, gap-free, starting at 1)
 //! - `resources`: (resource type, id) → [`StoredResource`] (the read model)
 //! - `members`: (group id, member id) → member type; `member_of`: (member id, group id) → ()
+//! - `streams`: (resource id, version) → position of the event that made that version
 //! - `unique`: [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key) → id
 //! - `counters`: `position` and `count:{type}`; `checkpoints`: subscriber name → position
 
@@ -20,6 +21,7 @@ pub(crate) const RESOURCES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("resources");
 pub(crate) const MEMBERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("members");
 pub(crate) const MEMBER_OF: TableDefinition<(&str, &str), ()> = TableDefinition::new("member_of");
+pub(crate) const STREAMS: TableDefinition<(&str, u64), u64> = TableDefinition::new("streams");
 pub(crate) const UNIQUE: TableDefinition<&str, &str> = TableDefinition::new("unique");
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 pub(crate) const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::event::{ENVELOPE_VERSION, MemberRef};
 use super::tables::{
-    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, POSITION, RESOURCES, UNIQUE,
+    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, POSITION, RESOURCES, STREAMS, UNIQUE,
 };
 use super::{Cause, Event, EventKind, SharedDb, StoreError, StoredResource};
 use crate::scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
@@ -283,6 +283,7 @@ struct Tables<'txn> {
     resources: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     members: Table<'txn, (&'static str, &'static str), &'static str>,
     member_of: Table<'txn, (&'static str, &'static str), ()>,
+    streams: Table<'txn, (&'static str, u64), u64>,
     unique: Table<'txn, &'static str, &'static str>,
     counters: Table<'txn, &'static str, u64>,
     checkpoints: Table<'txn, &'static str, u64>,
@@ -299,6 +300,7 @@ impl<'txn> Tables<'txn> {
             resources: txn.open_table(RESOURCES)?,
             members: txn.open_table(MEMBERS)?,
             member_of: txn.open_table(MEMBER_OF)?,
+            streams: txn.open_table(STREAMS)?,
             unique: txn.open_table(UNIQUE)?,
             counters,
             checkpoints: txn.open_table(CHECKPOINTS)?,
@@ -313,6 +315,8 @@ impl<'txn> Tables<'txn> {
         event.position = self.position;
         self.events
             .insert(self.position, event.encode().as_slice())?;
+        self.streams
+            .insert((event.resource_id.as_str(), event.version), self.position)?;
         Ok(self.position)
     }
 
