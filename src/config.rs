@@ -49,6 +49,30 @@ pub struct ServeConfig {
     pub page_size: usize,
     #[command(flatten)]
     pub amqp: AmqpConfig,
+    #[command(flatten)]
+    pub projections: ProjectionConfig,
+}
+
+/// Which projections run and where they write.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProjectionConfig {
+    /// Projections to run, comma-separated (`file`, `sql`), or `none`. Unset: those whose settings
+    /// are present (DATABASE_URL → sql), else `file`.
+    #[arg(long, env = "PROJECTIONS")]
+    pub projections: Option<String>,
+    /// Root of the file projection (`Users/{id}`, `Groups/{id}`). Unset: DATA_PATH.
+    #[arg(long, env = "FILES_PATH")]
+    pub files_path: Option<PathBuf>,
+    /// SQL projection database: postgres://, mysql://, mariadb://, sqlite:// (SQLAlchemy-style
+    /// `postgresql+psycopg2://`, `mysql+pymysql://` accepted).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// SQL table for Users.
+    #[arg(long, env = "USER_MODEL_NAME", default_value = "Users")]
+    pub user_model_name: String,
+    /// SQL table for Groups.
+    #[arg(long, env = "GROUP_MODEL_NAME", default_value = "Groups")]
+    pub group_model_name: String,
 }
 
 /// The AMQP fan-out.

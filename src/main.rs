@@ -1,8 +1,9 @@
 //! scimd: a SCIM 2.0 provisioning server whose every write is an event in a durable log.
 //!
-//! This file only wires the parts together: configuration, the store, the service, the HTTP front
-//! and the log tools.
+//! This file only wires the parts together: configuration, the store, the service, the HTTP front,
+//! the log subscribers and the operator commands.
 
+mod cli;
 mod config;
 mod fanout;
 mod http;
@@ -10,17 +11,19 @@ mod scim;
 mod service;
 mod store;
 
-use std::io::Write as _;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokio::sync::mpsc;
 
 use config::{CommonConfig, LogFormat, ServeConfig};
+use fanout::projection::Runner;
+use fanout::status::StatusBoard;
 use http::ApiKeys;
 use service::Service;
-use store::{Store, StoreReader};
+use store::Store;
 
 /// SCIM 2.0 provisioning server backed by an append-only event log.
 #[derive(Parser)]
@@ -39,6 +42,20 @@ enum Command {
     /// Read the event log.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Rebuild one projection from position 0 (with the server stopped, or through it while it runs).
+    Replay {
+        /// The projection to rebuild: file or sql.
+        #[arg(long)]
+        projection: String,
+        /// Empty the backend first.
+        #[arg(long)]
+        fresh: bool,
+        #[command(flatten)]
+        config: ServeConfig,
+    },
+    /// Operate on a projection.
+    #[command(subcommand)]
+    Projection(ProjectionCommand),
 }
 
 #[derive(Subcommand)]
@@ -57,6 +74,17 @@ enum LogCommand {
     Verify,
 }
 
+#[derive(Subcommand)]
+enum ProjectionCommand {
+    /// Re-apply the changes a projection's backend refused (parked changes).
+    Retry {
+        /// The projection: file or sql.
+        name: String,
+        #[command(flatten)]
+        config: ServeConfig,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.common);
@@ -64,12 +92,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let data_path = &cli.common.data_path;
     match cli.command {
         Command::Serve(config) => runtime.block_on(serve(cli.common, config)),
         Command::Log(LogCommand::Tail { from, follow }) => {
-            runtime.block_on(tail(&cli.common, from, follow))
+            runtime.block_on(cli::log::tail(data_path, from, follow))
         }
-        Command::Log(LogCommand::Verify) => verify(&cli.common),
+        Command::Log(LogCommand::Verify) => cli::log::verify(data_path),
+        Command::Replay {
+            projection,
+            fresh,
+            config,
+        } => runtime.block_on(cli::projection::replay(
+            data_path,
+            &config,
+            &projection,
+            fresh,
+        )),
+        Command::Projection(ProjectionCommand::Retry { name, config }) => {
+            runtime.block_on(cli::projection::retry(data_path, &config, &name))
+        }
     }
 }
 
@@ -99,15 +141,10 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
             keys
         }
     };
+    let backends = fanout::backends::select(&config.projections, &common.data_path)?;
     let store = Arc::new(Store::open(&common.data_path)?);
-    let service = Arc::new(Service::new(store.clone(), config.page_size));
-    let board = Arc::new(fanout::status::StatusBoard::default());
-    // Subscribers describe resources without a request: PUBLIC_URL when set, else relative URLs.
-    let fanout_base = format!(
-        "{}{}",
-        config.public_url().unwrap_or_default(),
-        config.base_path()
-    );
+    let board = Arc::new(StatusBoard::default());
+    let fanout_base = cli::projection::fanout_base(&config);
     if let Some(url) = config.amqp.url.clone() {
         let publisher = fanout::amqp::Publisher::new(
             store.clone(),
@@ -118,46 +155,18 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         );
         tokio::spawn(publisher.run());
     }
-    let app = http::app(service, Arc::new(keys), board, &config);
+    let mut controls = BTreeMap::new();
+    for backend in backends {
+        let (tx, rx) = mpsc::channel(8);
+        controls.insert(backend.name().to_owned(), tx);
+        let runner = Runner::new(backend, store.clone(), board.clone(), fanout_base.clone());
+        tokio::spawn(runner.run(rx));
+    }
+    let service = Arc::new(Service::new(store.clone(), config.page_size));
+    let app = http::app(service, Arc::new(keys), board, Arc::new(controls), &config);
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
     let served = http::serve(app, &config).await;
     store.close().await;
     tracing::info!("store closed");
     served.with_context(|| format!("cannot serve on {}", config.listen))
-}
-
-async fn tail(common: &CommonConfig, from: u64, follow: bool) -> anyhow::Result<()> {
-    let reader = StoreReader::open(&common.data_path)?;
-    let mut next = from.max(1);
-    let mut out = std::io::stdout().lock();
-    loop {
-        let events = reader.snapshot()?.events(next, 1000)?;
-        for event in &events {
-            serde_json::to_writer(&mut out, event)?;
-            out.write_all(b"\n")?;
-            next = event.position + 1;
-        }
-        out.flush()?;
-        if events.is_empty() {
-            if !follow {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn verify(common: &CommonConfig) -> anyhow::Result<()> {
-    let reader = StoreReader::open(&common.data_path)?;
-    let report = store::verify::verify(&reader.snapshot()?)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if report.problems.is_empty() {
-        eprintln!(
-            "ok: {} events, {} users, {} groups, {} memberships; read model equals the fold of the log",
-            report.events, report.users, report.groups, report.memberships
-        );
-        Ok(())
-    } else {
-        anyhow::bail!("{} problem(s) found", report.problems.len())
-    }
 }

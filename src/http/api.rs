@@ -1,6 +1,7 @@
 //! The SCIM routes (RFC 7644 §3) as a poem-openapi API: the handlers parse the request, call the
 //! service, and shape the response. Everything behind them is in `service/`.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use poem::Request;
@@ -8,10 +9,12 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Html, Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::auth::ApiKeyAuth;
 use super::base_url;
 use super::responses::{DeletedResponse, DocumentResponse, ErrorResponse, ResourceResponse};
+use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
 use crate::scim::{ResourceType, ScimError};
 use crate::service::Service;
@@ -64,6 +67,8 @@ pub struct ScimApi {
     pub explorer: Arc<Explorer>,
     /// Progress of the log subscribers, for `/status`.
     pub board: Arc<StatusBoard>,
+    /// The running projections, for the admin routes.
+    pub projections: Arc<BTreeMap<String, mpsc::Sender<Control>>>,
 }
 
 /// The result of `GET /health`.
@@ -101,6 +106,17 @@ impl ScimApi {
             actor: auth.actor().0.clone(),
             txn_id,
         }
+    }
+
+    async fn send_control(&self, name: &str, control: Control) -> Result<()> {
+        let sender = self.projections.get(name).ok_or_else(|| {
+            ScimError::not_found(format!("no projection named {name} is running"))
+        })?;
+        sender
+            .send(control)
+            .await
+            .map_err(|_| ScimError::unavailable(format!("projection {name} has stopped")))?;
+        Ok(())
     }
 
     fn reject_unsupported_params(req: &Request) -> Result<()> {
@@ -419,6 +435,49 @@ impl ScimApi {
             "position": position,
             "subscribers": subscribers,
         }))))
+    }
+
+    /// Rebuild a projection from position 0 while scimd runs (`scimd replay` calls this when the
+    /// server holds the store). `fresh=true` empties the backend first. Answers the log position
+    /// the rebuild must reach; follow it in `/status`.
+    #[oai(
+        path = "/admin/projections/:name/rebuild",
+        method = "post",
+        tag = "Tag::Operations"
+    )]
+    async fn rebuild_projection(
+        &self,
+        _auth: ApiKeyAuth,
+        name: Path<String>,
+        fresh: Query<Option<bool>>,
+    ) -> Result<DocumentResponse> {
+        let target = self.service.position()?;
+        self.send_control(
+            &name.0,
+            Control::Rebuild {
+                fresh: fresh.0.unwrap_or(false),
+            },
+        )
+        .await?;
+        Ok(DocumentResponse::Ok(Json(
+            json!({"projection": name.0, "target": target}),
+        )))
+    }
+
+    /// Re-apply a projection's parked changes (`scimd projection retry` calls this when the server
+    /// holds the store).
+    #[oai(
+        path = "/admin/projections/:name/retry",
+        method = "post",
+        tag = "Tag::Operations"
+    )]
+    async fn retry_projection(
+        &self,
+        _auth: ApiKeyAuth,
+        name: Path<String>,
+    ) -> Result<DocumentResponse> {
+        self.send_control(&name.0, Control::RetryParked).await?;
+        Ok(DocumentResponse::Ok(Json(json!({"projection": name.0}))))
     }
 
     /// Liveness: `{"status":"OK"}` while the process serves requests. No key needed.

@@ -91,6 +91,26 @@ impl ApiKeys {
     }
 }
 
+/// The key a command-line tool presents to the local server: the first key of `API_KEY`, else the
+/// generated key kept in `DATA_PATH/api-key`.
+pub fn client_key(spec: Option<&str>, data_path: &Path) -> Option<String> {
+    let first = |spec: &str| {
+        spec.split(',')
+            .map(str::trim)
+            .find(|s| !s.is_empty())
+            .map(|item| match item.split_once('=') {
+                Some((name, key)) if is_name(name) && !key.is_empty() => key.to_owned(),
+                _ => item.to_owned(),
+            })
+    };
+    match spec {
+        Some(spec) => first(spec),
+        None => std::fs::read_to_string(data_path.join("api-key"))
+            .ok()
+            .and_then(|k| first(k.trim())),
+    }
+}
+
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())

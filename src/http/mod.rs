@@ -7,16 +7,19 @@ mod base_url;
 mod errors;
 mod responses;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use poem::listener::TcpListener;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
+use tokio::sync::mpsc;
 
-pub use auth::ApiKeys;
+pub use auth::{ApiKeys, client_key};
 
 use crate::config::ServeConfig;
+use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
 use crate::service::Service;
 
@@ -25,6 +28,7 @@ pub fn app(
     service: Arc<Service>,
     keys: Arc<ApiKeys>,
     board: Arc<StatusBoard>,
+    projections: Arc<BTreeMap<String, mpsc::Sender<Control>>>,
     config: &ServeConfig,
 ) -> impl Endpoint + use<> {
     let base_path = config.base_path();
@@ -36,6 +40,7 @@ pub fn app(
         page_size: config.page_size,
         explorer: explorer.clone(),
         board,
+        projections,
     };
     let server = if base_path.is_empty() {
         "/".to_owned()

@@ -203,7 +203,7 @@ fn written(rt: ResourceType, outcome: Outcome, base: &str) -> ResourceDoc {
             ..
         } => doc(rt, &id, &resource, members.as_deref(), base),
         // A create or replace always yields the resource; anything else is a writer bug.
-        Outcome::Deleted { .. } | Outcome::Checkpointed => ResourceDoc {
+        Outcome::Deleted | Outcome::Checkpointed => ResourceDoc {
             doc: Value::Null,
             version: 0,
             location: String::new(),

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
-pub use tables::StoredResource;
+pub use tables::{Parked, StoredResource};
 pub use writer::{Outcome, Write, WriteContext};
 
 use crate::scim::ScimError;

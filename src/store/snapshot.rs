@@ -1,9 +1,11 @@
 //! Read-only views of the store: one redb read transaction, so every read through a [`Snapshot`]
 //! sees the same committed state.
 
-use redb::{ReadTransaction, ReadableTableMetadata};
+use redb::ReadTransaction;
 
-use super::tables::{self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, RESOURCES, STREAMS};
+use super::tables::{
+    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBERS, PARKED, Parked, RESOURCES, STREAMS,
+};
 use super::{Event, StoreError, StoredResource};
 use crate::scim::ResourceType;
 use crate::scim::resource::MemberView;
@@ -29,12 +31,6 @@ impl Snapshot {
         let members = self.txn.open_table(MEMBERS)?;
         let resources = self.txn.open_table(RESOURCES)?;
         tables::member_views(&members, &resources, group_id)
-    }
-
-    /// Ids of the groups `member_id` belongs to directly.
-    pub fn groups_of(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
-        let table = self.txn.open_table(MEMBER_OF)?;
-        tables::groups_of(&table, member_id)
     }
 
     /// How many resources of a type exist.
@@ -126,15 +122,27 @@ impl Snapshot {
         }
     }
 
-    /// Number of events in the log table.
-    pub fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(EVENTS)?.len()?)
-    }
-
     /// The saved position of a log subscriber (0 if it never saved one).
     pub fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
         let table = self.txn.open_table(CHECKPOINTS)?;
         Ok(table.get(name)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// The changes a subscriber parked, by resource id.
+    pub fn parked(&self, subscriber: &str) -> Result<Vec<(String, Parked)>, StoreError> {
+        let table = self.txn.open_table(PARKED)?;
+        let mut out = Vec::new();
+        for row in table.range((subscriber, "")..)? {
+            let (k, v) = row?;
+            let (s, id) = k.value();
+            if s != subscriber {
+                break;
+            }
+            let parked = serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("parked change does not decode: {e}")))?;
+            out.push((id.to_owned(), parked));
+        }
+        Ok(out)
     }
 
     pub(crate) fn txn(&self) -> &ReadTransaction {

@@ -6,6 +6,7 @@
 //! - `members`: (group id, member id) → member type; `member_of`: (member id, group id) → ()
 //! - `streams`: (resource id, version) → position of the event that made that version
 //! - `unique`: [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key) → id
+//! - `parked`: (subscriber, resource id) → [`Parked`]: changes a projection backend refused for good
 //! - `counters`: `position` and `count:{type}`; `checkpoints`: subscriber name → position
 
 use redb::{ReadableTable, TableDefinition};
@@ -24,6 +25,7 @@ pub(crate) const MEMBER_OF: TableDefinition<(&str, &str), ()> = TableDefinition:
 pub(crate) const STREAMS: TableDefinition<(&str, u64), u64> = TableDefinition::new("streams");
 pub(crate) const UNIQUE: TableDefinition<&str, &str> = TableDefinition::new("unique");
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(crate) const PARKED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("parked");
 pub(crate) const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
 
 /// The counter holding the last committed position.
@@ -56,6 +58,17 @@ impl StoredResource {
         serde_json::from_slice(bytes)
             .map_err(|e| StoreError::Corrupt(format!("resource does not decode: {e}")))
     }
+}
+
+/// A change a projection backend refused for good, kept until `scimd projection retry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The resource's type.
+    pub resource_type: ResourceType,
+    /// The log position of the refused change.
+    pub position: u64,
+    /// The backend's reason.
+    pub error: String,
 }
 
 pub(crate) fn get_resource(

@@ -18,8 +18,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::event::{ENVELOPE_VERSION, MemberRef};
+use super::tables::Parked;
 use super::tables::{
-    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, POSITION, RESOURCES, STREAMS, UNIQUE,
+    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, RESOURCES, STREAMS,
+    UNIQUE,
 };
 use super::{Cause, Event, EventKind, SharedDb, StoreError, StoredResource};
 use crate::scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
@@ -60,6 +62,14 @@ pub enum Write {
     },
     /// Save a log subscriber's checkpoint (no event).
     Checkpoint { name: String, position: u64 },
+    /// Record a change a projection refused for good (no event).
+    Park {
+        subscriber: String,
+        id: String,
+        parked: Parked,
+    },
+    /// Forget a parked change once it has been applied (no event).
+    Unpark { subscriber: String, id: String },
 }
 
 /// Who asked for a write, recorded on every event it produces.
@@ -79,11 +89,10 @@ pub enum Outcome {
         id: String,
         resource: StoredResource,
         members: Option<Vec<MemberView>>,
-        position: u64,
     },
     /// The resource is gone.
-    Deleted { position: u64 },
-    /// The checkpoint is saved.
+    Deleted,
+    /// Subscriber bookkeeping (checkpoint, parked change) is saved.
     Checkpointed,
 }
 
@@ -287,6 +296,7 @@ struct Tables<'txn> {
     unique: Table<'txn, &'static str, &'static str>,
     counters: Table<'txn, &'static str, u64>,
     checkpoints: Table<'txn, &'static str, u64>,
+    parked: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     position: u64,
     now: DateTime<Utc>,
 }
@@ -304,6 +314,7 @@ impl<'txn> Tables<'txn> {
             unique: txn.open_table(UNIQUE)?,
             counters,
             checkpoints: txn.open_table(CHECKPOINTS)?,
+            parked: txn.open_table(PARKED)?,
             position,
             now: Utc::now(),
         })
@@ -418,6 +429,20 @@ fn apply(t: &mut Tables<'_>, write: Write, ctx: &WriteContext) -> Result<Outcome
             t.checkpoints.insert(name.as_str(), position)?;
             Ok(Outcome::Checkpointed)
         }
+        Write::Park {
+            subscriber,
+            id,
+            parked,
+        } => {
+            let bytes = serde_json::to_vec(&parked).unwrap_or_default();
+            t.parked
+                .insert((subscriber.as_str(), id.as_str()), bytes.as_slice())?;
+            Ok(Outcome::Checkpointed)
+        }
+        Write::Unpark { subscriber, id } => {
+            t.parked.remove((subscriber.as_str(), id.as_str()))?;
+            Ok(Outcome::Checkpointed)
+        }
     }
 }
 
@@ -472,12 +497,11 @@ fn create(
             members_removed: Vec::new(),
         },
     );
-    let position = t.append(e)?;
+    t.append(e)?;
     Ok(Outcome::Resource {
         id,
         resource,
         members,
-        position,
     })
 }
 
@@ -571,7 +595,7 @@ fn replace(
             members_removed: removed,
         },
     );
-    let position = t.append(e)?;
+    t.append(e)?;
     let members = match members {
         Some(_) => Some(tables::member_views(&t.members, &t.resources, &id)?),
         None => None,
@@ -580,7 +604,6 @@ fn replace(
         id,
         resource,
         members,
-        position,
     })
 }
 
@@ -623,7 +646,7 @@ fn delete(
             members_removed: removed,
         },
     );
-    let position = t.append(e)?;
+    t.append(e)?;
     // Cascade (DESIGN.md): the deleted resource leaves every group it was in, and each of those
     // groups gets a new version, in this same transaction.
     for group_id in tables::groups_of(&t.member_of, id)? {
@@ -662,7 +685,7 @@ fn delete(
         );
         t.append(e)?;
     }
-    Ok(Outcome::Deleted { position })
+    Ok(Outcome::Deleted)
 }
 
 /// The current state of a resource that must exist and, if `If-Match` was sent, match it.

@@ -1,0 +1,175 @@
+//! `scimd replay` and `scimd projection retry`. With the server stopped they open the store
+//! themselves; while `scimd serve` holds it, they ask the server (admin routes) and follow its
+//! progress in `/status`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::config::ServeConfig;
+use crate::fanout::backends;
+use crate::fanout::projection::Runner;
+use crate::fanout::status::StatusBoard;
+use crate::http::client_key;
+use crate::store::{Store, StoreError};
+
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Rebuilds projection `name` from position 0.
+pub async fn replay(
+    data_path: &Path,
+    config: &ServeConfig,
+    name: &str,
+    fresh: bool,
+) -> anyhow::Result<()> {
+    let backend = backends::by_name(name, &config.projections, data_path)?;
+    match Store::open(data_path) {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let mut runner = Runner::new(
+                backend,
+                store.clone(),
+                Arc::new(StatusBoard::default()),
+                fanout_base(config),
+            );
+            let target = store.snapshot()?.position()?;
+            let bar = progress_bar(target);
+            let result = runner.replay(fresh, |at| bar.set_position(at)).await;
+            bar.finish();
+            store.close().await;
+            let reached = result?;
+            eprintln!("{name}: rebuilt from the log up to position {reached}");
+            Ok(())
+        }
+        Err(StoreError::Locked(_)) => {
+            let client = ServerClient::new(data_path, config)?;
+            let answer = client
+                .post(&format!("/admin/projections/{name}/rebuild?fresh={fresh}"))
+                .await?;
+            let target = answer["target"].as_u64().unwrap_or(0);
+            eprintln!("scimd serve holds the store: it rebuilds {name} up to position {target}");
+            let bar = progress_bar(target);
+            loop {
+                let status = client.get("/status").await?;
+                let sub = &status["subscribers"][name];
+                let checkpoint = sub["checkpoint"].as_u64().unwrap_or(0);
+                bar.set_position(checkpoint.min(target));
+                if let Some(e) = sub["lastError"].as_str() {
+                    bar.set_message(format!("retrying: {e}"));
+                }
+                if checkpoint >= target && sub["state"] != "rebuilding" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            bar.finish();
+            eprintln!("{name}: rebuilt up to position {target}");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Re-applies projection `name`'s parked changes.
+pub async fn retry(data_path: &Path, config: &ServeConfig, name: &str) -> anyhow::Result<()> {
+    let backend = backends::by_name(name, &config.projections, data_path)?;
+    match Store::open(data_path) {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let mut runner = Runner::new(
+                backend,
+                store.clone(),
+                Arc::new(StatusBoard::default()),
+                fanout_base(config),
+            );
+            let result = runner.retry_parked().await;
+            let left = store.snapshot()?.parked(name)?.len();
+            store.close().await;
+            let fixed = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("{name}: {fixed} parked change(s) applied, {left} still parked");
+            Ok(())
+        }
+        Err(StoreError::Locked(_)) => {
+            let client = ServerClient::new(data_path, config)?;
+            client
+                .post(&format!("/admin/projections/{name}/retry"))
+                .await?;
+            eprintln!(
+                "scimd serve holds the store: asked it to retry {name}'s parked changes; see /status"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// PUBLIC_URL + BASE_PATH, or BASE_PATH alone for relative URLs: what subscribers put in
+/// `meta.location` and `$ref`.
+pub fn fanout_base(config: &ServeConfig) -> String {
+    format!(
+        "{}{}",
+        config.public_url().unwrap_or_default(),
+        config.base_path()
+    )
+}
+
+/// The local server, reached at LISTEN with the operator's API key.
+struct ServerClient {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl ServerClient {
+    fn new(data_path: &Path, config: &ServeConfig) -> anyhow::Result<ServerClient> {
+        let key = client_key(config.api_key.as_deref(), data_path)
+            .context("no API key: set API_KEY as for scimd serve")?;
+        Ok(ServerClient {
+            http: reqwest::Client::new(),
+            base: format!("http://{}{}", config.listen, config.base_path()),
+            key,
+        })
+    }
+
+    async fn post(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach scimd at {}", self.base))?;
+        Self::json(resp).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach scimd at {}", self.base))?;
+        Self::json(resp).await
+    }
+
+    async fn json(resp: reqwest::Response) -> anyhow::Result<Value> {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            anyhow::bail!("scimd answered {status}: {}", body["detail"]);
+        }
+        Ok(body)
+    }
+}

@@ -1,0 +1,100 @@
+//! Which projection backends a deployment runs, and how each is connected.
+
+use std::path::{Path, PathBuf};
+
+use projections::file::FileProjection;
+use projections::sql::SqlProjection;
+use projections::{Projection, ProjectionError};
+
+use crate::config::ProjectionConfig;
+
+/// A configured projection backend, not yet connected.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Flat files under a root directory.
+    File(PathBuf),
+    /// A SQL database.
+    Sql {
+        url: String,
+        users: String,
+        groups: String,
+    },
+}
+
+/// A projection setting that makes no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// PROJECTIONS names a backend scimd does not have.
+    #[error("PROJECTIONS names `{0}`, which is not a projection (known: file, sql, none)")]
+    Unknown(String),
+    /// A backend was asked for without its settings.
+    #[error("the `{0}` projection needs {1}")]
+    Missing(&'static str, &'static str),
+}
+
+impl Backend {
+    /// The backend's name: its checkpoint key and its `/status` entry.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::File(_) => "file",
+            Backend::Sql { .. } => "sql",
+        }
+    }
+
+    /// Connects to the backend. Fails with `Unavailable` while it is unreachable.
+    pub async fn connect(&self) -> Result<Box<dyn Projection>, ProjectionError> {
+        Ok(match self {
+            Backend::File(root) => Box::new(FileProjection::new(root.clone())),
+            Backend::Sql { url, users, groups } => {
+                Box::new(SqlProjection::connect(url, users, groups).await?)
+            }
+        })
+    }
+}
+
+/// The backend called `name`, configured from `config`.
+pub fn by_name(
+    name: &str,
+    config: &ProjectionConfig,
+    data_path: &Path,
+) -> Result<Backend, SelectError> {
+    match name {
+        "file" => Ok(Backend::File(
+            config
+                .files_path
+                .clone()
+                .unwrap_or_else(|| data_path.to_owned()),
+        )),
+        "sql" => config
+            .database_url
+            .clone()
+            .map(|url| Backend::Sql {
+                url,
+                users: config.user_model_name.clone(),
+                groups: config.group_model_name.clone(),
+            })
+            .ok_or(SelectError::Missing("sql", "DATABASE_URL")),
+        other => Err(SelectError::Unknown(other.to_owned())),
+    }
+}
+
+/// The projections to run: PROJECTIONS if set (`none` for none); otherwise every backend whose
+/// settings are present; otherwise `file`, as the earlier server defaulted to flat files.
+pub fn select(config: &ProjectionConfig, data_path: &Path) -> Result<Vec<Backend>, SelectError> {
+    match config.projections.as_deref().map(str::trim) {
+        Some("none") => Ok(Vec::new()),
+        Some(list) if !list.is_empty() => {
+            let mut out: Vec<Backend> = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let backend = by_name(name, config, data_path)?;
+                if !out.iter().any(|b| b.name() == backend.name()) {
+                    out.push(backend);
+                }
+            }
+            Ok(out)
+        }
+        _ => Ok(vec![
+            by_name("sql", config, data_path).or_else(|_| by_name("file", config, data_path))?,
+        ]),
+    }
+}

@@ -1,0 +1,412 @@
+//! The projection runner: drives one backend of the `projections` crate from the log.
+//!
+//! It reads events after its checkpoint in batches, coalesces the changes to each resource within a
+//! batch into one (a burst of member adds to one group is one document write), applies them, and
+//! then saves its checkpoint. A backend that is down is retried with capped backoff while the SCIM
+//! API goes on; a change the backend refuses for good is parked (durably, shown in `/status`) and
+//! the runner moves on. Backends that record their own position with their data (SQL) are trusted
+//! over the store's checkpoint, so data and checkpoint never disagree.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use projections::{Change, Projection, ProjectionError, ResourceKind};
+use tokio::sync::mpsc;
+
+use super::backends::Backend;
+use super::document;
+use super::status::{StatusBoard, SubscriberState};
+use crate::scim::{ResourceType, resource};
+use crate::store::{Event, EventKind, Parked, Snapshot, Store, StoreError, Write, WriteContext};
+
+/// Events read per batch.
+const BATCH: usize = 1000;
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+/// Requests to a running projection (from the admin endpoints).
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Start over from position 0; `fresh` empties the backend first.
+    Rebuild { fresh: bool },
+    /// Re-apply the parked changes.
+    RetryParked,
+}
+
+/// Why the runner could not go on right now.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be read.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The backend failed.
+    #[error("{0}")]
+    Backend(#[from] ProjectionError),
+    /// The checkpoint (or a parked change) could not be saved.
+    #[error("saving the checkpoint failed: {0}")]
+    Checkpoint(String),
+}
+
+/// One projection, driven from the log.
+pub struct Runner {
+    backend: Backend,
+    projection: Option<Box<dyn Projection>>,
+    store: Arc<Store>,
+    board: Arc<StatusBoard>,
+    /// PUBLIC_URL + BASE_PATH, or empty for relative URLs.
+    base: String,
+}
+
+impl Runner {
+    /// A runner for `backend`; it connects on first use.
+    pub fn new(
+        backend: Backend,
+        store: Arc<Store>,
+        board: Arc<StatusBoard>,
+        base: String,
+    ) -> Runner {
+        Runner {
+            backend,
+            projection: None,
+            store,
+            board,
+            base,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Follows the log forever, obeying `control`.
+    pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
+        let mut committed = self.store.committed();
+        let mut backoff = MIN_BACKOFF;
+        let mut checkpoint = None;
+        let mut rebuilding_until = None;
+        loop {
+            while let Ok(request) = control.try_recv() {
+                match self.handle(request).await {
+                    Ok(Some(target)) => {
+                        checkpoint = Some(0);
+                        rebuilding_until = Some(target);
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.report(
+                        checkpoint.unwrap_or(0),
+                        SubscriberState::Retrying,
+                        Some(e.to_string()),
+                    ),
+                }
+            }
+            let result = async {
+                let from = match checkpoint {
+                    Some(c) => c,
+                    None => self.initial_checkpoint().await?,
+                };
+                self.step(from).await.map(|to| (from, to))
+            }
+            .await;
+            match result {
+                Ok((from, to)) => {
+                    backoff = MIN_BACKOFF;
+                    checkpoint = Some(to);
+                    let state = match rebuilding_until {
+                        Some(target) if to < target => SubscriberState::Rebuilding,
+                        _ => {
+                            rebuilding_until = None;
+                            SubscriberState::Running
+                        }
+                    };
+                    self.report(to, state, None);
+                    if to == from {
+                        tokio::select! {
+                            changed = committed.changed() => if changed.is_err() { return },
+                            request = control.recv() => match request {
+                                Some(request) => match self.handle(request).await {
+                                    Ok(Some(target)) => {
+                                        checkpoint = Some(0);
+                                        rebuilding_until = Some(target);
+                                    }
+                                    Ok(None) => {}
+                                    Err(e) => self.report(to, SubscriberState::Retrying, Some(e.to_string())),
+                                },
+                                None => return,
+                            },
+                        }
+                    }
+                }
+                Err(e) => {
+                    if matches!(
+                        e,
+                        RunError::Backend(ProjectionError::Unavailable(_))
+                            | RunError::Backend(ProjectionError::Config(_))
+                    ) {
+                        self.projection = None;
+                    }
+                    self.report(
+                        checkpoint.unwrap_or(0),
+                        SubscriberState::Retrying,
+                        Some(e.to_string()),
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Handles a control request; a rebuild returns the position it must reach.
+    async fn handle(&mut self, request: Control) -> Result<Option<u64>, RunError> {
+        match request {
+            Control::Rebuild { fresh } => {
+                let target = self.store.snapshot()?.position()?;
+                if fresh {
+                    self.connected().await?.reset().await?;
+                }
+                self.save_checkpoint(0).await?;
+                self.report(0, SubscriberState::Rebuilding, None);
+                Ok(Some(target))
+            }
+            Control::RetryParked => {
+                self.retry_parked().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn report(&self, checkpoint: u64, state: SubscriberState, error: Option<String>) {
+        self.board.report(self.name(), checkpoint, state, error);
+        if let Ok(parked) = self.store.snapshot().and_then(|s| s.parked(self.name())) {
+            self.board.set_parked(self.name(), parked.len() as u64);
+        }
+    }
+
+    async fn connected(&mut self) -> Result<&mut Box<dyn Projection>, ProjectionError> {
+        if self.projection.is_none() {
+            self.projection = Some(self.backend.connect().await?);
+        }
+        self.projection
+            .as_mut()
+            .ok_or_else(|| ProjectionError::Unavailable("not connected".into()))
+    }
+
+    /// Where to start: the backend's own recorded position when it keeps one, else the store's.
+    async fn initial_checkpoint(&mut self) -> Result<u64, RunError> {
+        let stored = self.connected().await?.stored_position().await?;
+        match stored {
+            Some(position) => Ok(position),
+            None => Ok(self.store.snapshot()?.checkpoint(self.name())?),
+        }
+    }
+
+    /// Applies the next batch after `from`; returns the new checkpoint (`from` if there was nothing).
+    async fn step(&mut self, from: u64) -> Result<u64, RunError> {
+        let (mut changes, mut positions, to) = {
+            let snapshot = self.store.snapshot()?;
+            let events = snapshot.events(from + 1, BATCH)?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                return Ok(from);
+            };
+            let (changes, positions) = coalesce(&snapshot, &events, &self.base)?;
+            (changes, positions, last)
+        };
+        loop {
+            let result = self.connected().await?.apply(&changes, to).await;
+            match result {
+                Ok(()) => break,
+                Err(ProjectionError::Rejected { index, reason }) if index < changes.len() => {
+                    let change = changes.remove(index);
+                    let position = positions.remove(index);
+                    self.park(&change, position, reason).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.save_checkpoint(to).await?;
+        Ok(to)
+    }
+
+    async fn save_checkpoint(&self, position: u64) -> Result<(), RunError> {
+        self.write(Write::Checkpoint {
+            name: self.name().into(),
+            position,
+        })
+        .await
+    }
+
+    async fn park(&self, change: &Change, position: u64, error: String) -> Result<(), RunError> {
+        tracing::warn!(
+            projection = self.name(),
+            id = change.id(),
+            position,
+            error,
+            "change parked"
+        );
+        let resource_type = match change {
+            Change::Upsert { kind, .. } | Change::Delete { kind, .. } => match kind {
+                ResourceKind::User => ResourceType::User,
+                ResourceKind::Group => ResourceType::Group,
+            },
+        };
+        self.write(Write::Park {
+            subscriber: self.name().into(),
+            id: change.id().into(),
+            parked: Parked {
+                resource_type,
+                position,
+                error,
+            },
+        })
+        .await
+    }
+
+    async fn write(&self, write: Write) -> Result<(), RunError> {
+        let ctx = WriteContext {
+            actor: "server".into(),
+            txn_id: format!("projection-{}", self.name()),
+        };
+        self.store
+            .write(write, ctx)
+            .await
+            .map(|_| ())
+            .map_err(|e| RunError::Checkpoint(e.detail))
+    }
+
+    /// Re-applies each parked change with the resource's current state; those the backend now
+    /// accepts are unparked, the others stay parked with the new error.
+    pub async fn retry_parked(&mut self) -> Result<usize, RunError> {
+        let (parked, changes) = {
+            let snapshot = self.store.snapshot()?;
+            let parked = snapshot.parked(self.name())?;
+            let mut changes = Vec::with_capacity(parked.len());
+            for (id, p) in &parked {
+                changes.push(current_change(&snapshot, p.resource_type, id, &self.base)?);
+            }
+            (parked, changes)
+        };
+        let position = self.store.snapshot()?.checkpoint(self.name())?;
+        let mut fixed = 0;
+        for ((id, p), change) in parked.into_iter().zip(changes) {
+            let result = self
+                .connected()
+                .await?
+                .apply(std::slice::from_ref(&change), position)
+                .await;
+            match result {
+                Ok(()) => {
+                    self.write(Write::Unpark {
+                        subscriber: self.name().into(),
+                        id,
+                    })
+                    .await?;
+                    fixed += 1;
+                }
+                Err(ProjectionError::Rejected { reason, .. }) => {
+                    self.park(&change, p.position, reason).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(fixed)
+    }
+
+    /// Rebuilds the backend from position 0 up to the current end of the log, for
+    /// `scimd replay` with the server stopped; `progress` gets each new checkpoint.
+    pub async fn replay(
+        &mut self,
+        fresh: bool,
+        progress: impl Fn(u64),
+    ) -> Result<u64, anyhow::Error> {
+        let target = self.store.snapshot()?.position()?;
+        if fresh {
+            self.connected().await?.reset().await?;
+        }
+        self.save_checkpoint(0).await?;
+        let mut at = 0;
+        while at < target {
+            at = self.step(at).await?;
+            progress(at);
+        }
+        Ok(target)
+    }
+}
+
+/// One change per resource touched by `events`, in the order of each resource's last event, with
+/// the log position of that event.
+fn coalesce(
+    snapshot: &Snapshot,
+    events: &[Event],
+    base: &str,
+) -> Result<(Vec<Change>, Vec<u64>), StoreError> {
+    let mut last: HashMap<(ResourceType, &str), &Event> = HashMap::new();
+    for e in events {
+        last.insert((e.resource_type, e.resource_id.as_str()), e);
+    }
+    let mut latest: Vec<&Event> = last.into_values().collect();
+    latest.sort_by_key(|e| e.position);
+    let mut changes = Vec::with_capacity(latest.len());
+    let mut positions = Vec::with_capacity(latest.len());
+    for e in latest {
+        let kind = kind_of(e.resource_type);
+        let change = if e.kind == EventKind::Delete {
+            Change::Delete {
+                kind,
+                id: e.resource_id.clone(),
+            }
+        } else {
+            Change::Upsert {
+                kind,
+                id: e.resource_id.clone(),
+                version: e.version,
+                document: document::as_of(snapshot, e, base)?,
+            }
+        };
+        changes.push(change);
+        positions.push(e.position);
+    }
+    Ok((changes, positions))
+}
+
+/// The change that brings a backend to the resource's current state.
+fn current_change(
+    snapshot: &Snapshot,
+    rt: ResourceType,
+    id: &str,
+    base: &str,
+) -> Result<Change, StoreError> {
+    let kind = kind_of(rt);
+    Ok(match snapshot.get(rt, id)? {
+        Some(stored) => {
+            let members = match rt {
+                ResourceType::Group => Some(snapshot.members(id)?),
+                ResourceType::User => None,
+            };
+            Change::Upsert {
+                kind,
+                id: id.to_owned(),
+                version: stored.meta.version,
+                document: resource::render(
+                    rt,
+                    id,
+                    &stored.attributes,
+                    &stored.meta,
+                    members.as_deref(),
+                    base,
+                ),
+            }
+        }
+        None => Change::Delete {
+            kind,
+            id: id.to_owned(),
+        },
+    })
+}
+
+fn kind_of(rt: ResourceType) -> ResourceKind {
+    match rt {
+        ResourceType::User => ResourceKind::User,
+        ResourceType::Group => ResourceKind::Group,
+    }
+}
