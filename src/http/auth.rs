@@ -46,7 +46,7 @@ impl ApiKeys {
         let mut keys = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, key) = match item.split_once('=') {
-                Some((name, key)) if is_name(name) && !key.is_empty() => {
+                Some((name, key)) if is_name(name) && !key.trim_matches('=').is_empty() => {
                     (name.to_owned(), key.to_owned())
                 }
                 _ => (short_hash(item), item.to_owned()),
@@ -99,7 +99,9 @@ pub fn client_key(spec: Option<&str>, data_path: &Path) -> Option<String> {
             .map(str::trim)
             .find(|s| !s.is_empty())
             .map(|item| match item.split_once('=') {
-                Some((name, key)) if is_name(name) && !key.is_empty() => key.to_owned(),
+                Some((name, key)) if is_name(name) && !key.trim_matches('=').is_empty() => {
+                    key.to_owned()
+                }
                 _ => item.to_owned(),
             })
     };

@@ -149,20 +149,7 @@ pub fn parse_input(rt: ResourceType, body: Value) -> Result<ResourceInput, ScimE
         }
         Some(other) => return Err(wrong_type(required, "a string", other)),
     }
-    for name in ["externalId", "displayName", "userName"] {
-        match attributes.get(name) {
-            None | Some(Value::String(_)) => {}
-            Some(Value::Null) => {
-                attributes.remove(name);
-            }
-            Some(other) => return Err(wrong_type(name, "a string", other)),
-        }
-    }
-    if let Some(v) = attributes.get("active") {
-        if !v.is_boolean() {
-            return Err(wrong_type("active", "a boolean", v));
-        }
-    }
+    check_shapes(rt, &mut attributes)?;
     let password = match (rt, attributes.remove("password")) {
         (_, None | Some(Value::Null)) => None,
         (ResourceType::User, Some(Value::String(p))) => Some(p),
@@ -220,6 +207,67 @@ fn check_schemas(rt: ResourceType, attributes: &mut Map<String, Value>) -> Resul
         }
         Some(other) => Err(wrong_type("schemas", "an array of URN strings", other)),
     }
+}
+
+/// The JSON shape of each core attribute (RFC 7643 §4.1, §4.2), checked until the schema engine
+/// validates every attribute. `null` means "no value" (RFC 7643 §2.5) and is dropped.
+fn check_shapes(rt: ResourceType, attributes: &mut Map<String, Value>) -> Result<(), ScimError> {
+    const STRINGS: [&str; 11] = [
+        "externalId",
+        "userName",
+        "displayName",
+        "nickName",
+        "profileUrl",
+        "title",
+        "userType",
+        "preferredLanguage",
+        "locale",
+        "timezone",
+        "password",
+    ];
+    const LISTS: [&str; 9] = [
+        "emails",
+        "phoneNumbers",
+        "ims",
+        "photos",
+        "addresses",
+        "entitlements",
+        "roles",
+        "x509Certificates",
+        "members",
+    ];
+    attributes.retain(|_, v| !v.is_null());
+    for (name, value) in attributes.iter() {
+        let user_only = rt == ResourceType::User;
+        let expected = if STRINGS.contains(&name.as_str()) {
+            Some(("a string", value.is_string()))
+        } else if LISTS.contains(&name.as_str()) && (user_only || name == "members") {
+            Some(("an array", value.is_array()))
+        } else if name == "name" && user_only {
+            Some(("an object", value.is_object()))
+        } else if name == "active" && user_only {
+            Some(("a boolean", value.is_boolean()))
+        } else {
+            None
+        };
+        if let Some((what, ok)) = expected {
+            if !ok {
+                return Err(wrong_type(name, what, value));
+            }
+        }
+        if let Value::Array(items) = value {
+            if LISTS.contains(&name.as_str()) && name != "members" {
+                if let Some(bad) = items.iter().find(|i| !i.is_object()) {
+                    return Err(wrong_type(
+                        &format!("each element of {name}"),
+                        "an object",
+                        bad,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, ScimError> {

@@ -114,28 +114,7 @@ impl Store {
             path: data_path.to_owned(),
             source,
         })?;
-        let lock_path = data_path.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| StoreError::Io {
-                path: lock_path.clone(),
-                source,
-            })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked(data_path.to_owned()));
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StoreError::Io {
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
+        let lock = lock(data_path)?;
         let path = data_path.join(DB_FILE);
         let db = open_writable(&path)?;
         let position = writer::initialise(&db)?;
@@ -204,18 +183,56 @@ pub struct StoreReader {
 }
 
 impl StoreReader {
-    /// Opens the store under `data_path` read-only.
+    /// Opens the store under `data_path` read-only. A store left by a crash needs redb's repair
+    /// before it can be read; if no server holds it, the repair is run first (as `scimd serve`
+    /// would on start), under the same lock a server takes.
     pub fn open(data_path: &Path) -> Result<StoreReader, StoreError> {
         let path = data_path.join(DB_FILE);
-        let db = redb::Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .open_read_only(&path)
-            .map_err(|source| StoreError::Open { path, source })?;
+        let open = || {
+            redb::Builder::new()
+                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                .open_read_only(&path)
+        };
+        let db = match open() {
+            Err(redb::DatabaseError::RepairAborted) => {
+                let lock = lock(data_path)?;
+                drop(open_writable(&path)?);
+                drop(lock);
+                open()
+            }
+            other => other,
+        }
+        .map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         Ok(StoreReader { db })
     }
 
     /// A consistent view of everything committed so far.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         Ok(Snapshot::new(self.db.begin_read()?))
+    }
+}
+
+/// Takes the exclusive lock on `DATA_PATH/scimd.lock` that one serving process holds.
+fn lock(data_path: &Path) -> Result<File, StoreError> {
+    let lock_path = data_path.join(LOCK_FILE);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(data_path.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io {
+            path: lock_path,
+            source,
+        }),
     }
 }
