@@ -85,10 +85,10 @@ impl StatusBoard {
 
     /// Records how many changes a subscriber has parked.
     pub fn set_parked(&self, name: &str, parked: u64) {
-        if let Ok(mut subscribers) = self.subscribers.lock() {
-            if let Some(s) = subscribers.get_mut(name) {
-                s.parked = parked;
-            }
+        if let Ok(mut subscribers) = self.subscribers.lock()
+            && let Some(s) = subscribers.get_mut(name)
+        {
+            s.parked = parked;
         }
     }
 

@@ -250,21 +250,21 @@ fn check_shapes(rt: ResourceType, attributes: &mut Map<String, Value>) -> Result
         } else {
             None
         };
-        if let Some((what, ok)) = expected {
-            if !ok {
-                return Err(wrong_type(name, what, value));
-            }
+        if let Some((what, ok)) = expected
+            && !ok
+        {
+            return Err(wrong_type(name, what, value));
         }
-        if let Value::Array(items) = value {
-            if LISTS.contains(&name.as_str()) && name != "members" {
-                if let Some(bad) = items.iter().find(|i| !i.is_object()) {
-                    return Err(wrong_type(
-                        &format!("each element of {name}"),
-                        "an object",
-                        bad,
-                    ));
-                }
-            }
+        if let Value::Array(items) = value
+            && LISTS.contains(&name.as_str())
+            && name != "members"
+            && let Some(bad) = items.iter().find(|i| !i.is_object())
+        {
+            return Err(wrong_type(
+                &format!("each element of {name}"),
+                "an object",
+                bad,
+            ));
         }
     }
     Ok(())
@@ -324,13 +324,13 @@ fn wrong_type(name: &str, expected: &str, got: &Value) -> ScimError {
 /// caseExact false, uniqueness server) and `externalId` per resource type (caseExact true).
 pub fn unique_keys(rt: ResourceType, attributes: &Map<String, Value>) -> Vec<UniqueKey> {
     let mut keys = Vec::with_capacity(2);
-    if rt == ResourceType::User {
-        if let Some(Value::String(name)) = attributes.get("userName") {
-            keys.push(UniqueKey {
-                attribute: "userName",
-                normalised: name.to_lowercase(),
-            });
-        }
+    if rt == ResourceType::User
+        && let Some(Value::String(name)) = attributes.get("userName")
+    {
+        keys.push(UniqueKey {
+            attribute: "userName",
+            normalised: name.to_lowercase(),
+        });
     }
     if let Some(Value::String(ext)) = attributes.get("externalId") {
         keys.push(UniqueKey {

@@ -698,10 +698,10 @@ fn current(
     let Some(current) = tables::get_resource(&t.resources, rt, id)? else {
         return Err(ScimError::not_found(format!("{} {id} not found", rt.name())).into());
     };
-    if let Some(header) = if_match {
-        if !etag::matches(header, current.meta.version) {
-            return Err(ScimError::precondition_failed(current.meta.version).into());
-        }
+    if let Some(header) = if_match
+        && !etag::matches(header, current.meta.version)
+    {
+        return Err(ScimError::precondition_failed(current.meta.version).into());
     }
     Ok(current)
 }
@@ -713,16 +713,16 @@ fn check_unique(
     unique: &[UniqueKey],
 ) -> Result<(), Rejection> {
     for key in unique {
-        if let Some(owner) = t.unique.get(key.index_key(rt).as_str())? {
-            if owner.value() != id {
-                return Err(ScimError::uniqueness(format!(
-                    "{} \"{}\" is already used by another {}",
-                    key.attribute,
-                    key.normalised,
-                    rt.name()
-                ))
-                .into());
-            }
+        if let Some(owner) = t.unique.get(key.index_key(rt).as_str())?
+            && owner.value() != id
+        {
+            return Err(ScimError::uniqueness(format!(
+                "{} \"{}\" is already used by another {}",
+                key.attribute,
+                key.normalised,
+                rt.name()
+            ))
+            .into());
         }
     }
     Ok(())
