@@ -127,3 +127,19 @@ async fn service_provider_config_states_exactly_what_works() {
     assert_eq!(c["etag"]["supported"], json!(true), "{c}");
     assert!(c["authenticationSchemes"].is_array(), "{c}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_provider_config_is_readable_without_a_key() {
+    let s = Scimd::start_default().await;
+    let c = s
+        .anonymous()
+        .get("/ServiceProviderConfig")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(c["etag"]["supported"], json!(true), "{c}");
+    s.anonymous()
+        .get("/Users")
+        .await
+        .expect_scim_error(401, None);
+}
