@@ -385,17 +385,13 @@ impl ScimApi {
     }
 
     /// What this server supports (RFC 7643 §5), stated exactly: features not built yet say
-    /// `supported: false`.
+    /// `supported: false`. Readable without a key, like the earlier server's discovery endpoints.
     #[oai(
         path = "/ServiceProviderConfig",
         method = "get",
         tag = "Tag::Discovery"
     )]
-    async fn service_provider_config(
-        &self,
-        _auth: ApiKeyAuth,
-        req: &Request,
-    ) -> Result<DocumentResponse> {
+    async fn service_provider_config(&self, req: &Request) -> Result<DocumentResponse> {
         let location = format!("{}/ServiceProviderConfig", self.base(req));
         Ok(DocumentResponse::Ok(Json(json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
