@@ -58,7 +58,7 @@ pub fn as_of(snapshot: &Snapshot, event: &Event, base: &str) -> Result<Value, St
     Ok(resource::render(
         event.resource_type,
         id,
-        &attributes,
+        attributes,
         &meta,
         members.as_deref(),
         base,

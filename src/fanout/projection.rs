@@ -390,7 +390,7 @@ fn current_change(
                 document: resource::render(
                     rt,
                     id,
-                    &stored.attributes,
+                    stored.attributes,
                     &stored.meta,
                     members.as_deref(),
                     base,

@@ -367,12 +367,12 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
 pub fn render(
     rt: ResourceType,
     id: &str,
-    attributes: &Map<String, Value>,
+    attributes: Map<String, Value>,
     meta: &Meta,
     members: Option<&[MemberView]>,
     base: &str,
 ) -> Value {
-    let mut doc = attributes.clone();
+    let mut doc = attributes;
     doc.remove("password");
     doc.insert("id".into(), json!(id));
     doc.insert(
@@ -494,7 +494,7 @@ mod tests {
         let doc = render(
             ResourceType::Group,
             "g1",
-            &attrs,
+            attrs,
             &meta,
             Some(&members),
             "https://x/scim",

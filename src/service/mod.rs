@@ -71,7 +71,7 @@ impl Service {
             unique,
         };
         let outcome = self.store.write(write, ctx).await?;
-        Ok(written(rt, outcome, base))
+        written(rt, outcome, base)
     }
 
     /// RFC 7644 §3.5.1: replaces every attribute of a resource.
@@ -104,7 +104,7 @@ impl Service {
             unique,
         };
         let outcome = self.store.write(write, ctx).await?;
-        Ok(written(rt, outcome, base))
+        written(rt, outcome, base)
     }
 
     /// RFC 7644 §3.6: deletes a resource (and removes it from every group).
@@ -133,7 +133,7 @@ impl Service {
             ResourceType::Group => Some(snapshot.members(id)?),
             ResourceType::User => None,
         };
-        Ok(doc(rt, id, &stored, members.as_deref(), base))
+        Ok(doc(rt, id, stored, members.as_deref(), base))
     }
 
     /// RFC 7644 §3.4.2: a page of resources. `start_index` is 1-based (values < 1 count as 1);
@@ -160,12 +160,12 @@ impl Service {
             snapshot.list(rt, skip, count)?
         };
         let mut resources = Vec::with_capacity(page.len());
-        for (id, stored) in &page {
+        for (id, stored) in page {
             let members = match rt {
-                ResourceType::Group => Some(snapshot.members(id)?),
+                ResourceType::Group => Some(snapshot.members(&id)?),
                 ResourceType::User => None,
             };
-            resources.push(doc(rt, id, stored, members.as_deref(), base).doc);
+            resources.push(doc(rt, &id, stored, members.as_deref(), base).doc);
         }
         let mut body = json!({
             "schemas": [LIST_RESPONSE_SCHEMA],
@@ -183,30 +183,27 @@ impl Service {
 fn doc(
     rt: ResourceType,
     id: &str,
-    stored: &StoredResource,
+    stored: StoredResource,
     members: Option<&[MemberView]>,
     base: &str,
 ) -> ResourceDoc {
     ResourceDoc {
-        doc: resource::render(rt, id, &stored.attributes, &stored.meta, members, base),
         version: stored.meta.version,
+        doc: resource::render(rt, id, stored.attributes, &stored.meta, members, base),
         location: resource::location(base, rt, id),
     }
 }
 
-fn written(rt: ResourceType, outcome: Outcome, base: &str) -> ResourceDoc {
+fn written(rt: ResourceType, outcome: Outcome, base: &str) -> Result<ResourceDoc, ScimError> {
     match outcome {
         Outcome::Resource {
             id,
             resource,
             members,
-            ..
-        } => doc(rt, &id, &resource, members.as_deref(), base),
-        // A create or replace always yields the resource; anything else is a writer bug.
-        Outcome::Deleted | Outcome::Checkpointed => ResourceDoc {
-            doc: Value::Null,
-            version: 0,
-            location: String::new(),
-        },
+        } => Ok(doc(rt, &id, resource, members.as_deref(), base)),
+        // The writer answers a create or replace with the resource; anything else is a bug there.
+        Outcome::Deleted | Outcome::Checkpointed => Err(ScimError::unavailable(
+            "the store gave an unexpected answer; retry the request",
+        )),
     }
 }
