@@ -162,10 +162,7 @@ impl Runner {
         match request {
             Control::Rebuild { fresh } => {
                 let target = self.store.snapshot()?.position()?;
-                if fresh {
-                    self.connected().await?.reset().await?;
-                }
-                self.save_checkpoint(0).await?;
+                self.restart_from_zero(fresh).await?;
                 self.report(0, SubscriberState::Rebuilding, None);
                 Ok(Some(target))
             }
@@ -174,6 +171,17 @@ impl Runner {
                 Ok(None)
             }
         }
+    }
+
+    /// Sets both checkpoints (the backend's own, where it keeps one, and the store's) to 0, after
+    /// emptying the backend when `fresh`; a restart in the middle of a rebuild then resumes it.
+    async fn restart_from_zero(&mut self, fresh: bool) -> Result<(), RunError> {
+        let projection = self.connected().await?;
+        if fresh {
+            projection.reset().await?;
+        }
+        projection.apply(&[], 0).await?;
+        self.save_checkpoint(0).await
     }
 
     fn report(&self, checkpoint: u64, state: SubscriberState, error: Option<String>) {
@@ -320,10 +328,7 @@ impl Runner {
         progress: impl Fn(u64),
     ) -> Result<u64, anyhow::Error> {
         let target = self.store.snapshot()?.position()?;
-        if fresh {
-            self.connected().await?.reset().await?;
-        }
-        self.save_checkpoint(0).await?;
+        self.restart_from_zero(fresh).await?;
         let mut at = 0;
         while at < target {
             at = self.step(at).await?;

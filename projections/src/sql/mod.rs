@@ -91,7 +91,9 @@ impl SqlProjection {
     /// SQLAlchemy SQLite URL keeps SQLAlchemy's meaning: `sqlite+pysqlite:///rel.db` is relative,
     /// `sqlite+pysqlite:////abs/x.db` absolute.
     ///
-    /// Waits at most 5 s for the server.
+    /// Waits at most 5 s for a connection (then up to 60 s for the migrations, which may wait for
+    /// another process migrating the same database). The pool connects lazily afterwards: later
+    /// operations wait at most 5 s for a connection and reconnect after the server went away.
     ///
     /// # Errors
     /// [`ProjectionError::Config`] for an unsupported URL, an invalid table name, refused
@@ -560,6 +562,14 @@ async fn apply<D: Dialect>(
     }
     .await;
     committed.map_err(|e| unavailable(&e))
+}
+
+/// The server did not answer in time.
+fn unreachable_within(timeout: Duration) -> ProjectionError {
+    ProjectionError::Unavailable(format!(
+        "sql projection: no connection within {} s",
+        timeout.as_secs()
+    ))
 }
 
 /// Maps an error while connecting or migrating: the database refusing us is a configuration

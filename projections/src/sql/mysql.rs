@@ -13,10 +13,11 @@ use sqlx::error::DatabaseError;
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
 };
-use sqlx::{AssertSqlSafe, Transaction};
+use sqlx::{AssertSqlSafe, Connection, Transaction};
 
 use super::{
     CONNECT_TIMEOUT, Dialect, Migration, Plan, Tables, connect_error, pieces, placeholders, render,
+    timed, unreachable_within,
 };
 use crate::ProjectionError;
 
@@ -66,11 +67,13 @@ fn sized(statements: &[Arc<str>], rows: usize) -> AssertSqlSafe<Arc<str>> {
     AssertSqlSafe(statements[rows.trailing_zeros() as usize].clone())
 }
 
-/// Errors that mean the server refuses us: access denied, unknown database, command denied.
+/// Errors that mean the server refuses us: SQLSTATE class 28 (access denied), and 1044 (no
+/// access to the database), 1049 (unknown database), 1142 / 1227 (command denied).
 fn refused(error: &dyn DatabaseError) -> bool {
-    error
-        .try_downcast_ref::<MySqlDatabaseError>()
-        .is_some_and(|e| matches!(e.number(), 1044 | 1045 | 1049 | 1142 | 1227))
+    error.code().is_some_and(|code| code.starts_with("28"))
+        || error
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|e| matches!(e.number(), 1044 | 1045 | 1049 | 1142 | 1227 | 1698))
 }
 
 impl MySql {
@@ -78,26 +81,36 @@ impl MySql {
     pub(super) async fn connect(url: &str, tables: Tables) -> Result<Self, ProjectionError> {
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|e| ProjectionError::Config(format!("sql projection: {e}")))?;
-        let pool = tokio::time::timeout(
-            CONNECT_TIMEOUT * 2,
-            MySqlPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(CONNECT_TIMEOUT)
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        sqlx::raw_sql(
-                            "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
-                        )
-                        .execute(conn)
-                        .await?;
-                        Ok(())
-                    })
+        // A first connection of our own: its error (refused, unknown host, bad password) is more
+        // useful than the pool's "timed out", and it runs the migrations.
+        let mut conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(&options))
+                .await
+                .map_err(|_| unreachable_within(CONNECT_TIMEOUT))?
+                .map_err(|e| connect_error(e, refused))?;
+        let migrated = timed(async {
+            migrate(&mut conn, &tables)
+                .await
+                .map_err(|e| connect_error(e, |_| true))
+        })
+        .await;
+        // The lock belongs to the session: closing the connection releases it, whatever happened.
+        let _ = conn.close().await;
+        migrated?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::raw_sql(
+                        "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
                 })
-                .connect_with(options),
-        )
-        .await
-        .map_err(|_| ProjectionError::Unavailable("sql projection: connect timed out".into()))?
-        .map_err(|e| connect_error(e, refused))?;
+            })
+            .connect_lazy_with(options);
 
         let sql = [0, 1].map(|slot| {
             let table = quote(tables.name(slot));
@@ -125,61 +138,12 @@ impl MySql {
                     .collect(),
             }
         });
-        let me = Self { pool, tables, sql };
-        me.migrate().await.map_err(|e| connect_error(e, |_| true))?;
-        Ok(me)
+        Ok(Self { pool, tables, sql })
     }
 
     /// The table names.
     pub(super) fn tables(&self) -> &Tables {
         &self.tables
-    }
-
-    /// Runs the pending migrations under the server-wide lock `scimd_schema`. MySQL commits DDL
-    /// at once, so the statements are idempotent and an interrupted migration is run again.
-    async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let result = self.migrate_on(&mut conn).await;
-        // The lock belongs to the session: closing the connection releases it, whatever happened.
-        let _ = conn.close().await;
-        result
-    }
-
-    async fn migrate_on(&self, conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
-        let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('scimd_schema', 30)")
-            .fetch_one(&mut *conn)
-            .await?;
-        if locked != Some(1) {
-            return Err(sqlx::Error::Protocol(
-                "another process held the scimd_schema lock for 30 s".into(),
-            ));
-        }
-        sqlx::raw_sql(BOOTSTRAP).execute(&mut *conn).await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM scimd_schema_version WHERE scope = ?")
-                .bind(&self.tables.scope)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let (users, groups) = (quote(&self.tables.users), quote(&self.tables.groups));
-        for migration in MIGRATIONS
-            .iter()
-            .filter(|m| m.version > current.unwrap_or(0))
-        {
-            for statement in render(migration.template, &users, &groups) {
-                sqlx::raw_sql(AssertSqlSafe(statement))
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            sqlx::query(
-                "INSERT INTO scimd_schema_version (scope, version) VALUES (?, ?) \
-                 ON DUPLICATE KEY UPDATE version = VALUES(version)",
-            )
-            .bind(&self.tables.scope)
-            .bind(migration.version)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
     }
 
     /// The recorded position.
@@ -205,6 +169,45 @@ impl MySql {
             .await?;
         tx.commit().await
     }
+}
+
+/// Runs the pending migrations under the server-wide lock `scimd_schema`. MySQL commits DDL
+/// at once, so the statements are idempotent and an interrupted migration is run again.
+async fn migrate(conn: &mut MySqlConnection, tables: &Tables) -> Result<(), sqlx::Error> {
+    let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('scimd_schema', 30)")
+        .fetch_one(&mut *conn)
+        .await?;
+    if locked != Some(1) {
+        return Err(sqlx::Error::Protocol(
+            "another process held the scimd_schema lock for 30 s".into(),
+        ));
+    }
+    sqlx::raw_sql(BOOTSTRAP).execute(&mut *conn).await?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM scimd_schema_version WHERE scope = ?")
+            .bind(&tables.scope)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (users, groups) = (quote(&tables.users), quote(&tables.groups));
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current.unwrap_or(0))
+    {
+        for statement in render(migration.template, &users, &groups) {
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO scimd_schema_version (scope, version) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE version = VALUES(version)",
+        )
+        .bind(&tables.scope)
+        .bind(migration.version)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]

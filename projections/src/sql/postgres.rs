@@ -9,9 +9,12 @@ use serde_json::Value;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, Transaction};
+use sqlx::{AssertSqlSafe, Connection, Transaction};
 
-use super::{CONNECT_TIMEOUT, Dialect, Migration, Plan, Tables, connect_error, render};
+use super::{
+    CONNECT_TIMEOUT, Dialect, Migration, Plan, Tables, connect_error, render, timed,
+    unreachable_within,
+};
 use crate::ProjectionError;
 
 /// The schema migrations, in order (see the `sql` module documentation).
@@ -67,16 +70,24 @@ impl Postgres {
         if options.get_application_name().is_none() {
             options = options.application_name("scimd");
         }
-        let pool = tokio::time::timeout(
-            CONNECT_TIMEOUT * 2,
-            PgPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(CONNECT_TIMEOUT)
-                .connect_with(options),
-        )
-        .await
-        .map_err(|_| ProjectionError::Unavailable("sql projection: connect timed out".into()))?
-        .map_err(|e| connect_error(e, refused))?;
+        // A first connection of our own: its error (refused, unknown host, bad password) is more
+        // useful than the pool's "timed out", and it runs the migrations.
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| unreachable_within(CONNECT_TIMEOUT))?
+            .map_err(|e| connect_error(e, refused))?;
+        let migrated = timed(async {
+            migrate(&mut conn, &tables)
+                .await
+                .map_err(|e| connect_error(e, |_| true))
+        })
+        .await;
+        let _ = conn.close().await;
+        migrated?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
 
         let sql = [0, 1].map(|slot| {
             let table = quote(tables.name(slot));
@@ -90,49 +101,12 @@ impl Postgres {
                 delete: format!("DELETE FROM {table} WHERE id = ANY($1::text[])").into(),
             }
         });
-        let me = Self { pool, tables, sql };
-        me.migrate().await.map_err(|e| connect_error(e, |_| true))?;
-        Ok(me)
+        Ok(Self { pool, tables, sql })
     }
 
     /// The table names.
     pub(super) fn tables(&self) -> &Tables {
         &self.tables
-    }
-
-    /// Runs the pending migrations in one transaction under an advisory lock.
-    async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::raw_sql(BOOTSTRAP).execute(&mut *tx).await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM scimd_schema_version WHERE scope = $1")
-                .bind(&self.tables.scope)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (users, groups) = (quote(&self.tables.users), quote(&self.tables.groups));
-        for migration in MIGRATIONS
-            .iter()
-            .filter(|m| m.version > current.unwrap_or(0))
-        {
-            for statement in render(migration.template, &users, &groups) {
-                sqlx::raw_sql(AssertSqlSafe(statement))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(
-                "INSERT INTO scimd_schema_version (scope, version) VALUES ($1, $2) \
-                 ON CONFLICT (scope) DO UPDATE SET version = EXCLUDED.version",
-            )
-            .bind(&self.tables.scope)
-            .bind(migration.version)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
     }
 
     /// The recorded position.
@@ -160,6 +134,41 @@ impl Postgres {
             .await?;
         tx.commit().await
     }
+}
+
+/// Runs the pending migrations in one transaction under an advisory lock.
+async fn migrate(conn: &mut PgConnection, tables: &Tables) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(BOOTSTRAP).execute(&mut *tx).await?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM scimd_schema_version WHERE scope = $1")
+            .bind(&tables.scope)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (users, groups) = (quote(&tables.users), quote(&tables.groups));
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current.unwrap_or(0))
+    {
+        for statement in render(migration.template, &users, &groups) {
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO scimd_schema_version (scope, version) VALUES ($1, $2) \
+             ON CONFLICT (scope) DO UPDATE SET version = EXCLUDED.version",
+        )
+        .bind(&tables.scope)
+        .bind(migration.version)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 #[async_trait]
