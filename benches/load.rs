@@ -1,0 +1,313 @@
+//! Load generator for any SCIM 2.0 server (scimd or another one).
+//!
+//! ```text
+//! cargo bench --bench load -- --url http://127.0.0.1:8000 --token KEY --users 20000 --concurrency 64
+//! ```
+//!
+//! Options:
+//!
+//! - `--url BASE_URL`     the SCIM base URL, with its base path if any (`http://host:8000/scim/v2`); http only
+//! - `--token TOKEN`      sent as `Authorization: Bearer TOKEN` (omit for a server without auth)
+//! - `--users N`          users to create (default 10000)
+//! - `--concurrency C`    concurrent workers (default 64); each keeps its own keep-alive connection
+//! - `--gets M`           `GET /Users/{id}` requests (default 3 × N)
+//!
+//! Phase 1 creates N users (`POST /Users`, `application/scim+json`, a userName unique to this run, a
+//! displayName and an email). Phase 2 reads M random users among those created. For each phase it prints
+//! the requests, the errors (non-2xx or transport failures; the first few are printed in full), the elapsed
+//! time, the throughput and the p50 / p99 / max latency. The exit status is 1 when any request failed.
+//! The users it creates are left on the server.
+//!
+//! Without `--url` it prints this usage and exits 0: that is what `cargo test --all-targets` runs.
+//!
+//! To measure scimd itself:
+//!
+//! ```text
+//! cargo build --release
+//! DATA_PATH=$(mktemp -d) API_KEY=k LISTEN=127.0.0.1:18000 target/release/scimd serve &
+//! cargo bench --bench load -- --url http://127.0.0.1:18000 --token k
+//! ```
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::{Value, json};
+
+const SCIM_JSON: &str = "application/scim+json";
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// Errors printed in full per phase; the rest are only counted.
+const ERRORS_SHOWN: usize = 5;
+const USAGE: &str = "usage: cargo bench --bench load -- --url BASE_URL [--token TOKEN] [--users N] \
+                     [--concurrency C] [--gets M]";
+
+struct Args {
+    url: String,
+    token: Option<String>,
+    users: usize,
+    concurrency: usize,
+    gets: usize,
+}
+
+/// `Ok(None)`: nothing to do (no `--url`, or `--help`).
+fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
+    let has_url = args.iter().any(|a| a == "--url" || a.starts_with("--url="));
+    if !has_url || args.iter().any(|a| a == "--help" || a == "-h") {
+        return Ok(None);
+    }
+    let (mut url, mut token, mut users, mut concurrency, mut gets) = (None, None, 10_000, 64, None);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--bench" {
+            continue; // appended by `cargo bench`
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        let number = |v: String| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag {
+            "--url" => url = Some(value()?.trim_end_matches('/').to_string()),
+            "--token" => token = Some(value()?),
+            "--users" => users = number(value()?)?,
+            "--concurrency" => concurrency = number(value()?)?.max(1),
+            "--gets" => gets = Some(number(value()?)?),
+            _ => return Err(format!("unknown argument {arg}")),
+        }
+    }
+    Ok(Some(Args {
+        url: url.ok_or("--url needs a value")?,
+        token,
+        users,
+        concurrency,
+        gets: gets.unwrap_or(users * 3),
+    }))
+}
+
+/// What one phase measured.
+#[derive(Default)]
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn print(&self, phase: &str) {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // nearest-rank percentile, in permille: p50 = 500, p99 = 990
+        let pct = |permille: usize| {
+            let rank = (sorted.len() * permille).div_ceil(1000).max(1);
+            sorted.get(rank - 1).copied().map_or(0.0, ms)
+        };
+        let secs = self.elapsed.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
+        let rate = if secs > 0.0 {
+            sorted.len() as f64 / secs
+        } else {
+            0.0
+        };
+        println!(
+            "{phase:<8} {:>9} {:>7} {:>10.2} {:>10.1} {:>8.2} {:>8.2} {:>8.2}",
+            sorted.len(),
+            self.errors,
+            secs,
+            rate,
+            pct(500),
+            pct(990),
+            sorted.last().copied().map_or(0.0, ms),
+        );
+    }
+}
+
+/// Runs `total` requests with `concurrency` workers. Worker `w` owns one client (so one keep-alive
+/// connection) and takes the next request number `i` until all are taken; `request(client, i)` returns
+/// the value to keep (e.g. the created id) or an error message.
+async fn run_phase<F, Fut>(
+    args: &Args,
+    total: usize,
+    request: F,
+) -> Result<(Outcome, Vec<String>), String>
+where
+    F: Fn(reqwest::Client, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<String>, String>> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors_seen = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency.min(total.max(1)) {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        let (request, next, errors_seen) = (request.clone(), next.clone(), errors_seen.clone());
+        workers.push(tokio::spawn(async move {
+            let mut outcome = Outcome::default();
+            let mut kept = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let sent = Instant::now();
+                let result = request(client.clone(), i).await;
+                outcome.latencies.push(sent.elapsed());
+                match result {
+                    Ok(value) => kept.extend(value),
+                    Err(message) => {
+                        outcome.errors += 1;
+                        if errors_seen.fetch_add(1, Ordering::Relaxed) < ERRORS_SHOWN {
+                            eprintln!("  error: {message}");
+                        }
+                    }
+                }
+            }
+            (outcome, kept)
+        }));
+    }
+    let mut all = Outcome::default();
+    let mut kept = Vec::with_capacity(total);
+    for worker in workers {
+        let (outcome, values) = worker.await.map_err(|e| format!("worker failed: {e}"))?;
+        all.latencies.extend(outcome.latencies);
+        all.errors += outcome.errors;
+        kept.extend(values);
+    }
+    all.elapsed = started.elapsed();
+    Ok((all, kept))
+}
+
+/// Sends one request and reads the whole body (so the connection is reused); a non-2xx is an error.
+async fn send(request: reqwest::RequestBuilder, token: Option<&str>) -> Result<Value, String> {
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    let response = request
+        .header(ACCEPT, SCIM_JSON)
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {}", with_causes(&e)))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("{status}: reading the body failed: {}", with_causes(&e)))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        let text: String = text.chars().take(300).collect();
+        return Err(format!("{status}: {text}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{status}: body is not JSON: {e}"))
+}
+
+/// `error: cause: cause …`: reqwest's own message omits why a request failed (refused, reset …).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let run_id = Arc::new(run_id[..8].to_string());
+    let users_url = Arc::new(format!("{}/Users", args.url));
+    let token = Arc::new(args.token.clone());
+    println!(
+        "load: {} users, {} gets, concurrency {}, userName prefix load-{run_id}-, against {}",
+        args.users, args.gets, args.concurrency, users_url
+    );
+    println!(
+        "{:<8} {:>9} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "phase", "requests", "errors", "elapsed_s", "req/s", "p50_ms", "p99_ms", "max_ms"
+    );
+
+    let (url, tok) = (users_url.clone(), token.clone());
+    let (created, ids) = run_phase(&args, args.users, move |client, i| {
+        let (url, tok, run_id) = (url.clone(), tok.clone(), run_id.clone());
+        async move {
+            let user = json!({
+                "schemas": [USER_SCHEMA],
+                "userName": format!("load-{run_id}-{i}"),
+                "displayName": format!("Load User {i}"),
+                "name": {"givenName": "Load", "familyName": format!("User {i}")},
+                "emails": [{"value": format!("load-{run_id}-{i}@example.org"), "type": "work", "primary": true}],
+                "active": true,
+            });
+            let request = client
+                .post(url.as_str())
+                .header(CONTENT_TYPE, SCIM_JSON)
+                .body(user.to_string());
+            let body = send(request, tok.as_deref()).await?;
+            match body.get("id").and_then(Value::as_str) {
+                Some(id) => Ok(Some(id.to_string())),
+                None => Err("201 without an id in the body".to_string()),
+            }
+        }
+    })
+    .await?;
+    created.print("create");
+
+    if ids.is_empty() {
+        println!("get: skipped, no user was created");
+        return Ok(created.errors == 0);
+    }
+    let ids = Arc::new(ids);
+    let (url, tok) = (users_url, token);
+    let (read, _) = run_phase(&args, args.gets, move |client, _| {
+        let id = &ids[rand::random_range(0..ids.len())];
+        let request = client.get(format!("{url}/{id}"));
+        let tok = tok.clone();
+        async move { send(request, tok.as_deref()).await.map(|_| None) }
+    })
+    .await?;
+    read.print("get");
+    Ok(created.errors == 0 && read.errors == 0)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            eprintln!("{USAGE}\n(no --url: nothing to do)");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("load: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
