@@ -101,6 +101,14 @@ pub trait Projection: Send + Sync {
     /// disagree.
     async fn apply(&mut self, changes: &[Change], position: u64) -> Result<(), ProjectionError>;
 
+    /// Whether the backend records the log position with its data. Then [`stored_position`] is the
+    /// truth about what it holds, and `None` there means it holds nothing yet (a new database).
+    ///
+    /// [`stored_position`]: Projection::stored_position
+    fn records_position(&self) -> bool {
+        false
+    }
+
     /// The position the backend itself recorded with its data, if it keeps one.
     async fn stored_position(&mut self) -> Result<Option<u64>, ProjectionError>;
 

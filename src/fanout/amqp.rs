@@ -242,7 +242,7 @@ fn message_body(
     base: &str,
     group_members: GroupMembers,
 ) -> Result<Value, StoreError> {
-    let mut resource = document::as_of(snapshot, event, base)?;
+    let mut resource = document::as_of(snapshot, event.clone(), base)?;
     let mut body = json!({"operation": operation(event.kind)});
     if event.resource_type == ResourceType::Group && group_members == GroupMembers::Changes {
         if let Some(doc) = resource.as_object_mut() {

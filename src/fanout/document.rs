@@ -17,8 +17,8 @@ use crate::store::{Event, EventKind, Snapshot, StoreError};
 /// The resource as of `event` (for a delete: as it was just before), as a GET with every attribute
 /// requested returns it, except `password` (never returned). `base` prefixes `meta.location` and
 /// `$ref`: PUBLIC_URL plus BASE_PATH, or empty for relative URLs.
-pub fn as_of(snapshot: &Snapshot, event: &Event, base: &str) -> Result<Value, StoreError> {
-    let id = &event.resource_id;
+pub fn as_of(snapshot: &Snapshot, event: Event, base: &str) -> Result<Value, StoreError> {
+    let id = event.resource_id.as_str();
     let deleted = event.kind == EventKind::Delete;
     // The version the document shows: a delete shows the version before it.
     let version = if deleted {
@@ -37,10 +37,10 @@ pub fn as_of(snapshot: &Snapshot, event: &Event, base: &str) -> Result<Value, St
         version,
     };
     let (attributes, members) = match event.resource_type {
-        ResourceType::User => (event.attributes.clone().unwrap_or_default(), None),
+        ResourceType::User => (event.attributes.unwrap_or_default(), None),
         ResourceType::Group => {
-            let attributes = match &event.attributes {
-                Some(a) => a.clone(),
+            let attributes = match event.attributes {
+                Some(a) => a,
                 None => group_attributes_before(snapshot, id, event.version)?,
             };
             let members = if deleted {

@@ -7,12 +7,12 @@
 //! the runner moves on. Backends that record their own position with their data (SQL) are trusted
 //! over the store's checkpoint, so data and checkpoint never disagree.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use projections::{Change, Projection, ProjectionError, ResourceKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::backends::Backend;
 use super::document;
@@ -26,10 +26,14 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
 /// Requests to a running projection (from the admin endpoints).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Control {
-    /// Start over from position 0; `fresh` empties the backend first.
-    Rebuild { fresh: bool },
+    /// Start over from position 0; `fresh` empties the backend first. `accepted` gets the position
+    /// the rebuild must reach once the checkpoints are back at 0 (or why that failed).
+    Rebuild {
+        fresh: bool,
+        accepted: oneshot::Sender<Result<u64, String>>,
+    },
     /// Re-apply the parked changes.
     RetryParked,
 }
@@ -160,9 +164,15 @@ impl Runner {
     /// Handles a control request; a rebuild returns the position it must reach.
     async fn handle(&mut self, request: Control) -> Result<Option<u64>, RunError> {
         match request {
-            Control::Rebuild { fresh } => {
-                let target = self.store.snapshot()?.position()?;
-                self.restart_from_zero(fresh).await?;
+            Control::Rebuild { fresh, accepted } => {
+                let result = async {
+                    let target = self.store.snapshot()?.position()?;
+                    self.restart_from_zero(fresh).await?;
+                    Ok::<_, RunError>(target)
+                }
+                .await;
+                let _ = accepted.send(result.as_ref().map(|t| *t).map_err(ToString::to_string));
+                let target = result?;
                 self.report(0, SubscriberState::Rebuilding, None);
                 Ok(Some(target))
             }
@@ -200,12 +210,14 @@ impl Runner {
             .ok_or_else(|| ProjectionError::Unavailable("not connected".into()))
     }
 
-    /// Where to start: the backend's own recorded position when it keeps one, else the store's.
+    /// Where to start: the backend's own recorded position when it keeps one (a new database or new
+    /// tables start at 0, whatever the store remembers), else the store's checkpoint.
     async fn initial_checkpoint(&mut self) -> Result<u64, RunError> {
-        let stored = self.connected().await?.stored_position().await?;
-        match stored {
-            Some(position) => Ok(position),
-            None => Ok(self.store.snapshot()?.checkpoint(self.name())?),
+        let projection = self.connected().await?;
+        if projection.records_position() {
+            Ok(projection.stored_position().await?.unwrap_or(0))
+        } else {
+            Ok(self.store.snapshot()?.checkpoint(self.name())?)
         }
     }
 
@@ -217,7 +229,7 @@ impl Runner {
             let Some(last) = events.last().map(|e| e.position) else {
                 return Ok(from);
             };
-            let (changes, positions) = coalesce(&snapshot, &events, &self.base)?;
+            let (changes, positions) = coalesce(&snapshot, events, &self.base)?;
             (changes, positions, last)
         };
         loop {
@@ -339,26 +351,42 @@ impl Runner {
 }
 
 /// One change per resource touched by `events`, in the order of each resource's last event, with
-/// the log position of that event.
+/// the log position of that event. Groups that contain a resource whose display name changed are
+/// re-projected too: their documents show each member's current `display`.
 fn coalesce(
     snapshot: &Snapshot,
-    events: &[Event],
+    events: Vec<Event>,
     base: &str,
 ) -> Result<(Vec<Change>, Vec<u64>), StoreError> {
-    let mut last: HashMap<(ResourceType, &str), &Event> = HashMap::new();
-    for e in events {
-        last.insert((e.resource_type, e.resource_id.as_str()), e);
+    let mut renamed: Vec<(String, u64)> = Vec::new();
+    for e in &events {
+        let renames = matches!(e.kind, EventKind::Replace | EventKind::Patch)
+            && e.changed
+                .iter()
+                .any(|c| c == "displayName" || c == "userName");
+        if renames {
+            for group in snapshot.groups_of(&e.resource_id)? {
+                renamed.push((group, e.position));
+            }
+        }
     }
-    let mut latest: Vec<&Event> = last.into_values().collect();
+    let mut last: HashMap<(ResourceType, String), Event> = HashMap::new();
+    for e in events {
+        last.insert((e.resource_type, e.resource_id.clone()), e);
+    }
+    let mut latest: Vec<Event> = last.into_values().collect();
     latest.sort_by_key(|e| e.position);
-    let mut changes = Vec::with_capacity(latest.len());
-    let mut positions = Vec::with_capacity(latest.len());
+    let mut changes = Vec::with_capacity(latest.len() + renamed.len());
+    let mut positions = Vec::with_capacity(latest.len() + renamed.len());
+    let mut seen: HashSet<String> = HashSet::new();
     for e in latest {
         let kind = kind_of(e.resource_type);
+        let position = e.position;
+        seen.insert(e.resource_id.clone());
         let change = if e.kind == EventKind::Delete {
             Change::Delete {
                 kind,
-                id: e.resource_id.clone(),
+                id: e.resource_id,
             }
         } else {
             Change::Upsert {
@@ -369,7 +397,13 @@ fn coalesce(
             }
         };
         changes.push(change);
-        positions.push(e.position);
+        positions.push(position);
+    }
+    for (group, position) in renamed {
+        if seen.insert(group.clone()) {
+            changes.push(current_change(snapshot, ResourceType::Group, &group, base)?);
+            positions.push(position);
+        }
     }
     Ok((changes, positions))
 }

@@ -447,14 +447,20 @@ impl ScimApi {
         name: Path<String>,
         fresh: Query<Option<bool>>,
     ) -> Result<DocumentResponse> {
-        let target = self.service.position()?;
+        let (accepted, answer) = tokio::sync::oneshot::channel();
         self.send_control(
             &name.0,
             Control::Rebuild {
                 fresh: fresh.0.unwrap_or(false),
+                accepted,
             },
         )
         .await?;
+        // Answer once the runner has reset its checkpoints, so `/status` already shows the rebuild.
+        let target = answer
+            .await
+            .map_err(|_| ScimError::unavailable(format!("projection {} has stopped", name.0)))?
+            .map_err(|e| ScimError::unavailable(format!("the rebuild could not start: {e}")))?;
         Ok(DocumentResponse::Ok(Json(
             json!({"projection": name.0, "target": target}),
         )))

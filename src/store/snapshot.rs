@@ -4,7 +4,7 @@
 use redb::ReadTransaction;
 
 use super::tables::{
-    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBERS, PARKED, Parked, RESOURCES, STREAMS,
+    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, Parked, RESOURCES, STREAMS,
 };
 use super::{Event, StoreError, StoredResource};
 use crate::scim::ResourceType;
@@ -31,6 +31,12 @@ impl Snapshot {
         let members = self.txn.open_table(MEMBERS)?;
         let resources = self.txn.open_table(RESOURCES)?;
         tables::member_views(&members, &resources, group_id)
+    }
+
+    /// Ids of the groups `member_id` belongs to directly.
+    pub fn groups_of(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(MEMBER_OF)?;
+        tables::groups_of(&table, member_id)
     }
 
     /// How many resources of a type exist.

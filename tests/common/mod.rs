@@ -55,6 +55,9 @@ pub struct Opts {
     pub loglevel: String,
     /// Further environment variables.
     pub env: Vec<(String, String)>,
+    /// Variables removed from the environment after everything else was set (e.g. `PROJECTIONS`,
+    /// which the harness otherwise sets to `none`).
+    pub unset: Vec<String>,
 }
 
 impl Default for Opts {
@@ -66,6 +69,7 @@ impl Default for Opts {
             page_size: None,
             loglevel: "info".to_string(),
             env: Vec::new(),
+            unset: Vec::new(),
         }
     }
 }
@@ -97,6 +101,11 @@ impl Opts {
     }
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+    /// Leave `k` unset in every scimd process of the test (wins over the harness defaults and `env`).
+    pub fn unset(mut self, k: &str) -> Self {
+        self.unset.push(k.to_string());
         self
     }
 
@@ -329,6 +338,9 @@ impl Scimd {
         }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
+        }
+        for k in &self.opts.unset {
+            cmd.env_remove(k);
         }
         cmd.stdin(Stdio::null());
         cmd.kill_on_drop(true);

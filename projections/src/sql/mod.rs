@@ -170,6 +170,10 @@ impl Projection for SqlProjection {
         .await
     }
 
+    fn records_position(&self) -> bool {
+        true
+    }
+
     async fn stored_position(&mut self) -> Result<Option<u64>, ProjectionError> {
         let stored = timed(async {
             match &self.backend {

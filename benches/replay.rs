@@ -1,0 +1,518 @@
+//! Replay benchmark: how fast `scimd replay --projection sql --fresh` rebuilds the sql projection
+//! from a log of N events, into SQLite and into PostgreSQL (and MySQL/MariaDB if asked).
+//!
+//! ```text
+//! cargo bench --bench replay -- --events 100000 --sqlite auto --postgres postgres://postgres@127.0.0.1:35433/scim
+//! ```
+//!
+//! Options:
+//!
+//! - `--events N`: events in the log (default 100000): 90 % user creates, 5 % group creates with
+//!   10 members each, 5 % user replaces (PUT)
+//! - `--concurrency C`: concurrent HTTP requests while building the log (default 64)
+//! - `--sqlite URL`: replay into this SQLite database (`sqlite:///abs/path.db`); `auto`: a file in the
+//!   benchmark's temporary directory
+//! - `--postgres URL`: replay into this PostgreSQL database (`postgres://…`)
+//! - `--mysql URL`: replay into this MySQL/MariaDB database (`mysql://…`)
+//! - `--data DIR`: keep the store in DIR; a DIR that already holds a store of N events is reused
+//!   (the build phase is skipped)
+//! - `--keep`: keep the tables the replay wrote (dropped by default)
+//!
+//! Phase 1 builds the log through the public interface only: it starts the release `scimd serve` with
+//! `PROJECTIONS=none` on a fresh `DATA_PATH` and drives the writes over HTTP, then stops it (SIGTERM).
+//! Phase 2, for each database given: runs `scimd replay --projection sql --fresh` with the server
+//! stopped (the CLI opens the store itself) into a new pair of tables (`bench_u_<random>` /
+//! `bench_g_<random>`), timing the whole command (process start, connect, migrations, replay), then
+//! checks the row counts with sqlx and prints events/s. The issue's target is ≥ 20,000 events/s.
+//!
+//! Without a database option it prints this usage and exits 0: that is what `cargo test --all-targets`
+//! runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
+
+const BIN: &str = env!("CARGO_BIN_EXE_scimd");
+const KEY: &str = "replay-bench-key";
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const USAGE: &str = "usage: cargo bench --bench replay -- [--events N] [--concurrency C] \
+                     [--sqlite URL|auto] [--postgres URL] [--mysql URL] [--data DIR] [--keep]";
+
+struct Args {
+    events: usize,
+    concurrency: usize,
+    sqlite: Option<String>,
+    postgres: Option<String>,
+    mysql: Option<String>,
+    data: Option<PathBuf>,
+    keep: bool,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        events: 100_000,
+        concurrency: 64,
+        sqlite: None,
+        postgres: None,
+        mysql: None,
+        data: None,
+        keep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--bench" => {}
+            "--help" | "-h" => return Ok(None),
+            "--events" => args.events = value()?.parse().map_err(|e| format!("--events: {e}"))?,
+            "--concurrency" => {
+                args.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
+            }
+            "--sqlite" => args.sqlite = Some(value()?),
+            "--postgres" => args.postgres = Some(value()?),
+            "--mysql" => args.mysql = Some(value()?),
+            "--data" => args.data = Some(PathBuf::from(value()?)),
+            "--keep" => args.keep = true,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if args.sqlite.is_none() && args.postgres.is_none() && args.mysql.is_none() {
+        return Ok(None);
+    }
+    if args.events < 40 {
+        return Err("--events must be at least 40".into());
+    }
+    Ok(Some(args))
+}
+
+/// How the N events are made up.
+struct Mix {
+    users: usize,
+    groups: usize,
+    replaces: usize,
+}
+
+impl Mix {
+    fn of(events: usize) -> Mix {
+        let groups = events / 20;
+        let replaces = events / 20;
+        Mix {
+            users: events - groups - replaces,
+            groups,
+            replaces,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `scimd <args>` with a clean environment: DATA_PATH, API_KEY, LISTEN, LOGLEVEL and `env`.
+fn scimd(
+    data: &Path,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args).env_clear();
+    for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
+        if let Ok(v) = std::env::var(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("DATA_PATH", data)
+        .env("API_KEY", KEY)
+        .env("LISTEN", listen)
+        .env("LOGLEVEL", "warn")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// Starts `scimd serve` on `data` with `PROJECTIONS=none`; returns it and its address.
+async fn start_server(data: &Path) -> (tokio::process::Child, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(data.join("bench-serve.log")).expect("create log");
+    let child = scimd(data, &listen, &["serve"], &[("PROJECTIONS", "none")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn scimd serve");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(format!("http://{listen}/health")).send().await
+            && r.status().is_success()
+        {
+            return (child, listen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scimd serve did not start; see {}",
+            data.join("bench-serve.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stop_server(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("scimd did not stop within 60 s")
+        .expect("wait for scimd");
+    assert!(status.success(), "scimd serve exited with {status}");
+}
+
+async fn position(http: &reqwest::Client, listen: &str) -> u64 {
+    let v: Value = http
+        .get(format!("http://{listen}/ready"))
+        .send()
+        .await
+        .expect("GET /ready")
+        .json()
+        .await
+        .expect("/ready is JSON");
+    v["position"].as_u64().expect("position in /ready")
+}
+
+/// Sends `n` requests made by `make(i)` at `concurrency`; returns the JSON bodies in index order.
+async fn drive(
+    http: &reqwest::Client,
+    what: &str,
+    n: usize,
+    concurrency: usize,
+    make: impl Fn(usize) -> (reqwest::Method, String, Value),
+) -> Vec<Value> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let requests: Vec<(usize, reqwest::Method, String, Value)> = (0..n)
+        .map(|i| {
+            let (m, u, b) = make(i);
+            (i, m, u, b)
+        })
+        .collect();
+    let mut out: Vec<(usize, Value)> = stream::iter(requests)
+        .map(|(i, method, url, body)| {
+            let http = http.clone();
+            let done = done.clone();
+            async move {
+                let r = http
+                    .request(method, &url)
+                    .bearer_auth(KEY)
+                    .header("Content-Type", "application/scim+json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{url}: {e}"));
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                assert!(status.is_success(), "{url}: {status}: {text}");
+                let k = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if k.is_multiple_of((n / 10).max(1)) {
+                    eprint!("\r  {what}: {k}/{n}");
+                }
+                (i, serde_json::from_str(&text).unwrap_or(Value::Null))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "\r  {what}: {n} in {secs:.1} s ({:.0}/s)          ",
+        n as f64 / secs
+    );
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Phase 1: a store of `events` events, built over HTTP.
+async fn build_store(data: &Path, args: &Args) -> u64 {
+    let mix = Mix::of(args.events);
+    let (child, listen) = start_server(data).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .unwrap();
+    let existing = position(&http, &listen).await;
+    if existing > 0 {
+        stop_server(child).await;
+        assert_eq!(
+            existing as usize,
+            args.events,
+            "{} already holds a store of {existing} events, not {}",
+            data.display(),
+            args.events
+        );
+        eprintln!(
+            "reusing the store in {} ({existing} events)",
+            data.display()
+        );
+        return existing;
+    }
+    eprintln!(
+        "building a log of {} events: {} user creates, {} group creates (10 members), {} user replaces",
+        args.events, mix.users, mix.groups, mix.replaces
+    );
+    let started = Instant::now();
+    let base = format!("http://{listen}");
+    let users = drive(&http, "POST /Users", mix.users, args.concurrency, |i| {
+        (
+            reqwest::Method::POST,
+            format!("{base}/Users"),
+            json!({
+                "schemas": [USER_SCHEMA],
+                "userName": format!("bench.user.{i}"),
+                "displayName": format!("Bench User {i}"),
+                "name": {"givenName": "Bench", "familyName": format!("User{i}")},
+                "emails": [{"value": format!("bench.user.{i}@example.org"), "type": "work", "primary": true}],
+                "active": true,
+            }),
+        )
+    })
+    .await;
+    let ids: Vec<String> = users
+        .iter()
+        .map(|u| u["id"].as_str().expect("user id").to_string())
+        .collect();
+    drive(&http, "POST /Groups", mix.groups, args.concurrency, |g| {
+        let members: Vec<Value> = (0..10)
+            .map(|k| json!({"value": ids[(g * 10 + k * 7919) % ids.len()], "type": "User"}))
+            .collect();
+        (
+            reqwest::Method::POST,
+            format!("{base}/Groups"),
+            json!({"schemas": [GROUP_SCHEMA], "displayName": format!("bench.group.{g}"), "members": members}),
+        )
+    })
+    .await;
+    drive(
+        &http,
+        "PUT /Users/{id}",
+        mix.replaces,
+        args.concurrency,
+        |i| {
+            let id = &ids[(i * 13) % ids.len()];
+            (
+                reqwest::Method::PUT,
+                format!("{base}/Users/{id}"),
+                json!({
+                    "schemas": [USER_SCHEMA],
+                    "userName": format!("bench.user.{}", (i * 13) % ids.len()),
+                    "displayName": format!("Bench User {i} (replaced)"),
+                    "active": false,
+                }),
+            )
+        },
+    )
+    .await;
+    let at = position(&http, &listen).await;
+    stop_server(child).await;
+    eprintln!(
+        "log built: {at} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    at
+}
+
+/// The pool of the benchmark's own connection, for counting and dropping.
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    MySql(sqlx::MySqlPool),
+}
+
+impl Pool {
+    async fn connect(url: &str) -> Pool {
+        if url.starts_with("sqlite:") {
+            Pool::Sqlite(
+                sqlx::SqlitePool::connect(url)
+                    .await
+                    .expect("connect to SQLite"),
+            )
+        } else if url.starts_with("postgres") {
+            Pool::Postgres(
+                sqlx::PgPool::connect(url)
+                    .await
+                    .expect("connect to PostgreSQL"),
+            )
+        } else {
+            Pool::MySql(
+                sqlx::MySqlPool::connect(url)
+                    .await
+                    .expect("connect to MySQL"),
+            )
+        }
+    }
+
+    fn quote(&self, t: &str) -> String {
+        match self {
+            Pool::MySql(_) => format!("`{t}`"),
+            _ => format!("\"{t}\""),
+        }
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {}", self.quote(table));
+        match self {
+            Pool::Sqlite(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await,
+            Pool::Postgres(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await,
+            Pool::MySql(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("count {table}: {e}"))
+    }
+
+    async fn drop_tables(&self, users: &str, groups: &str) {
+        let scope = format!("{users},{groups}");
+        for sql in [
+            format!("DROP TABLE IF EXISTS {}", self.quote(users)),
+            format!("DROP TABLE IF EXISTS {}", self.quote(groups)),
+            format!("DELETE FROM scimd_checkpoint WHERE name = 'sql:{scope}'"),
+            format!("DELETE FROM scimd_schema_version WHERE scope = '{scope}'"),
+        ] {
+            let _ = match self {
+                Pool::Sqlite(p) => sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(p)
+                    .await
+                    .map(|_| ()),
+                Pool::Postgres(p) => sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(p)
+                    .await
+                    .map(|_| ()),
+                Pool::MySql(p) => sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(p)
+                    .await
+                    .map(|_| ()),
+            };
+        }
+    }
+}
+
+/// Phase 2 for one database: times `scimd replay --projection sql --fresh`; returns events/s.
+async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Args) -> f64 {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let (users, groups) = (format!("bench_u_{suffix}"), format!("bench_g_{suffix}"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let out = scimd(
+        data,
+        &listen,
+        &["replay", "--projection", "sql", "--fresh"],
+        &[
+            ("DATABASE_URL", url),
+            ("USER_MODEL_NAME", &users),
+            ("GROUP_MODEL_NAME", &groups),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .output()
+    .await
+    .expect("run scimd replay");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "scimd replay into {name} failed with {}:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool = Pool::connect(url).await;
+    let mix = Mix::of(args.events);
+    let (nu, ng) = (pool.count(&users).await, pool.count(&groups).await);
+    assert_eq!(
+        (nu as usize, ng as usize),
+        (mix.users, mix.groups),
+        "{name}: rows after the replay (users, groups)"
+    );
+    if !args.keep {
+        pool.drop_tables(&users, &groups).await;
+    }
+    let rate = events as f64 / secs;
+    println!(
+        "{name:<9} replay of {events} events: {secs:.2} s, {rate:.0} events/s ({nu} user rows, {ng} group rows)"
+    );
+    rate
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async {
+        let tmp = tempfile::Builder::new()
+            .prefix("scimd-replay-bench-")
+            .tempdir()
+            .expect("temp dir");
+        let data = match &args.data {
+            Some(d) => {
+                std::fs::create_dir_all(d).expect("create --data");
+                d.clone()
+            }
+            None => tmp.path().join("data"),
+        };
+        std::fs::create_dir_all(&data).expect("create data dir");
+        let events = build_store(&data, &args).await;
+        let mut targets: Vec<(&str, String)> = Vec::new();
+        if let Some(u) = &args.sqlite {
+            let url = if u == "auto" {
+                format!("sqlite://{}", tmp.path().join("projection.db").display())
+            } else {
+                u.clone()
+            };
+            targets.push(("sqlite", url));
+        }
+        if let Some(u) = &args.postgres {
+            targets.push(("postgres", u.clone()));
+        }
+        if let Some(u) = &args.mysql {
+            targets.push(("mysql", u.clone()));
+        }
+        for (name, url) in &targets {
+            replay_into(name, url, &data, events, &args).await;
+        }
+    });
+    ExitCode::SUCCESS
+}
