@@ -20,7 +20,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
 
-use super::document;
+use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
 use crate::scim::ResourceType;
@@ -32,6 +32,8 @@ pub const NAME: &str = "amqp";
 const WINDOW: usize = 512;
 /// How long the broker has to confirm a message before the connection is considered broken.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting, opening the channel and declaring may take together.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Reconnect backoff bounds.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -49,8 +51,21 @@ enum SessionError {
     ConfirmTimeout(u64),
     #[error("saving the checkpoint failed: {0}")]
     Checkpoint(String),
+    #[error("the broker did not complete the connection and declarations within {SETUP_TIMEOUT:?}")]
+    SetupTimeout,
     #[error("the log stopped (shutting down)")]
     Closed,
+}
+
+/// An open connection with its confirming channel and where messages go.
+struct Session {
+    /// Kept open for as long as the channel is used.
+    _connection: Connection,
+    channel: lapin::Channel,
+    /// The exchange to publish to (empty: the default exchange).
+    exchange: ShortString,
+    /// Without an exchange, the routing key is always the queue.
+    fixed_key: Option<ShortString>,
 }
 
 /// Publishes the log to RabbitMQ.
@@ -84,19 +99,22 @@ impl Publisher {
     /// Runs until the process ends: connect, publish, and on any failure reconnect with backoff.
     pub async fn run(self) {
         let mut backoff = MIN_BACKOFF;
+        self.board.report(
+            NAME,
+            self.checkpoint().unwrap_or(0),
+            SubscriberState::Starting,
+            None,
+        );
         loop {
-            let checkpoint = self.checkpoint().unwrap_or(0);
-            self.board
-                .report(NAME, checkpoint, SubscriberState::Starting, None);
             let started = std::time::Instant::now();
             let Err(e) = self.session().await;
             if matches!(e, SessionError::Closed) {
                 return;
             }
-            let checkpoint = self.checkpoint().unwrap_or(checkpoint);
+            // The error stays on the board until a session is up again.
             self.board.report(
                 NAME,
-                checkpoint,
+                self.checkpoint().unwrap_or(0),
                 SubscriberState::Retrying,
                 Some(e.to_string()),
             );
@@ -112,7 +130,8 @@ impl Publisher {
         self.store.snapshot()?.checkpoint(NAME)
     }
 
-    async fn session(&self) -> Result<Infallible, SessionError> {
+    /// Connects, enables confirms and declares the queue (and exchange).
+    async fn open(&self) -> Result<Session, SessionError> {
         let connection = Connection::connect(
             &self.url,
             ConnectionProperties::default().with_connection_name("scimd".into()),
@@ -163,7 +182,24 @@ impl Publisher {
             }
             None => ("".into(), Some(self.config.queue.as_str().into())),
         };
+        Ok(Session {
+            _connection: connection,
+            channel,
+            exchange,
+            fixed_key,
+        })
+    }
 
+    async fn session(&self) -> Result<Infallible, SessionError> {
+        // A broker that accepts TCP but never answers must not hang the publisher for good.
+        let Session {
+            _connection,
+            channel,
+            exchange,
+            fixed_key,
+        } = tokio::time::timeout(SETUP_TIMEOUT, self.open())
+            .await
+            .map_err(|_| SessionError::SetupTimeout)??;
         let mut checkpoint = self.checkpoint()?;
         self.board
             .report(NAME, checkpoint, SubscriberState::Running, None);
@@ -195,14 +231,20 @@ impl Publisher {
             }
             drop(snapshot);
             let mut confirmed = checkpoint;
+            let mut failure = None;
             for (position, confirm) in confirms {
                 match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
                     Ok(Ok(c)) if c.is_ack() => confirmed = position,
-                    Ok(Ok(_)) => return Err(SessionError::Nack(position)),
-                    Ok(Err(e)) => return Err(e.into()),
-                    Err(_) => return Err(SessionError::ConfirmTimeout(position)),
+                    Ok(Ok(_)) => failure = Some(SessionError::Nack(position)),
+                    Ok(Err(e)) => failure = Some(e.into()),
+                    Err(_) => failure = Some(SessionError::ConfirmTimeout(position)),
+                }
+                if failure.is_some() {
+                    break;
                 }
             }
+            // The confirmed prefix is saved even when a later message failed, so a broker that
+            // takes only part of each window (a full queue rejecting publishes) still advances.
             if confirmed > checkpoint {
                 self.store
                     .write(
@@ -218,8 +260,13 @@ impl Publisher {
                     .await
                     .map_err(|e| SessionError::Checkpoint(e.detail))?;
                 checkpoint = confirmed;
-                self.board
-                    .report(NAME, checkpoint, SubscriberState::Running, None);
+                if failure.is_none() {
+                    self.board
+                        .report(NAME, checkpoint, SubscriberState::Running, None);
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
             }
         }
     }
@@ -242,12 +289,13 @@ fn message_body(
     base: &str,
     group_members: GroupMembers,
 ) -> Result<Value, StoreError> {
-    let mut resource = document::as_of(snapshot, event.clone(), base)?;
+    let members = match group_members {
+        GroupMembers::Full => Members::DisplayAsOfEvent,
+        GroupMembers::Changes => Members::Omit,
+    };
+    let resource = document::as_of(snapshot, event.clone(), base, members)?;
     let mut body = json!({"operation": operation(event.kind)});
     if event.resource_type == ResourceType::Group && group_members == GroupMembers::Changes {
-        if let Some(doc) = resource.as_object_mut() {
-            doc.remove("members");
-        }
         let refs = |list: &[crate::store::MemberRef]| -> Vec<Value> {
             list.iter()
                 .map(|m| json!({"value": m.value, "type": m.member_type.name()}))

@@ -12,12 +12,29 @@ use serde_json::{Map, Value};
 
 use crate::scim::ResourceType;
 use crate::scim::resource::{self, MemberView, Meta};
-use crate::store::{Event, EventKind, Snapshot, StoreError};
+use crate::store::{Event, EventKind, Snapshot, StoreError, StoredResource};
+
+/// How a group document shows its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Members {
+    /// No `members` at all (AMQP `changes` mode: the work of listing them is skipped).
+    Omit,
+    /// Members as of the event, each with its current display name. Projections use this: they
+    /// re-project a group when a member's display name changes.
+    CurrentDisplay,
+    /// Members and their display names both as of the event (AMQP messages).
+    DisplayAsOfEvent,
+}
 
 /// The resource as of `event` (for a delete: as it was just before), as a GET with every attribute
 /// requested returns it, except `password` (never returned). `base` prefixes `meta.location` and
 /// `$ref`: PUBLIC_URL plus BASE_PATH, or empty for relative URLs.
-pub fn as_of(snapshot: &Snapshot, event: Event, base: &str) -> Result<Value, StoreError> {
+pub fn as_of(
+    snapshot: &Snapshot,
+    event: Event,
+    base: &str,
+    members: Members,
+) -> Result<Value, StoreError> {
     let id = event.resource_id.as_str();
     let deleted = event.kind == EventKind::Delete;
     // The version the document shows: a delete shows the version before it.
@@ -43,16 +60,23 @@ pub fn as_of(snapshot: &Snapshot, event: Event, base: &str) -> Result<Value, Sto
                 Some(a) => a,
                 None => group_attributes_before(snapshot, id, event.version)?,
             };
-            let members = if deleted {
-                event
-                    .members_removed
-                    .iter()
-                    .map(|m| (m.value.clone(), m.member_type))
-                    .collect()
-            } else {
-                group_members_at(snapshot, id, event.version)?
+            let views = match members {
+                Members::Omit => None,
+                Members::CurrentDisplay | Members::DisplayAsOfEvent => {
+                    let list = if deleted {
+                        event
+                            .members_removed
+                            .iter()
+                            .map(|m| (m.value.clone(), m.member_type))
+                            .collect()
+                    } else {
+                        group_members_at(snapshot, id, event.version)?
+                    };
+                    let as_of = (members == Members::DisplayAsOfEvent).then_some(event.position);
+                    Some(member_views(snapshot, list, as_of)?)
+                }
             };
-            (attributes, Some(member_views(snapshot, members)?))
+            (attributes, views)
         }
     };
     Ok(resource::render(
@@ -149,16 +173,20 @@ fn group_members_at(
     Ok(members)
 }
 
+/// `as_of`: the position whose member display names to show; `None` for the current ones.
 fn member_views(
     snapshot: &Snapshot,
     members: BTreeMap<String, ResourceType>,
+    as_of: Option<u64>,
 ) -> Result<Vec<MemberView>, StoreError> {
     members
         .into_iter()
         .map(|(value, member_type)| {
-            let display = snapshot
-                .get(member_type, &value)?
-                .and_then(|r| resource::display_name(&r.attributes));
+            let current = snapshot.get(member_type, &value)?;
+            let display = match as_of {
+                None => current.and_then(|r| resource::display_name(&r.attributes)),
+                Some(position) => display_at(snapshot, &value, current, position)?,
+            };
             Ok(MemberView {
                 value,
                 member_type,
@@ -166,4 +194,39 @@ fn member_views(
             })
         })
         .collect()
+}
+
+/// A member's display name as of log position `position`. Usually the member has not changed
+/// since, and its current state answers; otherwise its newest event at or before `position` that
+/// carries attributes does.
+fn display_at(
+    snapshot: &Snapshot,
+    id: &str,
+    current: Option<StoredResource>,
+    position: u64,
+) -> Result<Option<String>, StoreError> {
+    if let Some(current) = &current {
+        let v = current.meta.version;
+        if snapshot
+            .stream(id, v..=v)?
+            .first()
+            .is_some_and(|(_, p)| *p <= position)
+        {
+            return Ok(resource::display_name(&current.attributes));
+        }
+    }
+    for (_, p) in snapshot.stream(id, 1..=u64::MAX)?.iter().rev() {
+        if *p > position {
+            continue;
+        }
+        match snapshot.event(*p)? {
+            Some(e) if e.kind == EventKind::Delete => return Ok(None),
+            Some(Event {
+                attributes: Some(a),
+                ..
+            }) => return Ok(resource::display_name(&a)),
+            _ => {}
+        }
+    }
+    Ok(None)
 }

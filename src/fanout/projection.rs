@@ -15,7 +15,7 @@ use projections::{Change, Projection, ProjectionError, ResourceKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backends::Backend;
-use super::document;
+use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
 use crate::scim::{ResourceType, resource};
 use crate::store::{Event, EventKind, Parked, Snapshot, Store, StoreError, Write, WriteContext};
@@ -393,7 +393,7 @@ fn coalesce(
                 kind,
                 id: e.resource_id.clone(),
                 version: e.version,
-                document: document::as_of(snapshot, e, base)?,
+                document: document::as_of(snapshot, e, base, Members::CurrentDisplay)?,
             }
         };
         changes.push(change);
