@@ -33,16 +33,8 @@ pub async fn replay(
     name: &str,
     fresh: bool,
 ) -> anyhow::Result<()> {
-    let backend = backends::by_name(name, &config.projections, data_path)?;
-    match Store::open(data_path) {
-        Ok(store) => {
-            let store = Arc::new(store);
-            let mut runner = Runner::new(
-                backend,
-                store.clone(),
-                Arc::new(StatusBoard::default()),
-                fanout_base(config),
-            );
+    match open_locally(data_path, config, name)? {
+        Some((store, mut runner)) => {
             let target = store.snapshot()?.position()?;
             let bar = progress_bar(target);
             let result = runner.replay(fresh, |at| bar.set_position(at)).await;
@@ -52,7 +44,7 @@ pub async fn replay(
             eprintln!("{name}: rebuilt from the log up to position {reached}");
             Ok(())
         }
-        Err(StoreError::Locked(_)) => {
+        None => {
             let client = ServerClient::new(data_path, config)?;
             let answer = client
                 .post(&format!("/admin/projections/{name}/rebuild?fresh={fresh}"))
@@ -77,22 +69,13 @@ pub async fn replay(
             eprintln!("{name}: rebuilt up to position {target}");
             Ok(())
         }
-        Err(e) => Err(e.into()),
     }
 }
 
 /// Re-applies projection `name`'s parked changes.
 pub async fn retry(data_path: &Path, config: &ServeConfig, name: &str) -> anyhow::Result<()> {
-    let backend = backends::by_name(name, &config.projections, data_path)?;
-    match Store::open(data_path) {
-        Ok(store) => {
-            let store = Arc::new(store);
-            let mut runner = Runner::new(
-                backend,
-                store.clone(),
-                Arc::new(StatusBoard::default()),
-                fanout_base(config),
-            );
+    match open_locally(data_path, config, name)? {
+        Some((store, mut runner)) => {
             let result = runner.retry_parked().await;
             let left = store.snapshot()?.parked(name)?.len();
             store.close().await;
@@ -100,7 +83,7 @@ pub async fn retry(data_path: &Path, config: &ServeConfig, name: &str) -> anyhow
             eprintln!("{name}: {fixed} parked change(s) applied, {left} still parked");
             Ok(())
         }
-        Err(StoreError::Locked(_)) => {
+        None => {
             let client = ServerClient::new(data_path, config)?;
             client
                 .post(&format!("/admin/projections/{name}/retry"))
@@ -110,6 +93,28 @@ pub async fn retry(data_path: &Path, config: &ServeConfig, name: &str) -> anyhow
             );
             Ok(())
         }
+    }
+}
+
+/// The store and a runner for projection `name`, or `None` when a running server holds the store.
+fn open_locally(
+    data_path: &Path,
+    config: &ServeConfig,
+    name: &str,
+) -> anyhow::Result<Option<(Arc<Store>, Runner)>> {
+    let backend = backends::by_name(name, &config.projections, data_path)?;
+    match Store::open(data_path) {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let runner = Runner::new(
+                backend,
+                store.clone(),
+                Arc::new(StatusBoard::default()),
+                fanout_base(config),
+            );
+            Ok(Some((store, runner)))
+        }
+        Err(StoreError::Locked(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
