@@ -178,10 +178,11 @@ fn commit_batch(
     drop(handle);
     match outcome {
         Ok(position) => {
+            // Announce before answering: anything a client does after its 2xx sees this commit.
+            committed.send_replace(position);
             for (reply, result) in results {
                 let _ = reply.send(result);
             }
-            committed.send_replace(position);
         }
         Err(e) => {
             tracing::error!(error = %e, "commit failed; the batch's outcome is unknown, reopening the store");
