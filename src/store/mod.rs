@@ -22,9 +22,9 @@ mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase};
+use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use event::{Cause, Event, EventKind, MemberRef};
@@ -103,6 +103,8 @@ pub struct Store {
     db: SharedDb,
     writer: mpsc::Sender<writer::Request>,
     committed: watch::Receiver<u64>,
+    /// The read transaction shared by readers, with the position it was opened at (or after).
+    shared_read: Mutex<Option<(u64, Arc<ReadTransaction>)>>,
     _lock: File,
 }
 
@@ -126,6 +128,7 @@ impl Store {
             db,
             writer: tx,
             committed,
+            shared_read: Mutex::new(None),
             _lock: lock,
         })
     }
@@ -143,10 +146,28 @@ impl Store {
     }
 
     /// A consistent read-only view of everything committed so far.
+    ///
+    /// Read transactions are shared until the next commit: under a read-heavy load most requests
+    /// reuse one instead of each registering its own with redb (which, in the multi-process mode
+    /// the log tools need, costs file-lock system calls). The commit position is announced before
+    /// any write is answered, so a client always reads its own acknowledged writes.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let guard = self.db.read().map_err(|_| StoreError::Unavailable)?;
-        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
-        Ok(Snapshot::new(db.begin_read()?))
+        let position = *self.committed.borrow();
+        if let Ok(cached) = self.shared_read.lock()
+            && let Some((at, txn)) = cached.as_ref()
+            && *at == position
+        {
+            return Ok(Snapshot::new(txn.clone()));
+        }
+        let txn = {
+            let guard = self.db.read().map_err(|_| StoreError::Unavailable)?;
+            let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
+            Arc::new(db.begin_read()?)
+        };
+        if let Ok(mut cached) = self.shared_read.lock() {
+            *cached = Some((position, txn.clone()));
+        }
+        Ok(Snapshot::new(txn))
     }
 
     /// The last committed log position, updated after every commit; subscribers wait on it.
@@ -159,6 +180,9 @@ impl Store {
         let (reply, done) = oneshot::channel();
         if self.writer.send(writer::Request::Stop(reply)).await.is_ok() {
             let _ = done.await;
+        }
+        if let Ok(mut cached) = self.shared_read.lock() {
+            cached.take();
         }
         if let Ok(mut slot) = self.db.write() {
             slot.take();
@@ -211,7 +235,7 @@ impl StoreReader {
 
     /// A consistent view of everything committed so far.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot::new(self.db.begin_read()?))
+        Ok(Snapshot::new(Arc::new(self.db.begin_read()?)))
     }
 }
 

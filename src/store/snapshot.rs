@@ -1,6 +1,8 @@
 //! Read-only views of the store: one redb read transaction, so every read through a [`Snapshot`]
 //! sees the same committed state.
 
+use std::sync::Arc;
+
 use redb::ReadTransaction;
 
 use super::tables::{
@@ -12,11 +14,11 @@ use crate::scim::resource::MemberView;
 
 /// A consistent, read-only view of the log and the read model.
 pub struct Snapshot {
-    txn: ReadTransaction,
+    txn: Arc<ReadTransaction>,
 }
 
 impl Snapshot {
-    pub(crate) fn new(txn: ReadTransaction) -> Snapshot {
+    pub(crate) fn new(txn: Arc<ReadTransaction>) -> Snapshot {
         Snapshot { txn }
     }
 
