@@ -65,7 +65,18 @@ fn parse_args() -> Result<Option<Args>, String> {
         data: None,
         keep: false,
     };
-    let mut it = std::env::args().skip(1);
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo test --all-targets` runs this with libtest's flags (`--test-threads=4`): with no
+    // database to replay into there is nothing to do, whatever else was passed.
+    let has_target = given.iter().any(|a| {
+        ["--sqlite", "--postgres", "--mysql"]
+            .iter()
+            .any(|f| a == f || a.starts_with(&format!("{f}=")))
+    });
+    if !has_target {
+        return Ok(None);
+    }
+    let mut it = given.into_iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
