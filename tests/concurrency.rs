@@ -95,7 +95,6 @@ async fn concurrent_puts_with_the_same_if_match_have_exactly_one_winner() {
         let reqs = (0..n).map(|i| {
             let api = api.clone();
             let (id, v) = (id.clone(), v.clone());
-            let round = round;
             tokio::spawn(async move {
                 common::send(
                     api.request_json(

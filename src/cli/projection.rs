@@ -15,6 +15,7 @@ use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
 use crate::http::client_key;
+use crate::scim::schema::Registry;
 use crate::store::{Store, StoreError};
 
 fn progress_bar(len: u64) -> ProgressBar {
@@ -29,12 +30,13 @@ fn progress_bar(len: u64) -> ProgressBar {
 /// Rebuilds projection `name` from position 0.
 pub async fn replay(
     data_path: &Path,
+    registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
     fresh: bool,
 ) -> anyhow::Result<()> {
     let backend = backends::by_name(name, &config.projections, data_path)?;
-    match Store::open(data_path) {
+    match Store::open(data_path, registry) {
         Ok(store) => {
             let store = Arc::new(store);
             let mut runner = Runner::new(
@@ -82,9 +84,14 @@ pub async fn replay(
 }
 
 /// Re-applies projection `name`'s parked changes.
-pub async fn retry(data_path: &Path, config: &ServeConfig, name: &str) -> anyhow::Result<()> {
+pub async fn retry(
+    data_path: &Path,
+    registry: Arc<Registry>,
+    config: &ServeConfig,
+    name: &str,
+) -> anyhow::Result<()> {
     let backend = backends::by_name(name, &config.projections, data_path)?;
-    match Store::open(data_path) {
+    match Store::open(data_path, registry) {
         Ok(store) => {
             let store = Arc::new(store);
             let mut runner = Runner::new(
