@@ -522,3 +522,53 @@ async fn a_broken_schema_path_stops_start_up_naming_the_path_and_reason() {
     assert!(!out.status.success(), "{out:?}");
     assert!(out.stderr.contains("broken.json"), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_groups_are_computed_direct_and_indirect_and_survive_cycles() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let u = id_of(&api.create_user_named("member").await);
+    let inner = id_of(&api.create_group_with("Inner", &[&u]).await);
+    let outer = id_of(&api.create_group_with("Outer", &[&inner]).await);
+    // Close a cycle: Outer (which contains Inner) becomes a member of Inner.
+    api.put(
+        &format!("/Groups/{inner}"),
+        &json!({"displayName": "Inner", "members": [{"value": u}, {"value": outer}]}),
+    )
+    .await
+    .expect(200);
+    let user = api.user(&u).await;
+    let mut groups: Vec<Value> = user["groups"].as_array().expect("groups").clone();
+    groups.sort_by_key(|g| g["display"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(groups.len(), 2, "{user}");
+    assert_eq!(groups[0]["value"], json!(inner), "{user}");
+    assert_eq!(groups[0]["type"], "direct", "{user}");
+    assert_eq!(groups[0]["display"], "Inner", "{user}");
+    assert!(
+        groups[0]["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/Groups/{inner}")),
+        "{user}"
+    );
+    assert_eq!(groups[1]["value"], json!(outer), "{user}");
+    assert_eq!(groups[1]["type"], "indirect", "{user}");
+    // It is readOnly: a client cannot set it, and lists show it too.
+    let put = api
+        .put(
+            &format!("/Users/{u}"),
+            &json!({"userName": "member", "groups": [{"value": "forged"}]}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(put["groups"].as_array().unwrap().len(), 2, "{put}");
+    let l = api.list("/Users").await;
+    assert_eq!(
+        l["Resources"][0]["groups"].as_array().unwrap().len(),
+        2,
+        "{l}"
+    );
+    let u2 = api.create_user_named("loner").await;
+    assert!(u2.get("groups").is_none(), "{u2}");
+}

@@ -98,6 +98,38 @@ impl UniqueKey {
     }
 }
 
+/// A group a User belongs to, as `User.groups` shows it (RFC 7643 §4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group's id.
+    pub value: String,
+    /// The group's displayName.
+    pub display: Option<String>,
+    /// A direct membership, or one through nested groups.
+    pub direct: bool,
+}
+
+/// `User.groups` (readOnly, computed from membership): `value`, `$ref`, `display` and `type`
+/// (`direct` or `indirect`).
+pub fn groups_value(groups: &[GroupView], base: &str) -> Value {
+    Value::Array(
+        groups
+            .iter()
+            .map(|g| {
+                let mut v = json!({
+                    "value": g.value,
+                    "$ref": location(base, ResourceType::Group, &g.value),
+                    "type": if g.direct { "direct" } else { "indirect" },
+                });
+                if let Some(d) = &g.display {
+                    v["display"] = json!(d);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
 /// Server-maintained metadata of a stored resource (RFC 7643 §3.1), minus `location`,
 /// which depends on how the resource is addressed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::scim::resource::{self, MemberView};
+use crate::scim::resource::{self, GroupView, MemberView};
 use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
-use crate::store::{Outcome, Store, StoredResource, Write, WriteContext};
+use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext};
 
 /// URN of the ListResponse message (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -147,11 +147,18 @@ impl Service {
         let stored = snapshot
             .get(rt, id)?
             .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", rt.name())))?;
-        let members = match rt {
-            ResourceType::Group => Some(snapshot.members(id)?),
-            ResourceType::User => None,
-        };
-        Ok(self.doc(rt, id, stored, members.as_deref(), base, view))
+        let (members, groups) = related(&snapshot, rt, id)?;
+        Ok(self.doc(
+            rt,
+            id,
+            stored,
+            Related {
+                members: members.as_deref(),
+                groups: groups.as_deref(),
+            },
+            base,
+            view,
+        ))
     }
 
     /// RFC 7644 §3.4.2: a page of resources. `start_index` is 1-based (values < 1 count as 1);
@@ -180,14 +187,12 @@ impl Service {
         };
         let mut resources = Vec::with_capacity(page.len());
         for (id, stored) in page {
-            let members = match rt {
-                ResourceType::Group => Some(snapshot.members(&id)?),
-                ResourceType::User => None,
+            let (members, groups) = related(&snapshot, rt, &id)?;
+            let related = Related {
+                members: members.as_deref(),
+                groups: groups.as_deref(),
             };
-            resources.push(
-                self.doc(rt, &id, stored, members.as_deref(), base, view)
-                    .doc,
-            );
+            resources.push(self.doc(rt, &id, stored, related, base, view).doc);
         }
         let mut body = json!({
             "schemas": [LIST_RESPONSE_SCHEMA],
@@ -209,11 +214,23 @@ impl Service {
         rt: ResourceType,
         id: &str,
         stored: StoredResource,
-        members: Option<&[MemberView]>,
+        related: Related<'_>,
         base: &str,
         view: &Projection,
     ) -> ResourceDoc {
-        let full = resource::render(rt, id, stored.attributes, &stored.meta, members, base);
+        let mut full = resource::render(
+            rt,
+            id,
+            stored.attributes,
+            &stored.meta,
+            related.members,
+            base,
+        );
+        if let (Some(groups), Value::Object(doc)) = (related.groups, &mut full)
+            && !groups.is_empty()
+        {
+            doc.insert("groups".into(), resource::groups_value(groups, base));
+        }
         ResourceDoc {
             version: stored.meta.version,
             doc: view.apply(&self.registry, rt, full),
@@ -233,11 +250,40 @@ impl Service {
                 id,
                 resource,
                 members,
-            } => Ok(self.doc(rt, &id, resource, members.as_deref(), base, view)),
+            } => {
+                let groups = match rt {
+                    ResourceType::User => Some(self.store.snapshot()?.groups_of(&id)?),
+                    ResourceType::Group => None,
+                };
+                let related = Related {
+                    members: members.as_deref(),
+                    groups: groups.as_deref(),
+                };
+                Ok(self.doc(rt, &id, resource, related, base, view))
+            }
             // The writer answers a create or replace with the resource; anything else is a bug there.
             Outcome::Deleted | Outcome::Checkpointed => Err(ScimError::unavailable(
                 "the store gave an unexpected answer; retry the request",
             )),
         }
     }
+}
+
+/// What a representation shows besides the stored attributes.
+#[derive(Clone, Copy)]
+struct Related<'a> {
+    /// A Group's members.
+    members: Option<&'a [MemberView]>,
+    /// A User's groups, direct and indirect.
+    groups: Option<&'a [GroupView]>,
+}
+
+/// Members (for a Group) or groups (for a User) of a resource, read from `snapshot`.
+type RelatedLists = (Option<Vec<MemberView>>, Option<Vec<GroupView>>);
+
+fn related(snapshot: &Snapshot, rt: ResourceType, id: &str) -> Result<RelatedLists, ScimError> {
+    Ok(match rt {
+        ResourceType::Group => (Some(snapshot.members(id)?), None),
+        ResourceType::User => (None, Some(snapshot.groups_of(id)?)),
+    })
 }
