@@ -27,12 +27,22 @@ pub struct CommonConfig {
     /// `lenient`: they are stored verbatim (for migrations from schemaless stores).
     #[arg(long, env = "SCHEMA_MODE", default_value = "strict", global = true)]
     pub schema_mode: SchemaMode,
+    /// User attributes set from other attributes on every write: a JSON object
+    /// `{"target": "source"}` of attribute paths, e.g.
+    /// `{"userName": "urn:mace:surf.nl:sram:scim:extension:User:eduPersonUniqueId"}`.
+    #[arg(long, env = "USER_MAPPING", global = true)]
+    pub user_mapping: Option<String>,
+    /// Group attributes set from other attributes on every write, like USER_MAPPING.
+    #[arg(long, env = "GROUP_MAPPING", global = true)]
+    pub group_mapping: Option<String>,
 }
 
 impl CommonConfig {
-    /// The schema registry: the built-in schemas plus SCHEMA_PATH.
+    /// The schema registry: the built-in schemas plus SCHEMA_PATH, with the mappings.
     pub fn registry(&self) -> Result<Arc<Registry>, SchemaError> {
-        Registry::load(self.schema_path.as_deref(), self.schema_mode).map(Arc::new)
+        Registry::load(self.schema_path.as_deref(), self.schema_mode)?
+            .with_mappings(self.user_mapping.as_deref(), self.group_mapping.as_deref())
+            .map(Arc::new)
     }
 }
 

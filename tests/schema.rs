@@ -572,3 +572,34 @@ async fn user_groups_are_computed_direct_and_indirect_and_survive_cycles() {
     let u2 = api.create_user_named("loner").await;
     assert!(u2.get("groups").is_none(), "{u2}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_mapping_sets_the_target_from_the_source_on_every_write() {
+    let mapping = json!({"userName": format!("{SRAM_USER}:eduPersonUniqueId")}).to_string();
+    let s = Scimd::start(Opts::default().env("USER_MAPPING", &mapping)).await;
+    let api = s.client();
+    // userName is required, but the mapping supplies it.
+    let u = api
+        .create_user(json!({SRAM_USER: {"eduPersonUniqueId": "abc@sram.example.org"}}))
+        .await;
+    assert_eq!(u["userName"], "abc@sram.example.org", "{u}");
+    let u = api
+        .put(
+            &format!("/Users/{}", id_of(&u)),
+            &json!({"userName": "ignored", SRAM_USER: {"eduPersonUniqueId": "def@sram.example.org"}}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(u["userName"], "def@sram.example.org", "{u}");
+    // An invalid mapping stops start-up, naming the setting.
+    let out = s
+        .cli(&[
+            "serve",
+            "--user-mapping",
+            "{\"userName\": \"noSuchAttribute\"}",
+        ])
+        .await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("USER_MAPPING"), "{out:?}");
+}

@@ -154,6 +154,7 @@ fn resource_schemas(
         description: t.description.clone(),
         core,
         extensions,
+        mapping: super::Mapping::default(),
     })
 }
 

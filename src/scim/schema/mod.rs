@@ -6,6 +6,7 @@
 //! [`Registry::unique_keys`] feeds the store's uniqueness index.
 
 mod load;
+pub mod mapping;
 pub mod project;
 pub mod validate;
 
@@ -16,6 +17,7 @@ use super::ResourceType;
 use super::resource::UniqueKey;
 
 pub use load::SchemaError;
+pub use mapping::Mapping;
 pub use project::Projection;
 
 /// URN of the schema that describes schemas (RFC 7643 §7).
@@ -186,6 +188,8 @@ pub struct ResourceSchemas {
     pub core: Schema,
     /// The extensions, in the order they were loaded.
     pub extensions: Vec<Extension>,
+    /// Attributes set from other attributes on every write (`USER_MAPPING` / `GROUP_MAPPING`).
+    pub mapping: Mapping,
 }
 
 impl ResourceSchemas {
@@ -285,6 +289,22 @@ impl Registry {
             ResourceType::User => &self.users,
             ResourceType::Group => &self.groups,
         }
+    }
+
+    /// Adds `USER_MAPPING` / `GROUP_MAPPING` (JSON objects `{"target": "source"}`); an invalid one
+    /// is an error naming the setting.
+    pub fn with_mappings(
+        mut self,
+        user: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Registry, SchemaError> {
+        if let Some(json) = user {
+            self.users.mapping = Mapping::parse(&self.users, "USER_MAPPING", json)?;
+        }
+        if let Some(json) = group {
+            self.groups.mapping = Mapping::parse(&self.groups, "GROUP_MAPPING", json)?;
+        }
+        Ok(self)
     }
 
     /// How undeclared input is treated.

@@ -8,6 +8,7 @@
 //!   extensions present.
 //! - Unknown attributes and undeclared extension URNs are rejected, or kept verbatim in
 //!   [`SchemaMode::Lenient`].
+//! - `USER_MAPPING` / `GROUP_MAPPING` targets are set from their sources before `required` is checked.
 
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -90,6 +91,7 @@ pub fn normalise(
             return Err(unknown(&key));
         }
     }
+    s.mapping.apply(&mut out);
     let extra = check_listed(s, listed, lenient)?;
     check_required(s, &out)?;
     let mut schemas: Vec<Value> = vec![Value::String(s.core.id.clone())];
