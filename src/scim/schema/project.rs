@@ -1,7 +1,8 @@
 //! What a response shows of a resource: the `returned` characteristic (RFC 7643 §7) together with
 //! the `attributes` and `excludedAttributes` query parameters (RFC 7644 §3.4.2.5, §3.9).
 //!
-//! - `never` (e.g. `password`) is never shown; `always` (`id`, `schemas`) always is.
+//! - `never` (e.g. `password`) and writeOnly attributes are never shown; `always` (`id`, `schemas`)
+//!   always is.
 //! - `request` (e.g. voPerson `voPersonID`) only when `attributes` names it.
 //! - `default`: shown unless `attributes` is given and does not name it (or its parent or one of its
 //!   sub-attributes), or `excludedAttributes` names it.
@@ -12,7 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Attribute, AttributeType, Registry, ResourceSchemas, Returned};
+use super::{Attribute, AttributeType, Mutability, Registry, ResourceSchemas, Returned};
 use crate::scim::ResourceType;
 
 /// One path of `attributes` / `excludedAttributes`, resolved and lower-cased.
@@ -127,7 +128,7 @@ impl View<'_> {
         attr: Option<&Attribute>,
         value: Value,
     ) -> Option<Value> {
-        let returned = attr.map_or(Returned::Default, |a| a.returned);
+        let returned = attr.map_or(Returned::Default, shown_as);
         let name = name.to_ascii_lowercase();
         let on = |p: &Path| p.ext.as_deref() == ext && p.attr.as_deref() == Some(name.as_str());
         let whole_ext = |p: &Path| ext.is_some() && p.ext.as_deref() == ext && p.attr.is_none();
@@ -174,7 +175,7 @@ impl View<'_> {
                     let sub = attr.sub_attribute(k);
                     let k = k.to_ascii_lowercase();
                     let asked = only_subs.contains(&k.as_str());
-                    match sub.map_or(Returned::Default, |s| s.returned) {
+                    match sub.map_or(Returned::Default, shown_as) {
                         Returned::Never => false,
                         Returned::Always => true,
                         Returned::Request => asked,
@@ -195,6 +196,15 @@ impl View<'_> {
             }
             other => filter(other),
         }
+    }
+}
+
+/// When an attribute is shown; writeOnly ones never are (RFC 7643 §7), whatever `returned` says.
+fn shown_as(attr: &Attribute) -> Returned {
+    if attr.mutability == Mutability::WriteOnly {
+        Returned::Never
+    } else {
+        attr.returned
     }
 }
 
@@ -250,6 +260,15 @@ mod tests {
     fn apply(attributes: Option<&str>, excluded: Option<&str>) -> Value {
         let r = Registry::load(None, SchemaMode::Strict).unwrap();
         Projection::new(attributes, excluded).apply(&r, ResourceType::User, doc())
+    }
+
+    #[test]
+    fn write_only_attributes_are_never_shown() {
+        let r = Registry::load(None, SchemaMode::Strict).unwrap();
+        let mut attr = r.schemas(ResourceType::User).core.attributes[0].clone();
+        attr.mutability = Mutability::WriteOnly;
+        attr.returned = Returned::Always;
+        assert_eq!(shown_as(&attr), Returned::Never);
     }
 
     #[test]
