@@ -233,7 +233,11 @@ impl ResourceSchemas {
         if !path.to_ascii_lowercase().starts_with("urn:") {
             return Some((&self.core, Some(path)));
         }
-        let schemas = std::iter::once(&self.core).chain(self.extensions.iter().map(|e| &e.schema));
+        // The longest matching URN wins, so `urn:x:User:v2:attr` is not read as `urn:x:User` + `v2:attr`.
+        let mut schemas: Vec<&Schema> = std::iter::once(&self.core)
+            .chain(self.extensions.iter().map(|e| &e.schema))
+            .collect();
+        schemas.sort_by_key(|s| std::cmp::Reverse(s.id.len()));
         for schema in schemas {
             let n = schema.id.len();
             let (Some(prefix), tail) = (path.get(..n), path.get(n..).unwrap_or_default()) else {
