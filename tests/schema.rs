@@ -603,3 +603,26 @@ async fn user_mapping_sets_the_target_from_the_source_on_every_write() {
     assert!(!out.status.success(), "{out:?}");
     assert!(out.stderr.contains("USER_MAPPING"), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newly_declared_unique_attribute_is_indexed_for_existing_resources_at_start_up() {
+    // Stored verbatim while no schema declared it…
+    let mut s = Scimd::start(Opts::default().env("SCHEMA_MODE", "lenient")).await;
+    let api = s.client();
+    api.create_user(json!({"userName": "old", ACME: {"clearance": "x", "badge": "B1"}}))
+        .await;
+    s.stop().await;
+    // …then SCHEMA_PATH declares `badge` unique: the existing value is enforced from the first write.
+    let dir = acme_schema_path();
+    s.opts = Opts::default().env("SCHEMA_PATH", dir.path().to_str().unwrap());
+    s.start_again().await;
+    let api = s.client();
+    api.post(
+        "/Users",
+        &json!({"userName": "new", ACME: {"clearance": "x", "badge": "B1"}}),
+    )
+    .await
+    .expect_scim_error(409, Some("uniqueness"));
+    let out = s.cli(&["log", "verify"]).await.success();
+    assert!(out.stderr.contains("ok"), "{out:?}");
+}

@@ -119,7 +119,7 @@ impl Store {
         let lock = lock(data_path)?;
         let path = data_path.join(DB_FILE);
         let db = open_writable(&path)?;
-        let position = writer::initialise(&db)?;
+        let position = writer::initialise(&db, &registry)?;
         let db: SharedDb = Arc::new(RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(position);

@@ -107,15 +107,56 @@ pub(crate) enum Request {
     Stop(oneshot::Sender<()>),
 }
 
-/// Creates every table, so readers never meet a missing one, and returns the last position.
-pub(crate) fn initialise(db: &Database) -> Result<u64, StoreError> {
+/// The counter holding [`Registry::uniqueness_fingerprint`] of the schemas the index was built with.
+const UNIQUE_SCHEMA: &str = "unique-schema";
+
+/// Creates every table, so readers never meet a missing one, rebuilds the uniqueness index if the
+/// schemas' uniqueness rules changed since it was built, and returns the last position.
+pub(crate) fn initialise(db: &Database, registry: &Registry) -> Result<u64, StoreError> {
     let txn = db.begin_write()?;
     let position = {
-        let t = Tables::open(&txn)?;
+        let mut t = Tables::open(&txn)?;
+        let fingerprint = registry.uniqueness_fingerprint();
+        if tables::counter(&t.counters, UNIQUE_SCHEMA)? != fingerprint {
+            reindex_unique(&mut t, registry)?;
+            t.counters.insert(UNIQUE_SCHEMA, fingerprint)?;
+        }
         tables::counter(&t.counters, POSITION)?
     };
     txn.commit()?;
     Ok(position)
+}
+
+/// Rebuilds the uniqueness index from the read model under the current schemas. Values that two
+/// resources already share (stored before the attribute was declared unique) cannot both be
+/// indexed: the first keeps it, and a warning names the attribute (not the value: personal data).
+fn reindex_unique(t: &mut Tables<'_>, registry: &Registry) -> Result<(), StoreError> {
+    t.unique.retain(|_, _| false)?;
+    let (mut resources, mut duplicates) = (0usize, 0usize);
+    for row in t.resources.range::<(&str, &str)>(..)? {
+        let (k, v) = row?;
+        let (rt, id) = k.value();
+        let rt = ResourceType::from_name(rt)
+            .ok_or_else(|| StoreError::Corrupt(format!("resource {id} has an unknown type")))?;
+        let r = StoredResource::decode(v.value())?;
+        resources += 1;
+        for key in registry.unique_keys(rt, &r.attributes) {
+            let index_key = key.index_key(rt);
+            if t.unique.get(index_key.as_str())?.is_some() {
+                duplicates += 1;
+                tracing::warn!(resource_type = rt.name(), id, attribute = %key.attribute,
+                    "a unique value is shared with another resource; only the first keeps it");
+                continue;
+            }
+            t.unique.insert(index_key.as_str(), id)?;
+        }
+    }
+    tracing::info!(
+        resources,
+        duplicates,
+        "uniqueness index rebuilt for the current schemas"
+    );
+    Ok(())
 }
 
 pub(crate) fn spawn(

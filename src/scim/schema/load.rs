@@ -292,6 +292,24 @@ mod tests {
         let badge = u.resolve("urn:acme:User:BADGE").unwrap().attribute.unwrap();
         assert_eq!(badge.kind, AttributeType::Integer);
         assert!(!badge.required, "RFC 7643 §2.2 defaults apply");
+        let builtin = Registry::load(None, SchemaMode::Strict).unwrap();
+        assert_eq!(
+            builtin.uniqueness_fingerprint(),
+            Registry::load(None, SchemaMode::Lenient)
+                .unwrap()
+                .uniqueness_fingerprint(),
+            "only uniqueness rules count"
+        );
+        write(
+            dir.path(),
+            "extensions/User/acme.json",
+            r#"{"id": "urn:acme:User", "attributes": [{"name": "badge", "uniqueness": "server"}]}"#,
+        );
+        let unique = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap();
+        assert_ne!(
+            builtin.uniqueness_fingerprint(),
+            unique.uniqueness_fingerprint()
+        );
     }
 
     #[test]

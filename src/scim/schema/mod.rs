@@ -368,6 +368,41 @@ impl Registry {
         })
     }
 
+    /// A fingerprint of everything that decides which index keys [`Registry::unique_keys`] produces
+    /// (which attributes are unique, in what scope, case-exact or not). The store rebuilds its
+    /// uniqueness index when it changes, e.g. after SCHEMA_PATH declares a new unique attribute.
+    pub fn uniqueness_fingerprint(&self) -> u64 {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"v1 externalId per type, caseExact\n");
+        for s in [&self.users, &self.groups] {
+            let scoped = std::iter::once((None, &s.core))
+                .chain(s.extensions.iter().map(|e| (Some(&e.schema.id), &e.schema)));
+            for (urn, schema) in scoped {
+                for a in &schema.attributes {
+                    if a.uniqueness == Uniqueness::None {
+                        continue;
+                    }
+                    let value = a.sub_attribute("value");
+                    h.update(format!(
+                        "{}|{}|{}|{:?}|{:?}|{}|{}\n",
+                        s.rt.name(),
+                        urn.map_or("", String::as_str),
+                        a.name,
+                        a.uniqueness,
+                        a.kind,
+                        a.case_exact,
+                        value.is_some_and(|v| v.case_exact),
+                    ));
+                }
+            }
+        }
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+
     /// The values of `attributes` that must be unique (RFC 7643 §7 `uniqueness`), for the store's
     /// index. `externalId` is unique per resource type (case-exact), as the server always enforced.
     /// A multi-valued attribute contributes each value; a complex one its `value` sub-attribute.
