@@ -160,13 +160,20 @@ pub fn parse_input(
     rt: ResourceType,
     body: Value,
 ) -> Result<ResourceInput, ScimError> {
-    if rt == ResourceType::User
-        && body
-            .as_object()
-            .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case("members")))
-    {
+    let has = |name: &str| {
+        body.as_object()
+            .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case(name)))
+    };
+    // Checked before the schemas, so that SCHEMA_MODE=lenient cannot store either verbatim
+    // (a Group `password` would be kept in clear text).
+    if rt == ResourceType::User && has("members") {
         return Err(ScimError::invalid_value(
             "Users have no members attribute; add the User to a Group instead",
+        ));
+    }
+    if rt == ResourceType::Group && has("password") {
+        return Err(ScimError::invalid_value(
+            "Groups have no password attribute",
         ));
     }
     let mut attributes = validate::normalise(registry, rt, body)?;
@@ -331,6 +338,18 @@ mod tests {
         .unwrap();
         assert_eq!(input.password.as_deref(), Some("s3cret"));
         assert!(!input.attributes.contains_key("password"));
+    }
+
+    #[test]
+    fn a_group_password_is_refused_even_when_lenient() {
+        let lenient = Registry::load(None, SchemaMode::Lenient).unwrap();
+        let err = parse_input(
+            &lenient,
+            ResourceType::Group,
+            json!({"displayName": "g", "Password": "x"}),
+        )
+        .unwrap_err();
+        assert!(err.detail.contains("password"), "{}", err.detail);
     }
 
     #[test]
