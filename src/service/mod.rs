@@ -147,7 +147,7 @@ impl Service {
         let stored = snapshot
             .get(rt, id)?
             .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", rt.name())))?;
-        let (members, groups) = related(&snapshot, rt, id)?;
+        let (members, groups) = self.related(&snapshot, rt, id, view)?;
         Ok(self.doc(
             rt,
             id,
@@ -187,7 +187,7 @@ impl Service {
         };
         let mut resources = Vec::with_capacity(page.len());
         for (id, stored) in page {
-            let (members, groups) = related(&snapshot, rt, &id)?;
+            let (members, groups) = self.related(&snapshot, rt, &id, view)?;
             let related = Related {
                 members: members.as_deref(),
                 groups: groups.as_deref(),
@@ -252,8 +252,10 @@ impl Service {
                 members,
             } => {
                 let groups = match rt {
-                    ResourceType::User => Some(self.store.snapshot()?.groups_of(&id)?),
-                    ResourceType::Group => None,
+                    ResourceType::User if view.shows(&self.registry, rt, "groups") => {
+                        Some(self.store.snapshot()?.groups_of(&id)?)
+                    }
+                    _ => None,
                 };
                 let related = Related {
                     members: members.as_deref(),
@@ -278,12 +280,24 @@ struct Related<'a> {
     groups: Option<&'a [GroupView]>,
 }
 
-/// Members (for a Group) or groups (for a User) of a resource, read from `snapshot`.
+/// What [`Service::related`] reads: a Group's members, a User's groups.
 type RelatedLists = (Option<Vec<MemberView>>, Option<Vec<GroupView>>);
 
-fn related(snapshot: &Snapshot, rt: ResourceType, id: &str) -> Result<RelatedLists, ScimError> {
-    Ok(match rt {
-        ResourceType::Group => (Some(snapshot.members(id)?), None),
-        ResourceType::User => (None, Some(snapshot.groups_of(id)?)),
-    })
+impl Service {
+    /// Members (for a Group) or groups (for a User) of a resource, read from `snapshot`; not read
+    /// at all when `view` leaves them out (Entra lists Groups with `excludedAttributes=members`).
+    fn related(
+        &self,
+        snapshot: &Snapshot,
+        rt: ResourceType,
+        id: &str,
+        view: &Projection,
+    ) -> Result<RelatedLists, ScimError> {
+        let wanted = |name: &str| view.shows(&self.registry, rt, name);
+        Ok(match rt {
+            ResourceType::Group if wanted("members") => (Some(snapshot.members(id)?), None),
+            ResourceType::User if wanted("groups") => (None, Some(snapshot.groups_of(id)?)),
+            _ => (None, None),
+        })
+    }
 }

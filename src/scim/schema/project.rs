@@ -51,6 +51,25 @@ impl Projection {
         }
     }
 
+    /// Whether the core attribute `name` of `rt` can appear in the response at all: lets the caller
+    /// skip computing it (a Group's members with `excludedAttributes=members`).
+    pub fn shows(&self, registry: &Registry, rt: ResourceType, name: &str) -> bool {
+        let s = registry.schemas(rt);
+        let attributes: Vec<Path> = self
+            .attributes
+            .iter()
+            .filter_map(|p| resolve(s, p))
+            .collect();
+        let excluded: Vec<Path> = self.excluded.iter().filter_map(|p| resolve(s, p)).collect();
+        let view = View {
+            attributes: &attributes,
+            excluded: &excluded,
+            only: !self.attributes.is_empty(),
+        };
+        view.attribute(None, name, s.core.attribute(name), Value::Null)
+            .is_some()
+    }
+
     /// Applies the projection and the `returned` rules to a full representation of `rt`, and sets
     /// `schemas` to the core URN plus the extensions left in it.
     pub fn apply(&self, registry: &Registry, rt: ResourceType, doc: Value) -> Value {
@@ -269,6 +288,16 @@ mod tests {
         attr.mutability = Mutability::WriteOnly;
         attr.returned = Returned::Always;
         assert_eq!(shown_as(&attr), Returned::Never);
+    }
+
+    #[test]
+    fn shows_tells_whether_an_attribute_can_appear() {
+        let r = Registry::load(None, SchemaMode::Strict).unwrap();
+        let g = ResourceType::Group;
+        assert!(Projection::new(None, None).shows(&r, g, "members"));
+        assert!(!Projection::new(None, Some("MEMBERS")).shows(&r, g, "members"));
+        assert!(!Projection::new(Some("displayName"), None).shows(&r, g, "members"));
+        assert!(Projection::new(Some("members.value"), None).shows(&r, g, "members"));
     }
 
     #[test]
