@@ -255,7 +255,7 @@ fn single_value(
         (AttributeType::DateTime, Value::String(s)) => {
             if chrono::DateTime::parse_from_rfc3339(&s).is_err() {
                 return Err(ScimError::invalid_value(format!(
-                    "{label} must be an xsd:dateTime (RFC 3339, e.g. 2024-05-01T12:00:00Z), not \"{s}\""
+                    "{label} must be an xsd:dateTime (RFC 3339, e.g. 2024-05-01T12:00:00Z)"
                 )));
             }
             Value::String(s)
