@@ -609,7 +609,12 @@ async fn a_newly_declared_unique_attribute_is_indexed_for_existing_resources_at_
     // Stored verbatim while no schema declared it…
     let mut s = Scimd::start(Opts::default().env("SCHEMA_MODE", "lenient")).await;
     let api = s.client();
-    api.create_user(json!({"userName": "old", ACME: {"clearance": "x", "badge": "B1"}}))
+    let old = api
+        .create_user(json!({"userName": "old", ACME: {"clearance": "x", "badge": "B1"}}))
+        .await;
+    // A second holder of the same value: the index can keep only one of them.
+    let twin = api
+        .create_user(json!({"userName": "twin", ACME: {"clearance": "x", "badge": "B1"}}))
         .await;
     s.stop().await;
     // …then SCHEMA_PATH declares `badge` unique: the existing value is enforced from the first write.
@@ -617,6 +622,28 @@ async fn a_newly_declared_unique_attribute_is_indexed_for_existing_resources_at_
     s.opts = Opts::default().env("SCHEMA_PATH", dir.path().to_str().unwrap());
     s.start_again().await;
     let api = s.client();
+    api.post(
+        "/Users",
+        &json!({"userName": "new", ACME: {"clearance": "x", "badge": "B1"}}),
+    )
+    .await
+    .expect_scim_error(409, Some("uniqueness"));
+    // Only the holder that owns the index row can write the value again; the other gets 409 until
+    // it gives the value up. Deleting that other one leaves the value taken.
+    let same = |name: &str| json!({"userName": name, ACME: {"clearance": "x", "badge": "B1"}});
+    let old_path = format!("/Users/{}", id_of(&old));
+    let twin_path = format!("/Users/{}", id_of(&twin));
+    let old_status = api.put(&old_path, &same("old")).await.status;
+    let twin_status = api.put(&twin_path, &same("twin")).await.status;
+    let mut statuses = [old_status, twin_status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "old {old_status}, twin {twin_status}");
+    let other = if old_status == 409 {
+        old_path
+    } else {
+        twin_path
+    };
+    api.delete(&other).await.expect(204);
     api.post(
         "/Users",
         &json!({"userName": "new", ACME: {"clearance": "x", "badge": "B1"}}),

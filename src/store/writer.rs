@@ -391,6 +391,20 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// Removes a uniqueness index row if `id` owns it. A value shared since before it was declared
+    /// unique (see [`reindex_unique`]) belongs to another resource, whose row must stay.
+    fn release(&mut self, rt: ResourceType, key: &UniqueKey, id: &str) -> Result<(), StoreError> {
+        let index_key = key.index_key(rt);
+        let owned = self
+            .unique
+            .get(index_key.as_str())?
+            .is_some_and(|owner| owner.value() == id);
+        if owned {
+            self.unique.remove(index_key.as_str())?;
+        }
+        Ok(())
+    }
+
     fn bump_count(&mut self, rt: ResourceType, delta: i64) -> Result<(), StoreError> {
         let key = tables::count_key(rt);
         let n = tables::counter(&self.counters, key)?;
@@ -597,7 +611,7 @@ fn replace(
     }
     for old in registry.unique_keys(rt, &current.attributes) {
         if !unique.contains(&old) {
-            t.unique.remove(old.index_key(rt).as_str())?;
+            t.release(rt, &old, &id)?;
         }
     }
     for key in unique {
@@ -685,7 +699,7 @@ fn delete(
 ) -> Result<Outcome, Rejection> {
     let current = current(t, rt, id, if_match)?;
     for key in registry.unique_keys(rt, &current.attributes) {
-        t.unique.remove(key.index_key(rt).as_str())?;
+        t.release(rt, &key, id)?;
     }
     t.resources.remove((rt.name(), id))?;
     t.bump_count(rt, -1)?;
