@@ -109,6 +109,7 @@ impl Registry {
                     source: std::io::Error::other("not a directory"),
                 });
             }
+            check_layout(root)?;
             for s in [&mut users, &mut groups] {
                 overlay(root, s)?;
             }
@@ -156,6 +157,43 @@ fn resource_schemas(
         extensions,
         mapping: super::Mapping::default(),
     })
+}
+
+/// Refuses entries under `core/` and `extensions/` that would otherwise be skipped silently (a typo
+/// such as `extensions/Users/` must not make a schema vanish).
+fn check_layout(root: &Path) -> Result<(), SchemaError> {
+    let allowed: [(&str, [&str; 2]); 2] = [
+        ("core", ["User.json", "Group.json"]),
+        ("extensions", ["User", "Group"]),
+    ];
+    for (dir, names) in allowed {
+        let dir = root.join(dir);
+        if !dir.exists() {
+            continue;
+        }
+        let io = |source| SchemaError::Io {
+            path: dir.clone(),
+            source,
+        };
+        for entry in std::fs::read_dir(&dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if !names.contains(&name) {
+                return Err(SchemaError::Invalid {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "unexpected entry; {} may hold only {}",
+                        dir.display(),
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies `SCHEMA_PATH/core/{Type}.json` and `SCHEMA_PATH/extensions/{Type}/*.json`.
@@ -332,6 +370,18 @@ mod tests {
         );
         let err = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap_err();
         assert!(err.to_string().contains("no subAttributes"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelled_directory_is_an_error_not_a_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "extensions/Users/acme.json",
+            r#"{"id": "urn:acme:User", "attributes": []}"#,
+        );
+        let err = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap_err();
+        assert!(err.to_string().contains("Users"), "{err}");
     }
 
     #[test]
