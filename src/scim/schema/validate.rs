@@ -31,6 +31,7 @@ pub fn normalise(
     };
     let s = registry.schemas(rt);
     let lenient = registry.mode() == SchemaMode::Lenient;
+    no_case_duplicates(&input, "")?;
     let mut out = Map::new();
     let mut listed: Option<Value> = None;
     for (key, value) in input {
@@ -62,6 +63,7 @@ pub fn normalise(
             let Value::Object(fields) = value else {
                 return Err(wrong_type(id, "an object", &value));
             };
+            no_case_duplicates(&fields, &format!("{id}:"))?;
             let mut stored = Map::new();
             for (name, v) in fields {
                 if v.is_null() {
@@ -297,6 +299,7 @@ fn complex_value(
     fields: Map<String, Value>,
     lenient: bool,
 ) -> Result<Option<Value>, ScimError> {
+    no_case_duplicates(&fields, &format!("{label}."))?;
     let mut out = Map::new();
     for (name, v) in fields {
         if v.is_null() {
@@ -328,6 +331,20 @@ fn complex_value(
         required_present(sub, &format!("{label}.{}", sub.name), out.get(&sub.name))?;
     }
     Ok(Some(Value::Object(out)))
+}
+
+/// RFC 7643 §2.1: names are case-insensitive, so `userName` and `USERNAME` in one object are the
+/// same attribute given twice; which one to keep would be a guess.
+fn no_case_duplicates(fields: &Map<String, Value>, prefix: &str) -> Result<(), ScimError> {
+    let mut seen = std::collections::HashSet::with_capacity(fields.len());
+    for name in fields.keys() {
+        if !seen.insert(name.to_lowercase()) {
+            return Err(ScimError::invalid_value(format!(
+                "{prefix}{name} is given more than once (attribute names are case-insensitive)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// RFC 3986 §3.1: a scheme, then `:`.
@@ -580,6 +597,15 @@ mod tests {
                 .unwrap()
                 .contains(&json!("urn:x:y"))
         );
+    }
+
+    #[test]
+    fn the_same_name_in_two_spellings_is_refused() {
+        let err = user(json!({"userName": "a", "USERNAME": "b"})).unwrap_err();
+        assert!(err.detail.contains("more than once"), "{}", err.detail);
+        let err = user(json!({"userName": "a", "name": {"givenName": "x", "GIVENNAME": "y"}}))
+            .unwrap_err();
+        assert!(err.detail.contains("name."), "{}", err.detail);
     }
 
     #[test]
