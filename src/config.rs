@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::scim::schema::{Registry, SchemaError, SchemaMode};
 
 /// Settings every subcommand shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -16,6 +19,31 @@ pub struct CommonConfig {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,
+    /// Directory of extra SCIM schemas: `extensions/User/*.json`, `extensions/Group/*.json`, and
+    /// optionally `core/User.json`, `core/Group.json` to replace a core schema (RFC 7643 §7 format).
+    #[arg(long, env = "SCHEMA_PATH", global = true)]
+    pub schema_path: Option<PathBuf>,
+    /// `strict`: attributes and extension URNs the schemas do not declare are rejected (400);
+    /// `lenient`: they are stored verbatim (for migrations from schemaless stores).
+    #[arg(long, env = "SCHEMA_MODE", default_value = "strict", global = true)]
+    pub schema_mode: SchemaMode,
+    /// User attributes set from other attributes on every write: a JSON object
+    /// `{"target": "source"}` of attribute paths, e.g.
+    /// `{"userName": "urn:mace:surf.nl:sram:scim:extension:User:eduPersonUniqueId"}`.
+    #[arg(long, env = "USER_MAPPING", global = true)]
+    pub user_mapping: Option<String>,
+    /// Group attributes set from other attributes on every write, like USER_MAPPING.
+    #[arg(long, env = "GROUP_MAPPING", global = true)]
+    pub group_mapping: Option<String>,
+}
+
+impl CommonConfig {
+    /// The schema registry: the built-in schemas plus SCHEMA_PATH, with the mappings.
+    pub fn registry(&self) -> Result<Arc<Registry>, SchemaError> {
+        Registry::load(self.schema_path.as_deref(), self.schema_mode)?
+            .with_mappings(self.user_mapping.as_deref(), self.group_mapping.as_deref())
+            .map(Arc::new)
+    }
 }
 
 /// How log lines are written.

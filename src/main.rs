@@ -98,20 +98,21 @@ fn main() -> anyhow::Result<()> {
         Command::Log(LogCommand::Tail { from, follow }) => {
             runtime.block_on(cli::log::tail(data_path, from, follow))
         }
-        Command::Log(LogCommand::Verify) => cli::log::verify(data_path),
+        Command::Log(LogCommand::Verify) => cli::log::verify(data_path, &*cli.common.registry()?),
         Command::Replay {
             projection,
             fresh,
             config,
         } => runtime.block_on(cli::projection::replay(
             data_path,
+            cli.common.registry()?,
             &config,
             &projection,
             fresh,
         )),
-        Command::Projection(ProjectionCommand::Retry { name, config }) => {
-            runtime.block_on(cli::projection::retry(data_path, &config, &name))
-        }
+        Command::Projection(ProjectionCommand::Retry { name, config }) => runtime.block_on(
+            cli::projection::retry(data_path, cli.common.registry()?, &config, &name),
+        ),
     }
 }
 
@@ -142,7 +143,9 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         }
     };
     let backends = fanout::backends::select(&config.projections, &common.data_path)?;
-    let store = Arc::new(Store::open(&common.data_path)?);
+    // A broken SCHEMA_PATH stops start-up, naming the file and the reason.
+    let registry = common.registry()?;
+    let store = Arc::new(Store::open(&common.data_path, registry.clone())?);
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
     if let Some(url) = config.amqp.url.clone() {
@@ -162,7 +165,7 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         let runner = Runner::new(backend, store.clone(), board.clone(), fanout_base.clone());
         tokio::spawn(runner.run(rx));
     }
-    let service = Arc::new(Service::new(store.clone(), config.page_size));
+    let service = Arc::new(Service::new(store.clone(), registry, config.page_size));
     let app = http::app(service, Arc::new(keys), board, Arc::new(controls), &config);
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
     let served = http::serve(app, &config).await;

@@ -117,7 +117,7 @@ async fn service_provider_config_states_exactly_what_works() {
         )),
         "{c}"
     );
-    for feature in ["patch", "bulk", "filter", "sort", "changePassword"] {
+    for feature in ["patch", "bulk", "filter", "sort"] {
         assert_eq!(
             c[feature]["supported"],
             json!(false),
@@ -125,6 +125,8 @@ async fn service_provider_config_states_exactly_what_works() {
         );
     }
     assert_eq!(c["etag"]["supported"], json!(true), "{c}");
+    // `password` is accepted on create and replace (hashed, never returned).
+    assert_eq!(c["changePassword"]["supported"], json!(true), "{c}");
     assert!(c["authenticationSchemes"].is_array(), "{c}");
 }
 

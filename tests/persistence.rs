@@ -32,6 +32,9 @@ async fn resources_survive_a_restart_with_the_same_versions() {
         .await
         .expect(204);
     let g = api.group(&id_of(&g)).await;
+    // Re-read the users: their computed `groups` changed when G was created.
+    let a = api.user(&id_of(&a)).await;
+    let b = api.user(&id_of(&b)).await;
     let users_before = api.list_all("/Users").await;
     let groups_before = api.list_all("/Groups").await;
 

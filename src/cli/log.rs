@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::scim::schema::Registry;
 use crate::store::{StoreReader, verify};
 
 /// Prints events from position `from` on as JSON lines; with `follow`, keeps printing new ones.
@@ -29,9 +30,9 @@ pub async fn tail(data_path: &Path, from: u64, follow: bool) -> anyhow::Result<(
 }
 
 /// Checks the log and the read model; prints the report and fails if anything is wrong.
-pub fn verify(data_path: &Path) -> anyhow::Result<()> {
+pub fn verify(data_path: &Path, registry: &Registry) -> anyhow::Result<()> {
     let reader = StoreReader::open(data_path)?;
-    let report = verify::verify(&reader.snapshot()?)?;
+    let report = verify::verify(&reader.snapshot()?, registry)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if report.problems.is_empty() {
         eprintln!(

@@ -15,6 +15,7 @@ use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
 use crate::http::client_key;
+use crate::scim::schema::Registry;
 use crate::store::{Store, StoreError};
 
 fn progress_bar(len: u64) -> ProgressBar {
@@ -29,11 +30,12 @@ fn progress_bar(len: u64) -> ProgressBar {
 /// Rebuilds projection `name` from position 0.
 pub async fn replay(
     data_path: &Path,
+    registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
     fresh: bool,
 ) -> anyhow::Result<()> {
-    match open_locally(data_path, config, name)? {
+    match open_locally(data_path, registry, config, name)? {
         Some((store, mut runner)) => {
             let target = store.snapshot()?.position()?;
             let bar = progress_bar(target);
@@ -73,8 +75,13 @@ pub async fn replay(
 }
 
 /// Re-applies projection `name`'s parked changes.
-pub async fn retry(data_path: &Path, config: &ServeConfig, name: &str) -> anyhow::Result<()> {
-    match open_locally(data_path, config, name)? {
+pub async fn retry(
+    data_path: &Path,
+    registry: Arc<Registry>,
+    config: &ServeConfig,
+    name: &str,
+) -> anyhow::Result<()> {
+    match open_locally(data_path, registry, config, name)? {
         Some((store, mut runner)) => {
             let result = runner.retry_parked().await;
             let left = store.snapshot()?.parked(name)?.len();
@@ -99,11 +106,12 @@ pub async fn retry(data_path: &Path, config: &ServeConfig, name: &str) -> anyhow
 /// The store and a runner for projection `name`, or `None` when a running server holds the store.
 fn open_locally(
     data_path: &Path,
+    registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
 ) -> anyhow::Result<Option<(Arc<Store>, Runner)>> {
     let backend = backends::by_name(name, &config.projections, data_path)?;
-    match Store::open(data_path) {
+    match Store::open(data_path, registry) {
         Ok(store) => {
             let store = Arc::new(store);
             let runner = Runner::new(

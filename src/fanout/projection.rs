@@ -365,7 +365,7 @@ fn coalesce(
                 .iter()
                 .any(|c| c == "displayName" || c == "userName");
         if renames {
-            for group in snapshot.groups_of(&e.resource_id)? {
+            for group in snapshot.direct_groups_of(&e.resource_id)? {
                 renamed.push((group, e.position));
             }
         }

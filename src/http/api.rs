@@ -16,7 +16,9 @@ use super::base_url;
 use super::responses::{DeletedResponse, DocumentResponse, ErrorResponse, ResourceResponse};
 use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
+use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
+use crate::service::LIST_RESPONSE_SCHEMA;
 use crate::service::Service;
 use crate::store::WriteContext;
 
@@ -45,12 +47,10 @@ pub struct Explorer {
 
 /// Query parameters that later issues implement; until then a request using them gets 501,
 /// never an answer that ignores them.
-const UNSUPPORTED_PARAMS: [(&str, &str); 5] = [
+const UNSUPPORTED_PARAMS: [(&str, &str); 3] = [
     ("filter", "filtering"),
     ("sortBy", "sorting"),
     ("sortOrder", "sorting"),
-    ("attributes", "the attributes parameter"),
-    ("excludedAttributes", "the excludedAttributes parameter"),
 ];
 
 /// The SCIM API.
@@ -119,6 +119,10 @@ impl ScimApi {
         Ok(())
     }
 
+    fn registry(&self) -> &Registry {
+        self.service.registry()
+    }
+
     fn reject_unsupported_params(req: &Request) -> Result<()> {
         let Some(query) = req.uri().query() else {
             return Ok(());
@@ -141,10 +145,11 @@ impl ScimApi {
         auth: &ApiKeyAuth,
         req: &Request,
         body: Value,
+        view: &Projection,
     ) -> Result<ResourceResponse> {
         let doc = self
             .service
-            .create(rt, body, Self::ctx(auth, req), &self.base(req))
+            .create(rt, body, Self::ctx(auth, req), &self.base(req), view)
             .await?;
         Ok(ResourceResponse::created(doc))
     }
@@ -155,9 +160,10 @@ impl ScimApi {
         req: &Request,
         id: &str,
         if_none_match: Option<&str>,
+        view: &Projection,
     ) -> Result<ResourceResponse> {
         Self::reject_unsupported_params(req)?;
-        let doc = self.service.get(rt, id, &self.base(req))?;
+        let doc = self.service.get(rt, id, &self.base(req), view)?;
         if if_none_match.is_some_and(|h| crate::scim::etag::matches(h, doc.version)) {
             return Ok(ResourceResponse::NotModified(crate::scim::etag::format(
                 doc.version,
@@ -172,12 +178,17 @@ impl ScimApi {
         req: &Request,
         start_index: Option<i64>,
         count: Option<i64>,
+        view: &Projection,
     ) -> Result<DocumentResponse> {
         Self::reject_unsupported_params(req)?;
-        let body = self.service.list(rt, start_index, count, &self.base(req))?;
+        let body = self
+            .service
+            .list(rt, start_index, count, &self.base(req), view)?;
         Ok(DocumentResponse::Ok(Json(body)))
     }
 
+    // One argument per part of the request; bundling them would only rename the problem.
+    #[allow(clippy::too_many_arguments)]
     async fn replace(
         &self,
         rt: ResourceType,
@@ -186,6 +197,7 @@ impl ScimApi {
         id: &str,
         if_match: Option<String>,
         body: Value,
+        view: &Projection,
     ) -> Result<ResourceResponse> {
         let doc = self
             .service
@@ -196,6 +208,7 @@ impl ScimApi {
                 if_match,
                 Self::ctx(auth, req),
                 &self.base(req),
+                view,
             )
             .await?;
         Ok(ResourceResponse::ok(doc))
@@ -218,21 +231,29 @@ impl ScimApi {
 
 #[OpenApi]
 impl ScimApi {
-    /// Create a User (RFC 7644 §3.3). `userName` is required and unique case-insensitively;
-    /// `externalId` is unique among Users. A client-sent `id` or `meta` is ignored. Errors: 400
-    /// `invalidValue`/`invalidSyntax`, 409 `uniqueness`, 413 for bodies over 1 MiB.
+    /// Create a User (RFC 7644 §3.3), validated against the User schemas (see `/Schemas`):
+    /// names are case-insensitive, types are checked, unknown attributes are rejected (unless
+    /// SCHEMA_MODE=lenient), readOnly ones ignored. `userName` is required and unique
+    /// case-insensitively; `externalId` is unique among Users; every attribute a schema declares
+    /// unique is enforced. Errors: 400 `invalidValue`/`invalidSyntax`, 409 `uniqueness`, 413 for
+    /// bodies over 1 MiB. `attributes` / `excludedAttributes` shape the response.
     #[oai(path = "/Users", method = "post", tag = "Tag::Users")]
     async fn create_user(
         &self,
         auth: ApiKeyAuth,
         req: &Request,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        self.create(ResourceType::User, &auth, req, body.0).await
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.create(ResourceType::User, &auth, req, body.0, &view)
+            .await
     }
 
     /// List Users (RFC 7644 §3.4.2), paged by `startIndex` (1-based) and `count` (capped at
-    /// PAGE_SIZE). `filter`, `sortBy`, `sortOrder`, `attributes` and `excludedAttributes` answer 501.
+    /// PAGE_SIZE). `attributes` / `excludedAttributes` (comma-separated attribute paths) select what
+    /// each resource shows (RFC 7644 §3.4.2.5). `filter`, `sortBy` and `sortOrder` answer 501.
     #[oai(path = "/Users", method = "get", tag = "Tag::Users")]
     async fn list_users(
         &self,
@@ -240,11 +261,15 @@ impl ScimApi {
         req: &Request,
         #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
         count: Query<Option<i64>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
-        self.list(ResourceType::User, req, start_index.0, count.0)
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.list(ResourceType::User, req, start_index.0, count.0, &view)
     }
 
     /// Get a User (RFC 7644 §3.4.1). `If-None-Match` with the current ETag answers 304.
+    /// `attributes` / `excludedAttributes` select what it shows.
     #[oai(path = "/Users/:id", method = "get", tag = "Tag::Users")]
     async fn get_user(
         &self,
@@ -252,12 +277,24 @@ impl ScimApi {
         req: &Request,
         id: Path<String>,
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<ResourceResponse> {
-        self.get(ResourceType::User, req, &id.0, if_none_match.0.as_deref())
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.get(
+            ResourceType::User,
+            req,
+            &id.0,
+            if_none_match.0.as_deref(),
+            &view,
+        )
     }
 
     /// Replace a User (RFC 7644 §3.5.1). `If-Match` with another version answers 412 and changes nothing.
-    /// A `password` left out is kept.
+    /// A `password` left out is kept, and so is an immutable attribute; changing an immutable
+    /// attribute that has a value is 400 `mutability`.
+    // poem-openapi takes one handler argument per header, query parameter and body.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/Users/:id", method = "put", tag = "Tag::Users")]
     async fn replace_user(
         &self,
@@ -265,10 +302,21 @@ impl ScimApi {
         req: &Request,
         id: Path<String>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        self.replace(ResourceType::User, &auth, req, &id.0, if_match.0, body.0)
-            .await
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.replace(
+            ResourceType::User,
+            &auth,
+            req,
+            &id.0,
+            if_match.0,
+            body.0,
+            &view,
+        )
+        .await
     }
 
     /// Delete a User (RFC 7644 §3.6); it leaves every group it was in, and those groups get a new version.
@@ -298,12 +346,17 @@ impl ScimApi {
         &self,
         auth: ApiKeyAuth,
         req: &Request,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        self.create(ResourceType::Group, &auth, req, body.0).await
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.create(ResourceType::Group, &auth, req, body.0, &view)
+            .await
     }
 
-    /// List Groups (RFC 7644 §3.4.2), paged like `GET /Users`.
+    /// List Groups (RFC 7644 §3.4.2), paged like `GET /Users`; `excludedAttributes=members`
+    /// leaves out member lists.
     #[oai(path = "/Groups", method = "get", tag = "Tag::Groups")]
     async fn list_groups(
         &self,
@@ -311,8 +364,11 @@ impl ScimApi {
         req: &Request,
         #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
         count: Query<Option<i64>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
-        self.list(ResourceType::Group, req, start_index.0, count.0)
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.list(ResourceType::Group, req, start_index.0, count.0, &view)
     }
 
     /// Get a Group with its members (RFC 7644 §3.4.1).
@@ -323,11 +379,22 @@ impl ScimApi {
         req: &Request,
         id: Path<String>,
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<ResourceResponse> {
-        self.get(ResourceType::Group, req, &id.0, if_none_match.0.as_deref())
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.get(
+            ResourceType::Group,
+            req,
+            &id.0,
+            if_none_match.0.as_deref(),
+            &view,
+        )
     }
 
     /// Replace a Group (RFC 7644 §3.5.1), members included: a body without `members` empties the group.
+    // poem-openapi takes one handler argument per header, query parameter and body.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/Groups/:id", method = "put", tag = "Tag::Groups")]
     async fn replace_group(
         &self,
@@ -335,10 +402,21 @@ impl ScimApi {
         req: &Request,
         id: Path<String>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        self.replace(ResourceType::Group, &auth, req, &id.0, if_match.0, body.0)
-            .await
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        self.replace(
+            ResourceType::Group,
+            &auth,
+            req,
+            &id.0,
+            if_match.0,
+            body.0,
+            &view,
+        )
+        .await
     }
 
     /// Delete a Group (RFC 7644 §3.6); it leaves every group it was a member of.
@@ -399,7 +477,7 @@ impl ScimApi {
             "patch": {"supported": false},
             "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
             "filter": {"supported": false, "maxResults": self.page_size},
-            "changePassword": {"supported": false},
+            "changePassword": {"supported": true},
             "sort": {"supported": false},
             "etag": {"supported": true},
             "authenticationSchemes": [{
@@ -410,6 +488,55 @@ impl ScimApi {
             }],
             "meta": {"resourceType": "ServiceProviderConfig", "location": location}
         }))))
+    }
+
+    /// The schemas this server uses (RFC 7644 §4, RFC 7643 §7), as a ListResponse. No key needed.
+    #[oai(path = "/Schemas", method = "get", tag = "Tag::Discovery")]
+    async fn schemas(&self, req: &Request) -> Result<DocumentResponse> {
+        let base = self.base(req);
+        let docs: Vec<Value> = self
+            .registry()
+            .all_schemas()
+            .into_iter()
+            .map(|s| Registry::schema_document(s, &base))
+            .collect();
+        Ok(DocumentResponse::Ok(Json(list_response(docs))))
+    }
+
+    /// One schema by its URN (case-insensitive). No key needed.
+    #[oai(path = "/Schemas/:id", method = "get", tag = "Tag::Discovery")]
+    async fn schema(&self, req: &Request, id: Path<String>) -> Result<DocumentResponse> {
+        let schema = self
+            .registry()
+            .schema(&id.0)
+            .ok_or_else(|| ScimError::not_found(format!("no schema {}", id.0)))?;
+        Ok(DocumentResponse::Ok(Json(Registry::schema_document(
+            schema,
+            &self.base(req),
+        ))))
+    }
+
+    /// The resource types (RFC 7643 §6) with their extensions, as a ListResponse. No key needed.
+    #[oai(path = "/ResourceTypes", method = "get", tag = "Tag::Discovery")]
+    async fn resource_types(&self, req: &Request) -> Result<DocumentResponse> {
+        let base = self.base(req);
+        let docs: Vec<Value> = ResourceType::ALL
+            .iter()
+            .map(|rt| self.registry().resource_type_document(*rt, &base))
+            .collect();
+        Ok(DocumentResponse::Ok(Json(list_response(docs))))
+    }
+
+    /// One resource type by name (`User`, `Group`). No key needed.
+    #[oai(path = "/ResourceTypes/:id", method = "get", tag = "Tag::Discovery")]
+    async fn resource_type(&self, req: &Request, id: Path<String>) -> Result<DocumentResponse> {
+        let rt = ResourceType::ALL
+            .into_iter()
+            .find(|rt| rt.name().eq_ignore_ascii_case(&id.0))
+            .ok_or_else(|| ScimError::not_found(format!("no resource type {}", id.0)))?;
+        Ok(DocumentResponse::Ok(Json(
+            self.registry().resource_type_document(rt, &self.base(req)),
+        )))
     }
 
     /// The log position and, for each log subscriber (AMQP publisher, projections), its checkpoint,
@@ -510,4 +637,15 @@ impl ScimApi {
             self.explorer.spec.get().cloned().unwrap_or_default(),
         ))
     }
+}
+
+/// A ListResponse (RFC 7644 §3.4.2) holding every one of `resources`.
+fn list_response(resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST_RESPONSE_SCHEMA],
+        "totalResults": resources.len(),
+        "startIndex": 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
 }

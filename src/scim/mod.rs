@@ -1,8 +1,10 @@
-//! The SCIM domain, pure: no I/O, no async. Everything here can be unit-tested in isolation.
+//! The SCIM domain, pure: no I/O, no async (except reading the schema files once at start-up).
+//! Everything here can be unit-tested in isolation.
 
 pub mod error;
 pub mod etag;
 pub mod resource;
+pub mod schema;
 
 pub use error::{ScimError, ScimType};
 pub use resource::ResourceType;

@@ -1,8 +1,7 @@
 //! Resource types, input validation and normalisation, and the representation the API returns.
 //!
-//! Until the schema engine lands this knows the attributes that carry server behaviour
-//! (`userName`, `displayName`, `externalId`, `members`, `password`, `active`) and checks their types;
-//! other attributes are stored as sent.
+//! What a body may contain comes from the schema registry ([`super::schema`]); this module splits a
+//! validated body into what the server stores, hashes (`password`) and resolves (`members`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::ScimError;
 use super::etag;
+use super::schema::Registry;
+use super::schema::validate::{self, wrong_type};
 
 /// The resource types scimd serves (RFC 7643 §4 and §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -76,25 +77,57 @@ pub struct ResourceInput {
     pub password: Option<String>,
 }
 
-/// A value that must be unique within its resource type.
+/// A value that must be unique (RFC 7643 §7 `uniqueness`), as the store's index holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UniqueKey {
-    /// The attribute name (`userName`, `externalId`).
-    pub attribute: &'static str,
-    /// The value as indexed: lower-cased for case-insensitive attributes.
+    /// The attribute: its name for core attributes (`userName`, `externalId`), `URN:name` for
+    /// extension attributes.
+    pub attribute: String,
+    /// The value as indexed: lower-cased for caseExact false attributes.
     pub normalised: String,
+    /// `uniqueness: global`: unique among all resources, not only those of one type.
+    pub global: bool,
 }
 
 impl UniqueKey {
-    /// The index key: resource type, attribute and normalised value, separated by U+001F.
+    /// The index key: scope (the resource type, or `*` for global uniqueness), attribute and
+    /// normalised value, separated by U+001F.
     pub fn index_key(&self, rt: ResourceType) -> String {
-        format!(
-            "{}\u{1f}{}\u{1f}{}",
-            rt.name(),
-            self.attribute,
-            self.normalised
-        )
+        let scope = if self.global { "*" } else { rt.name() };
+        format!("{scope}\u{1f}{}\u{1f}{}", self.attribute, self.normalised)
     }
+}
+
+/// A group a User belongs to, as `User.groups` shows it (RFC 7643 §4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group's id.
+    pub value: String,
+    /// The group's displayName.
+    pub display: Option<String>,
+    /// A direct membership, or one through nested groups.
+    pub direct: bool,
+}
+
+/// `User.groups` (readOnly, computed from membership): `value`, `$ref`, `display` and `type`
+/// (`direct` or `indirect`).
+pub fn groups_value(groups: &[GroupView], base: &str) -> Value {
+    Value::Array(
+        groups
+            .iter()
+            .map(|g| {
+                let mut v = json!({
+                    "value": g.value,
+                    "$ref": location(base, ResourceType::Group, &g.value),
+                    "type": if g.direct { "direct" } else { "indirect" },
+                });
+                if let Some(d) = &g.display {
+                    v["display"] = json!(d);
+                }
+                v
+            })
+            .collect(),
+    )
 }
 
 /// Server-maintained metadata of a stored resource (RFC 7643 §3.1), minus `location`,
@@ -120,154 +153,44 @@ pub struct MemberView {
     pub display: Option<String>,
 }
 
-/// Attributes a client may send but the server owns; dropped from input (RFC 7643 §3.1: `id` and
-/// `meta` are assigned by the service provider; `groups` is computed from Group membership).
-const SERVER_OWNED: [&str; 3] = ["id", "meta", "groups"];
-
-/// Validates and normalises a create or replace body (RFC 7644 §3.3, §3.5.1).
-pub fn parse_input(rt: ResourceType, body: Value) -> Result<ResourceInput, ScimError> {
-    let Value::Object(mut attributes) = body else {
-        return Err(ScimError::invalid_syntax(format!(
-            "the request body must be a JSON object representing a {}",
-            rt.name()
-        )));
+/// Validates and normalises a create or replace body against the schemas (RFC 7644 §3.3, §3.5.1;
+/// see [`validate`]) and splits off the parts the server treats differently.
+pub fn parse_input(
+    registry: &Registry,
+    rt: ResourceType,
+    body: Value,
+) -> Result<ResourceInput, ScimError> {
+    let has = |name: &str| {
+        body.as_object()
+            .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case(name)))
     };
-    for name in SERVER_OWNED {
-        attributes.remove(name);
+    // Checked before the schemas, so that SCHEMA_MODE=lenient cannot store either verbatim
+    // (a Group `password` would be kept in clear text).
+    if rt == ResourceType::User && has("members") {
+        return Err(ScimError::invalid_value(
+            "Users have no members attribute; add the User to a Group instead",
+        ));
     }
-    check_schemas(rt, &mut attributes)?;
-    let required = match rt {
-        ResourceType::User => "userName",
-        ResourceType::Group => "displayName",
-    };
-    match attributes.get(required) {
-        Some(Value::String(s)) if !s.trim().is_empty() => {}
-        Some(Value::String(_)) | None | Some(Value::Null) => {
-            return Err(ScimError::invalid_value(format!(
-                "{required} is required and must not be empty"
-            )));
-        }
-        Some(other) => return Err(wrong_type(required, "a string", other)),
+    if rt == ResourceType::Group && has("password") {
+        return Err(ScimError::invalid_value(
+            "Groups have no password attribute",
+        ));
     }
-    check_shapes(rt, &mut attributes)?;
-    let password = match (rt, attributes.remove("password")) {
-        (_, None | Some(Value::Null)) => None,
-        (ResourceType::User, Some(Value::String(p))) => Some(p),
-        (ResourceType::User, Some(other)) => {
-            return Err(wrong_type("password", "a string", &other));
-        }
-        (ResourceType::Group, Some(_)) => {
-            return Err(ScimError::invalid_value(
-                "Groups have no password attribute",
-            ));
-        }
+    let mut attributes = validate::normalise(registry, rt, body)?;
+    // The schema declares `password` a string; it is hashed before it is stored.
+    let password = match attributes.remove("password") {
+        Some(Value::String(p)) => Some(p),
+        _ => None,
     };
-    let members = match (rt, attributes.remove("members")) {
-        (ResourceType::Group, members) => Some(parse_members(members)?),
-        (ResourceType::User, None) => None,
-        (ResourceType::User, Some(_)) => {
-            return Err(ScimError::invalid_value(
-                "Users have no members attribute; add the User to a Group instead",
-            ));
-        }
+    let members = match rt {
+        ResourceType::Group => Some(parse_members(attributes.remove("members"))?),
+        ResourceType::User => None,
     };
     Ok(ResourceInput {
         attributes,
         members,
         password,
     })
-}
-
-/// RFC 7643 §3: `schemas` lists the core schema URN. A body without `schemas` is accepted and given
-/// the core schema, as the earlier server did; a `schemas` that omits the core schema is rejected.
-fn check_schemas(rt: ResourceType, attributes: &mut Map<String, Value>) -> Result<(), ScimError> {
-    match attributes.get("schemas") {
-        None | Some(Value::Null) => {
-            attributes.insert("schemas".into(), json!([rt.core_schema()]));
-            Ok(())
-        }
-        Some(Value::Array(list)) => {
-            let mut has_core = false;
-            for s in list {
-                let Some(s) = s.as_str() else {
-                    return Err(ScimError::invalid_value(
-                        "schemas must be an array of URN strings",
-                    ));
-                };
-                has_core |= s.eq_ignore_ascii_case(rt.core_schema());
-            }
-            if has_core {
-                Ok(())
-            } else {
-                Err(ScimError::invalid_value(format!(
-                    "schemas must include {}",
-                    rt.core_schema()
-                )))
-            }
-        }
-        Some(other) => Err(wrong_type("schemas", "an array of URN strings", other)),
-    }
-}
-
-/// The JSON shape of each core attribute (RFC 7643 §4.1, §4.2), checked until the schema engine
-/// validates every attribute. `null` means "no value" (RFC 7643 §2.5) and is dropped.
-fn check_shapes(rt: ResourceType, attributes: &mut Map<String, Value>) -> Result<(), ScimError> {
-    const STRINGS: [&str; 11] = [
-        "externalId",
-        "userName",
-        "displayName",
-        "nickName",
-        "profileUrl",
-        "title",
-        "userType",
-        "preferredLanguage",
-        "locale",
-        "timezone",
-        "password",
-    ];
-    const LISTS: [&str; 9] = [
-        "emails",
-        "phoneNumbers",
-        "ims",
-        "photos",
-        "addresses",
-        "entitlements",
-        "roles",
-        "x509Certificates",
-        "members",
-    ];
-    attributes.retain(|_, v| !v.is_null());
-    for (name, value) in attributes.iter() {
-        let user_only = rt == ResourceType::User;
-        let expected = if STRINGS.contains(&name.as_str()) {
-            Some(("a string", value.is_string()))
-        } else if LISTS.contains(&name.as_str()) && (user_only || name == "members") {
-            Some(("an array", value.is_array()))
-        } else if name == "name" && user_only {
-            Some(("an object", value.is_object()))
-        } else if name == "active" && user_only {
-            Some(("a boolean", value.is_boolean()))
-        } else {
-            None
-        };
-        if let Some((what, ok)) = expected
-            && !ok
-        {
-            return Err(wrong_type(name, what, value));
-        }
-        if let Value::Array(items) = value
-            && LISTS.contains(&name.as_str())
-            && name != "members"
-            && let Some(bad) = items.iter().find(|i| !i.is_object())
-        {
-            return Err(wrong_type(
-                &format!("each element of {name}"),
-                "an object",
-                bad,
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, ScimError> {
@@ -306,39 +229,6 @@ fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, ScimError> 
         }
     }
     Ok(out)
-}
-
-fn wrong_type(name: &str, expected: &str, got: &Value) -> ScimError {
-    let got = match got {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    ScimError::invalid_value(format!("{name} must be {expected}, not {got}"))
-}
-
-/// The values of `attributes` that must be unique: `userName` case-insensitively (RFC 7643 §4.1:
-/// caseExact false, uniqueness server) and `externalId` per resource type (caseExact true).
-pub fn unique_keys(rt: ResourceType, attributes: &Map<String, Value>) -> Vec<UniqueKey> {
-    let mut keys = Vec::with_capacity(2);
-    if rt == ResourceType::User
-        && let Some(Value::String(name)) = attributes.get("userName")
-    {
-        keys.push(UniqueKey {
-            attribute: "userName",
-            normalised: name.to_lowercase(),
-        });
-    }
-    if let Some(Value::String(ext)) = attributes.get("externalId") {
-        keys.push(UniqueKey {
-            attribute: "externalId",
-            normalised: ext.clone(),
-        });
-    }
-    keys
 }
 
 /// The name a Group shows for a member: displayName, else (for Users) userName.
@@ -408,10 +298,16 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::schema::SchemaMode;
+
+    fn reg() -> Registry {
+        Registry::load(None, SchemaMode::Strict).unwrap()
+    }
 
     #[test]
     fn client_sent_id_and_meta_are_dropped() {
         let input = parse_input(
+            &reg(),
             ResourceType::User,
             json!({"id": "mine", "meta": {}, "userName": "bjensen"}),
         )
@@ -426,15 +322,16 @@ mod tests {
 
     #[test]
     fn user_name_is_required_and_must_be_a_string() {
-        let missing = parse_input(ResourceType::User, json!({})).unwrap_err();
+        let missing = parse_input(&reg(), ResourceType::User, json!({})).unwrap_err();
         assert_eq!(missing.status, 400);
-        let number = parse_input(ResourceType::User, json!({"userName": 5})).unwrap_err();
+        let number = parse_input(&reg(), ResourceType::User, json!({"userName": 5})).unwrap_err();
         assert!(number.detail.contains("userName must be a string"));
     }
 
     #[test]
     fn password_is_split_from_the_attributes() {
         let input = parse_input(
+            &reg(),
             ResourceType::User,
             json!({"userName": "a", "password": "s3cret"}),
         )
@@ -444,8 +341,21 @@ mod tests {
     }
 
     #[test]
+    fn a_group_password_is_refused_even_when_lenient() {
+        let lenient = Registry::load(None, SchemaMode::Lenient).unwrap();
+        let err = parse_input(
+            &lenient,
+            ResourceType::Group,
+            json!({"displayName": "g", "Password": "x"}),
+        )
+        .unwrap_err();
+        assert!(err.detail.contains("password"), "{}", err.detail);
+    }
+
+    #[test]
     fn duplicate_members_are_collapsed() {
         let input = parse_input(
+            &reg(),
             ResourceType::Group,
             json!({"displayName": "g", "members": [{"value": "a"}, {"value": "a"}, {"value": "b", "type": "Group"}]}),
         )
@@ -458,6 +368,7 @@ mod tests {
     #[test]
     fn schemas_without_the_core_schema_are_rejected() {
         let err = parse_input(
+            &reg(),
             ResourceType::Group,
             json!({"schemas": ["urn:x"], "displayName": "g"}),
         )
@@ -467,11 +378,11 @@ mod tests {
 
     #[test]
     fn user_name_uniqueness_is_case_insensitive() {
-        let a = parse_input(ResourceType::User, json!({"userName": "BJensen"})).unwrap();
-        let b = parse_input(ResourceType::User, json!({"userName": "bjensen"})).unwrap();
+        let a = parse_input(&reg(), ResourceType::User, json!({"userName": "BJensen"})).unwrap();
+        let b = parse_input(&reg(), ResourceType::User, json!({"userName": "bjensen"})).unwrap();
         assert_eq!(
-            unique_keys(ResourceType::User, &a.attributes),
-            unique_keys(ResourceType::User, &b.attributes)
+            reg().unique_keys(ResourceType::User, &a.attributes),
+            reg().unique_keys(ResourceType::User, &b.attributes)
         );
     }
 

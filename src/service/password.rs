@@ -1,13 +1,26 @@
 //! Password hashing: a clear-text `password` never enters an event or the read model
 //! (DESIGN.md: secrets are hashed with argon2 before they are stored).
 
+use std::sync::LazyLock;
+
 use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
+use tokio::sync::Semaphore;
 
 use crate::scim::ScimError;
 
-/// Hashes a password with Argon2id (PHC string), off the async runtime: it takes tens of ms.
+/// At most this many hashes run at once (one per core): each takes tens of ms of CPU and memory,
+/// so a burst of password writes queues here instead of starving every other request.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+});
+
+/// Hashes a password with Argon2id (PHC string), off the async runtime, with bounded concurrency.
 pub async fn hash(password: String) -> Result<String, ScimError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|_| ScimError::unavailable("password hashing is shut down; retry the request"))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())

@@ -33,6 +33,7 @@ pub use tables::{Parked, StoredResource};
 pub use writer::{Outcome, Write, WriteContext};
 
 use crate::scim::ScimError;
+use crate::scim::schema::Registry;
 
 /// Errors of the storage layer. None of them is the client's fault: the API answers 503.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +112,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store under `data_path`, takes the exclusive lock and starts
     /// the writer task.
-    pub fn open(data_path: &Path) -> Result<Store, StoreError> {
+    /// `registry` decides which values the uniqueness index holds and which attributes are immutable.
+    pub fn open(data_path: &Path, registry: Arc<Registry>) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_path).map_err(|source| StoreError::Io {
             path: data_path.to_owned(),
             source,
@@ -119,11 +121,11 @@ impl Store {
         let lock = lock(data_path)?;
         let path = data_path.join(DB_FILE);
         let db = open_writable(&path)?;
-        let position = writer::initialise(&db)?;
+        let position = writer::initialise(&db, &registry)?;
         let db: SharedDb = Arc::new(RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(position);
-        writer::spawn(db.clone(), path, rx, committed_tx);
+        writer::spawn(db.clone(), registry, path, rx, committed_tx);
         Ok(Store {
             db,
             writer: tx,

@@ -1,6 +1,7 @@
 //! Read-only views of the store: one redb read transaction, so every read through a [`Snapshot`]
 //! sees the same committed state.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use redb::ReadTransaction;
@@ -10,7 +11,7 @@ use super::tables::{
 };
 use super::{Event, StoreError, StoredResource};
 use crate::scim::ResourceType;
-use crate::scim::resource::MemberView;
+use crate::scim::resource::{self, GroupView, MemberView};
 
 /// A consistent, read-only view of the log and the read model.
 pub struct Snapshot {
@@ -36,9 +37,39 @@ impl Snapshot {
     }
 
     /// Ids of the groups `member_id` belongs to directly.
-    pub fn groups_of(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
+    pub fn direct_groups_of(&self, member_id: &str) -> Result<Vec<String>, StoreError> {
         let table = self.txn.open_table(MEMBER_OF)?;
         tables::groups_of(&table, member_id)
+    }
+
+    /// The groups `member_id` belongs to (RFC 7643 §4.1.2 `User.groups`): directly, then indirectly
+    /// through nested groups, each group once. A membership cycle ends the walk instead of looping.
+    pub fn groups_of(&self, member_id: &str) -> Result<Vec<GroupView>, StoreError> {
+        let member_of = self.txn.open_table(MEMBER_OF)?;
+        let resources = self.txn.open_table(RESOURCES)?;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        let mut frontier = tables::groups_of(&member_of, member_id)?;
+        let mut direct = true;
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for group in frontier {
+                if !seen.insert(group.clone()) {
+                    continue;
+                }
+                let display = tables::get_resource(&resources, ResourceType::Group, &group)?
+                    .and_then(|r| resource::display_name(&r.attributes));
+                next.extend(tables::groups_of(&member_of, &group)?);
+                out.push(GroupView {
+                    value: group,
+                    display,
+                    direct,
+                });
+            }
+            frontier = next;
+            direct = false;
+        }
+        Ok(out)
     }
 
     /// How many resources of a type exist.

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::tables::{self, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, RESOURCES, UNIQUE};
 use super::{Event, EventKind, Snapshot, StoreError, StoredResource};
 use crate::scim::ResourceType;
-use crate::scim::resource::{Meta, unique_keys};
+use crate::scim::resource::Meta;
+use crate::scim::schema::Registry;
 
 /// What verification found. `problems` is empty for a healthy store.
 #[derive(Debug, Default, serde::Serialize)]
@@ -27,8 +28,9 @@ pub struct Report {
 
 type Key = (ResourceType, String);
 
-/// Folds every event of the snapshot and compares the result with its read model.
-pub fn verify(snapshot: &Snapshot) -> Result<Report, StoreError> {
+/// Folds every event of the snapshot and compares the result with its read model; `registry` says
+/// which values the uniqueness index must hold.
+pub fn verify(snapshot: &Snapshot, registry: &Registry) -> Result<Report, StoreError> {
     let txn = snapshot.txn();
     let mut report = Report::default();
     let mut resources: BTreeMap<Key, StoredResource> = BTreeMap::new();
@@ -72,7 +74,7 @@ pub fn verify(snapshot: &Snapshot) -> Result<Report, StoreError> {
 
     compare_resources(snapshot, &resources, &mut report)?;
     compare_members(snapshot, &members, &mut report)?;
-    compare_unique(snapshot, &resources, &mut report)?;
+    compare_unique(snapshot, registry, &resources, &mut report)?;
     for rt in ResourceType::ALL {
         let folded = resources.keys().filter(|(t, _)| *t == rt).count() as u64;
         let counted = tables::counter(&counters, tables::count_key(rt))?;
@@ -221,12 +223,13 @@ fn compare_members(
 
 fn compare_unique(
     snapshot: &Snapshot,
+    registry: &Registry,
     folded: &BTreeMap<Key, StoredResource>,
     report: &mut Report,
 ) -> Result<(), StoreError> {
     let mut expected = BTreeMap::new();
     for ((rt, id), r) in folded {
-        for key in unique_keys(*rt, &r.attributes) {
+        for key in registry.unique_keys(*rt, &r.attributes) {
             if let Some(other) = expected.insert(key.index_key(*rt), id.clone()) {
                 report.problems.push(format!(
                     "{} {} and {other} share the unique {}",

@@ -25,6 +25,7 @@ use super::tables::{
 };
 use super::{Cause, Event, EventKind, SharedDb, StoreError, StoredResource};
 use crate::scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
+use crate::scim::schema::{Registry, validate};
 use crate::scim::{ResourceType, ScimError, etag};
 
 /// How many requests may wait for the writer before senders are slowed down.
@@ -33,8 +34,8 @@ pub(crate) const QUEUE_DEPTH: usize = 8192;
 const MAX_BATCH: usize = 2048;
 
 /// A change to the store, as the service layer asks for it. Inputs are already validated and
-/// normalised; the writer checks what needs the current state (existence, versions, uniqueness,
-/// member references).
+/// normalised; the writer checks what needs the current state (existence, versions, immutable
+/// attributes, uniqueness, member references).
 #[derive(Debug)]
 pub enum Write {
     /// Create a resource with a server-assigned id.
@@ -43,7 +44,6 @@ pub enum Write {
         id: String,
         attributes: Map<String, Value>,
         members: Option<Vec<MemberInput>>,
-        unique: Vec<UniqueKey>,
     },
     /// Replace every attribute of a resource (RFC 7644 §3.5.1).
     Replace {
@@ -52,7 +52,6 @@ pub enum Write {
         if_match: Option<String>,
         attributes: Map<String, Value>,
         members: Option<Vec<MemberInput>>,
-        unique: Vec<UniqueKey>,
     },
     /// Delete a resource and remove it from every group it belongs to.
     Delete {
@@ -108,19 +107,61 @@ pub(crate) enum Request {
     Stop(oneshot::Sender<()>),
 }
 
-/// Creates every table, so readers never meet a missing one, and returns the last position.
-pub(crate) fn initialise(db: &Database) -> Result<u64, StoreError> {
+/// The counter holding [`Registry::uniqueness_fingerprint`] of the schemas the index was built with.
+const UNIQUE_SCHEMA: &str = "unique-schema";
+
+/// Creates every table, so readers never meet a missing one, rebuilds the uniqueness index if the
+/// schemas' uniqueness rules changed since it was built, and returns the last position.
+pub(crate) fn initialise(db: &Database, registry: &Registry) -> Result<u64, StoreError> {
     let txn = db.begin_write()?;
     let position = {
-        let t = Tables::open(&txn)?;
+        let mut t = Tables::open(&txn)?;
+        let fingerprint = registry.uniqueness_fingerprint();
+        if tables::counter(&t.counters, UNIQUE_SCHEMA)? != fingerprint {
+            reindex_unique(&mut t, registry)?;
+            t.counters.insert(UNIQUE_SCHEMA, fingerprint)?;
+        }
         tables::counter(&t.counters, POSITION)?
     };
     txn.commit()?;
     Ok(position)
 }
 
+/// Rebuilds the uniqueness index from the read model under the current schemas. Values that two
+/// resources already share (stored before the attribute was declared unique) cannot both be
+/// indexed: the first keeps it, and a warning names the attribute (not the value: personal data).
+fn reindex_unique(t: &mut Tables<'_>, registry: &Registry) -> Result<(), StoreError> {
+    t.unique.retain(|_, _| false)?;
+    let (mut resources, mut duplicates) = (0usize, 0usize);
+    for row in t.resources.range::<(&str, &str)>(..)? {
+        let (k, v) = row?;
+        let (rt, id) = k.value();
+        let rt = ResourceType::from_name(rt)
+            .ok_or_else(|| StoreError::Corrupt(format!("resource {id} has an unknown type")))?;
+        let r = StoredResource::decode(v.value())?;
+        resources += 1;
+        for key in registry.unique_keys(rt, &r.attributes) {
+            let index_key = key.index_key(rt);
+            if t.unique.get(index_key.as_str())?.is_some() {
+                duplicates += 1;
+                tracing::warn!(resource_type = rt.name(), id, attribute = %key.attribute,
+                    "a unique value is shared with another resource; only the first keeps it");
+                continue;
+            }
+            t.unique.insert(index_key.as_str(), id)?;
+        }
+    }
+    tracing::info!(
+        resources,
+        duplicates,
+        "uniqueness index rebuilt for the current schemas"
+    );
+    Ok(())
+}
+
 pub(crate) fn spawn(
     db: SharedDb,
+    registry: Arc<Registry>,
     path: PathBuf,
     mut rx: mpsc::Receiver<Request>,
     committed: watch::Sender<u64>,
@@ -143,7 +184,13 @@ pub(crate) fn spawn(
                 }
             }
             if !batch.is_empty() {
-                commit_batch(&db, &path, std::mem::take(&mut batch), &committed);
+                commit_batch(
+                    &db,
+                    &registry,
+                    &path,
+                    std::mem::take(&mut batch),
+                    &committed,
+                );
             }
             if let Some(done) = stop {
                 let _ = done.send(());
@@ -162,6 +209,7 @@ pub(crate) fn spawn(
 
 fn commit_batch(
     db: &SharedDb,
+    registry: &Registry,
     path: &Path,
     batch: Vec<(Write, WriteContext, Reply)>,
     committed: &watch::Sender<u64>,
@@ -174,7 +222,7 @@ fn commit_batch(
         return;
     };
     let mut results = Vec::with_capacity(batch.len());
-    let outcome = apply_batch(&handle, batch, &mut results);
+    let outcome = apply_batch(&handle, registry, batch, &mut results);
     drop(handle);
     match outcome {
         Ok(position) => {
@@ -204,6 +252,7 @@ fn commit_batch(
 /// valid only if this returns `Ok`.
 fn apply_batch(
     db: &Database,
+    registry: &Registry,
     batch: Vec<(Write, WriteContext, Reply)>,
     results: &mut Vec<(Reply, Result<Outcome, ScimError>)>,
 ) -> Result<u64, StoreError> {
@@ -217,7 +266,7 @@ fn apply_batch(
                 continue;
             }
             t.now = Utc::now();
-            match apply(&mut t, write, &ctx) {
+            match apply(&mut t, registry, write, &ctx) {
                 Ok(outcome) => results.push((reply, Ok(outcome))),
                 Err(Rejection::Client(e)) => results.push((reply, Err(e))),
                 Err(Rejection::Storage(e)) => {
@@ -343,6 +392,20 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// Removes a uniqueness index row if `id` owns it. A value shared since before it was declared
+    /// unique (see [`reindex_unique`]) belongs to another resource, whose row must stay.
+    fn release(&mut self, rt: ResourceType, key: &UniqueKey, id: &str) -> Result<(), StoreError> {
+        let index_key = key.index_key(rt);
+        let owned = self
+            .unique
+            .get(index_key.as_str())?
+            .is_some_and(|owner| owner.value() == id);
+        if owned {
+            self.unique.remove(index_key.as_str())?;
+        }
+        Ok(())
+    }
+
     fn bump_count(&mut self, rt: ResourceType, delta: i64) -> Result<(), StoreError> {
         let key = tables::count_key(rt);
         let n = tables::counter(&self.counters, key)?;
@@ -399,33 +462,43 @@ fn event(t: &Tables<'_>, ctx: &WriteContext, body: EventBody) -> Event {
     }
 }
 
-fn apply(t: &mut Tables<'_>, write: Write, ctx: &WriteContext) -> Result<Outcome, Rejection> {
+fn apply(
+    t: &mut Tables<'_>,
+    registry: &Registry,
+    write: Write,
+    ctx: &WriteContext,
+) -> Result<Outcome, Rejection> {
     match write {
         Write::Create {
             rt,
             id,
             attributes,
             members,
-            unique,
-        } => create(t, ctx, rt, id, attributes, members, &unique),
+        } => {
+            let unique = registry.unique_keys(rt, &attributes);
+            create(t, ctx, rt, id, attributes, members, &unique)
+        }
         Write::Replace {
             rt,
             id,
             if_match,
             attributes,
             members,
-            unique,
         } => replace(
             t,
+            registry,
             ctx,
-            rt,
-            id,
-            if_match.as_deref(),
+            Target {
+                rt,
+                id,
+                if_match: if_match.as_deref(),
+            },
             attributes,
             members,
-            &unique,
         ),
-        Write::Delete { rt, id, if_match } => delete(t, ctx, rt, &id, if_match.as_deref()),
+        Write::Delete { rt, id, if_match } => {
+            delete(t, registry, ctx, rt, &id, if_match.as_deref())
+        }
         Write::Checkpoint { name, position } => {
             t.checkpoints.insert(name.as_str(), position)?;
             Ok(Outcome::Checkpointed)
@@ -506,18 +579,27 @@ fn create(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn replace(
-    t: &mut Tables<'_>,
-    ctx: &WriteContext,
+/// The resource a replace addresses.
+struct Target<'a> {
     rt: ResourceType,
     id: String,
-    if_match: Option<&str>,
+    if_match: Option<&'a str>,
+}
+
+fn replace(
+    t: &mut Tables<'_>,
+    registry: &Registry,
+    ctx: &WriteContext,
+    target: Target<'_>,
     mut attributes: Map<String, Value>,
     members: Option<Vec<MemberInput>>,
-    unique: &[UniqueKey],
 ) -> Result<Outcome, Rejection> {
+    let Target { rt, id, if_match } = target;
     let current = current(t, rt, &id, if_match)?;
+    // RFC 7644 §3.5.1: immutable attributes keep their value (checked against the state this
+    // transaction sees, so a concurrent write cannot slip a change past the check).
+    validate::check_replace(registry, rt, &current.attributes, &mut attributes)?;
+    let unique = &registry.unique_keys(rt, &attributes);
     check_unique(t, rt, &id, unique)?;
     let members = match members {
         Some(list) => Some(resolve_members(t, &id, &list)?),
@@ -528,9 +610,9 @@ fn replace(
     if let Some(p) = current.attributes.get("password") {
         attributes.entry("password").or_insert_with(|| p.clone());
     }
-    for old in resource::unique_keys(rt, &current.attributes) {
+    for old in registry.unique_keys(rt, &current.attributes) {
         if !unique.contains(&old) {
-            t.unique.remove(old.index_key(rt).as_str())?;
+            t.release(rt, &old, &id)?;
         }
     }
     for key in unique {
@@ -610,14 +692,15 @@ fn replace(
 
 fn delete(
     t: &mut Tables<'_>,
+    registry: &Registry,
     ctx: &WriteContext,
     rt: ResourceType,
     id: &str,
     if_match: Option<&str>,
 ) -> Result<Outcome, Rejection> {
     let current = current(t, rt, id, if_match)?;
-    for key in resource::unique_keys(rt, &current.attributes) {
-        t.unique.remove(key.index_key(rt).as_str())?;
+    for key in registry.unique_keys(rt, &current.attributes) {
+        t.release(rt, &key, id)?;
     }
     t.resources.remove((rt.name(), id))?;
     t.bump_count(rt, -1)?;
@@ -717,11 +800,10 @@ fn check_unique(
         if let Some(owner) = t.unique.get(key.index_key(rt).as_str())?
             && owner.value() != id
         {
+            let other = if key.global { "resource" } else { rt.name() };
             return Err(ScimError::uniqueness(format!(
-                "{} \"{}\" is already used by another {}",
-                key.attribute,
-                key.normalised,
-                rt.name()
+                "{} \"{}\" is already used by another {other}",
+                key.attribute, key.normalised
             ))
             .into());
         }

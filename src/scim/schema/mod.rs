@@ -1,0 +1,549 @@
+//! The schema registry (RFC 7643 §7): the core User and Group schemas and their extensions, built
+//! into the binary and optionally extended or replaced from `SCHEMA_PATH`.
+//!
+//! Everything the server decides about an attribute (its type, whether it is required, read-only,
+//! unique, returned) comes from here: [`validate`] normalises input, [`project`] shapes output, and
+//! [`Registry::unique_keys`] feeds the store's uniqueness index.
+
+mod load;
+pub mod mapping;
+pub mod project;
+pub mod validate;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::ResourceType;
+use super::resource::UniqueKey;
+
+pub use load::SchemaError;
+pub use mapping::Mapping;
+pub use project::Projection;
+
+/// URN of the schema that describes schemas (RFC 7643 §7).
+pub const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+/// URN of the schema that describes resource types (RFC 7643 §6).
+pub const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+
+/// An attribute's data type (RFC 7643 §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AttributeType {
+    /// A Unicode string (§2.3.1).
+    #[default]
+    String,
+    /// `true` or `false` (§2.3.2).
+    Boolean,
+    /// A real number (§2.3.3).
+    Decimal,
+    /// A whole number (§2.3.4).
+    Integer,
+    /// An xsd:dateTime, RFC 3339 (§2.3.5).
+    DateTime,
+    /// Base64-encoded bytes (§2.3.6).
+    Binary,
+    /// A URI (§2.3.7).
+    Reference,
+    /// A value with sub-attributes (§2.3.8).
+    Complex,
+}
+
+/// Whether and how a client may change an attribute (RFC 7643 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Mutability {
+    /// Set by the server only; ignored in input.
+    ReadOnly,
+    /// Freely writable.
+    #[default]
+    ReadWrite,
+    /// Writable once; a change afterwards is a `mutability` error.
+    Immutable,
+    /// Writable, never returned.
+    WriteOnly,
+}
+
+/// When an attribute appears in responses (RFC 7643 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Returned {
+    /// Always, even when excluded.
+    Always,
+    /// Never.
+    Never,
+    /// Unless `attributes` leaves it out or `excludedAttributes` names it.
+    #[default]
+    Default,
+    /// Only when `attributes` names it.
+    Request,
+}
+
+/// The scope in which an attribute's values are unique (RFC 7643 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Uniqueness {
+    /// No constraint.
+    #[default]
+    None,
+    /// Unique among the resources of the same type.
+    Server,
+    /// Unique among all resources of this server.
+    Global,
+}
+
+/// One attribute definition (RFC 7643 §7), defaults as in §2.2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Attribute {
+    /// The attribute's name, in the spelling output uses.
+    pub name: String,
+    /// Its data type.
+    #[serde(rename = "type", default)]
+    pub kind: AttributeType,
+    /// Whether it holds an array of values.
+    #[serde(default)]
+    pub multi_valued: bool,
+    /// What it means.
+    #[serde(default)]
+    pub description: String,
+    /// Whether create and replace must carry it.
+    #[serde(default)]
+    pub required: bool,
+    /// Whether its string values compare case-sensitively.
+    #[serde(default)]
+    pub case_exact: bool,
+    /// Who may change it.
+    #[serde(default)]
+    pub mutability: Mutability,
+    /// When it is returned.
+    #[serde(default)]
+    pub returned: Returned,
+    /// Where its values must be unique.
+    #[serde(default)]
+    pub uniqueness: Uniqueness,
+    /// For `complex`: its sub-attributes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_attributes: Vec<Attribute>,
+    /// For `reference`: what it may refer to (`User`, `Group`, `external`, `uri`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_types: Vec<String>,
+    /// Suggested values (not enforced, RFC 7643 §2.3.1 "MAY").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canonical_values: Vec<Value>,
+}
+
+impl Attribute {
+    /// The sub-attribute called `name`, matched case-insensitively (RFC 7643 §2.1).
+    pub fn sub_attribute(&self, name: &str) -> Option<&Attribute> {
+        find(&self.sub_attributes, name)
+    }
+}
+
+fn find<'a>(attributes: &'a [Attribute], name: &str) -> Option<&'a Attribute> {
+    attributes
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case(name))
+}
+
+/// A schema resource (RFC 7643 §7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schema {
+    /// The schema's URN, also the key of an extension's attributes in a resource.
+    pub id: String,
+    /// A short name.
+    #[serde(default)]
+    pub name: String,
+    /// What it describes.
+    #[serde(default)]
+    pub description: String,
+    /// Its top-level attributes.
+    pub attributes: Vec<Attribute>,
+}
+
+impl Schema {
+    /// The top-level attribute called `name`, matched case-insensitively.
+    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
+        find(&self.attributes, name)
+    }
+}
+
+/// An extension schema of a resource type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extension {
+    /// The extension's schema.
+    pub schema: Schema,
+    /// Whether every resource of the type must carry it.
+    pub required: bool,
+}
+
+/// The schemas of one resource type: its core schema and its extensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceSchemas {
+    /// The resource type.
+    pub rt: ResourceType,
+    /// A human-readable description, for `/ResourceTypes`.
+    pub description: String,
+    /// The core schema.
+    pub core: Schema,
+    /// The extensions, in the order they were loaded.
+    pub extensions: Vec<Extension>,
+    /// Attributes set from other attributes on every write (`USER_MAPPING` / `GROUP_MAPPING`).
+    pub mapping: Mapping,
+}
+
+impl ResourceSchemas {
+    /// The extension whose URN is `urn`, matched case-insensitively.
+    pub fn extension(&self, urn: &str) -> Option<&Extension> {
+        self.extensions
+            .iter()
+            .find(|e| e.schema.id.eq_ignore_ascii_case(urn))
+    }
+
+    /// Resolves an attribute path (RFC 7644 §3.10): `name`, `name.sub`, `urn:…:name`,
+    /// `urn:…:name.sub`, or an extension URN alone. Names match case-insensitively.
+    pub fn resolve(&self, path: &str) -> Option<AttributePath<'_>> {
+        let (schema, rest) = self.split_urn(path)?;
+        let Some(rest) = rest else {
+            return Some(AttributePath {
+                extension: Some(schema),
+                attribute: None,
+                sub: None,
+            });
+        };
+        let (name, sub) = match rest.split_once('.') {
+            Some((n, s)) => (n, Some(s)),
+            None => (rest, None),
+        };
+        let attribute = schema.attribute(name)?;
+        let sub = match sub {
+            Some(s) => Some(attribute.sub_attribute(s)?),
+            None => None,
+        };
+        let extension = (schema.id != self.core.id).then_some(schema);
+        Some(AttributePath {
+            extension,
+            attribute: Some(attribute),
+            sub,
+        })
+    }
+
+    /// Splits a path into the schema it belongs to and the rest (`None`: the schema itself).
+    fn split_urn<'a>(&self, path: &'a str) -> Option<(&Schema, Option<&'a str>)> {
+        if !path.to_ascii_lowercase().starts_with("urn:") {
+            return Some((&self.core, Some(path)));
+        }
+        // The longest matching URN wins, so `urn:x:User:v2:attr` is not read as `urn:x:User` + `v2:attr`.
+        let mut schemas: Vec<&Schema> = std::iter::once(&self.core)
+            .chain(self.extensions.iter().map(|e| &e.schema))
+            .collect();
+        schemas.sort_by_key(|s| std::cmp::Reverse(s.id.len()));
+        for schema in schemas {
+            let n = schema.id.len();
+            let (Some(prefix), tail) = (path.get(..n), path.get(n..).unwrap_or_default()) else {
+                continue;
+            };
+            if !prefix.eq_ignore_ascii_case(&schema.id) {
+                continue;
+            }
+            if tail.is_empty() {
+                return Some((schema, None));
+            }
+            if let Some(rest) = tail.strip_prefix(':') {
+                return Some((schema, Some(rest)));
+            }
+        }
+        None
+    }
+}
+
+/// An attribute path resolved against the schemas.
+#[derive(Debug, Clone, Copy)]
+pub struct AttributePath<'a> {
+    /// The extension it lives in (`None`: the core schema).
+    pub extension: Option<&'a Schema>,
+    /// The top-level attribute (`None`: the whole extension).
+    pub attribute: Option<&'a Attribute>,
+    /// The sub-attribute, if the path names one.
+    pub sub: Option<&'a Attribute>,
+}
+
+/// How input that the schemas do not declare is treated (`SCHEMA_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SchemaMode {
+    /// Unknown attributes and undeclared extension URNs are a 400 `invalidValue`.
+    #[default]
+    Strict,
+    /// They are kept verbatim (for migrations from schemaless stores).
+    Lenient,
+}
+
+/// Every schema the server knows, per resource type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registry {
+    users: ResourceSchemas,
+    groups: ResourceSchemas,
+    mode: SchemaMode,
+}
+
+impl Registry {
+    /// The schemas of `rt`.
+    pub fn schemas(&self, rt: ResourceType) -> &ResourceSchemas {
+        match rt {
+            ResourceType::User => &self.users,
+            ResourceType::Group => &self.groups,
+        }
+    }
+
+    /// Adds `USER_MAPPING` / `GROUP_MAPPING` (JSON objects `{"target": "source"}`); an invalid one
+    /// is an error naming the setting.
+    pub fn with_mappings(
+        mut self,
+        user: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Registry, SchemaError> {
+        if let Some(json) = user {
+            self.users.mapping = Mapping::parse(&self.users, "USER_MAPPING", json)?;
+        }
+        if let Some(json) = group {
+            self.groups.mapping = Mapping::parse(&self.groups, "GROUP_MAPPING", json)?;
+        }
+        Ok(self)
+    }
+
+    /// How undeclared input is treated.
+    pub fn mode(&self) -> SchemaMode {
+        self.mode
+    }
+
+    /// Every schema, each once: core User, core Group, then the extensions.
+    pub fn all_schemas(&self) -> Vec<&Schema> {
+        let mut out: Vec<&Schema> = vec![&self.users.core, &self.groups.core];
+        for e in self.users.extensions.iter().chain(&self.groups.extensions) {
+            if !out.iter().any(|s| s.id == e.schema.id) {
+                out.push(&e.schema);
+            }
+        }
+        out
+    }
+
+    /// The schema with URN `id` (case-insensitive).
+    pub fn schema(&self, id: &str) -> Option<&Schema> {
+        self.all_schemas()
+            .into_iter()
+            .find(|s| s.id.eq_ignore_ascii_case(id))
+    }
+
+    /// RFC 7643 §7: a schema as `/Schemas` shows it; `base` prefixes `meta.location`.
+    pub fn schema_document(schema: &Schema, base: &str) -> Value {
+        let mut doc = serde_json::to_value(schema).unwrap_or_else(|_| json!({}));
+        doc["schemas"] = json!([SCHEMA_SCHEMA]);
+        doc["meta"] = json!({
+            "resourceType": "Schema",
+            "location": format!("{base}/Schemas/{}", schema.id),
+        });
+        doc
+    }
+
+    /// RFC 7643 §6: a resource type as `/ResourceTypes` shows it.
+    pub fn resource_type_document(&self, rt: ResourceType, base: &str) -> Value {
+        let s = self.schemas(rt);
+        let extensions: Vec<Value> = s
+            .extensions
+            .iter()
+            .map(|e| json!({"schema": e.schema.id, "required": e.required}))
+            .collect();
+        json!({
+            "schemas": [RESOURCE_TYPE_SCHEMA],
+            "id": rt.name(),
+            "name": rt.name(),
+            "endpoint": format!("/{}", rt.endpoint()),
+            "description": s.description,
+            "schema": s.core.id,
+            "schemaExtensions": extensions,
+            "meta": {
+                "resourceType": "ResourceType",
+                "location": format!("{base}/ResourceTypes/{}", rt.name()),
+            },
+        })
+    }
+
+    /// A fingerprint of everything that decides which index keys [`Registry::unique_keys`] produces
+    /// (which attributes are unique, in what scope, case-exact or not). The store rebuilds its
+    /// uniqueness index when it changes, e.g. after SCHEMA_PATH declares a new unique attribute.
+    pub fn uniqueness_fingerprint(&self) -> u64 {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"v1 externalId per type, caseExact\n");
+        for s in [&self.users, &self.groups] {
+            let scoped = std::iter::once((None, &s.core))
+                .chain(s.extensions.iter().map(|e| (Some(&e.schema.id), &e.schema)));
+            for (urn, schema) in scoped {
+                for a in &schema.attributes {
+                    if a.uniqueness == Uniqueness::None {
+                        continue;
+                    }
+                    let value = a.sub_attribute("value");
+                    h.update(format!(
+                        "{}|{}|{}|{:?}|{:?}|{}|{}\n",
+                        s.rt.name(),
+                        urn.map_or("", String::as_str),
+                        a.name,
+                        a.uniqueness,
+                        a.kind,
+                        a.case_exact,
+                        value.is_some_and(|v| v.case_exact),
+                    ));
+                }
+            }
+        }
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+
+    /// The values of `attributes` that must be unique (RFC 7643 §7 `uniqueness`), for the store's
+    /// index. `externalId` is unique per resource type (case-exact), as the server always enforced.
+    /// A multi-valued attribute contributes each value; a complex one its `value` sub-attribute.
+    /// `caseExact: false` values are indexed lower-cased, so `BJensen` and `bjensen` collide.
+    pub fn unique_keys(&self, rt: ResourceType, attributes: &Map<String, Value>) -> Vec<UniqueKey> {
+        let s = self.schemas(rt);
+        let mut keys: Vec<UniqueKey> = Vec::new();
+        let mut push = |key: UniqueKey| {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        };
+        for attr in &s.core.attributes {
+            if let Some(v) = attributes.get(&attr.name) {
+                for key in attribute_keys(attr.name.clone(), attr, v) {
+                    push(key);
+                }
+            }
+        }
+        for e in &s.extensions {
+            let Some(Value::Object(ext)) = attributes.get(&e.schema.id) else {
+                continue;
+            };
+            for attr in &e.schema.attributes {
+                if let Some(v) = ext.get(&attr.name) {
+                    for key in attribute_keys(format!("{}:{}", e.schema.id, attr.name), attr, v) {
+                        push(key);
+                    }
+                }
+            }
+        }
+        if let Some(Value::String(ext)) = attributes.get("externalId") {
+            push(UniqueKey {
+                attribute: "externalId".into(),
+                normalised: ext.clone(),
+                global: false,
+            });
+        }
+        keys
+    }
+}
+
+/// The index keys of one attribute's value(s).
+fn attribute_keys(label: String, attr: &Attribute, value: &Value) -> Vec<UniqueKey> {
+    if attr.uniqueness == Uniqueness::None {
+        return Vec::new();
+    }
+    let (case_exact, values): (bool, Vec<&Value>) = match value {
+        Value::Array(items) => (attr.case_exact, items.iter().collect()),
+        other => (attr.case_exact, vec![other]),
+    };
+    let case_exact = if attr.kind == AttributeType::Complex {
+        attr.sub_attribute("value")
+            .map_or(case_exact, |v| v.case_exact)
+    } else {
+        case_exact
+    };
+    values
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::Object(o) if attr.kind == AttributeType::Complex => o.get("value"),
+            other => Some(other),
+        })
+        .filter_map(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+        .map(|s| UniqueKey {
+            attribute: label.clone(),
+            normalised: if case_exact { s } else { s.to_lowercase() },
+            global: attr.uniqueness == Uniqueness::Global,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> Registry {
+        Registry::load(None, SchemaMode::Strict).unwrap()
+    }
+
+    #[test]
+    fn builtin_schemas_cover_core_and_every_extension() {
+        let r = builtin();
+        let ids: Vec<&str> = r.all_schemas().iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids.len(), 6, "{ids:?}");
+        assert!(ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+        assert!(ids.contains(&"urn:mace:surf.nl:sram:scim:extension:Group"));
+        let user = r.schemas(ResourceType::User);
+        assert_eq!(user.extensions.len(), 3);
+        assert!(user.core.attribute("x509certificates").is_some());
+    }
+
+    #[test]
+    fn attributes_resolve_case_insensitively_and_by_urn() {
+        let r = builtin();
+        let u = r.schemas(ResourceType::User);
+        let p = u.resolve("USERNAME").unwrap();
+        assert_eq!(p.attribute.unwrap().name, "userName");
+        assert!(p.extension.is_none());
+        let p = u.resolve("name.GIVENNAME").unwrap();
+        assert_eq!(p.sub.unwrap().name, "givenName");
+        let p = u
+            .resolve("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value")
+            .unwrap();
+        assert_eq!(p.attribute.unwrap().name, "manager");
+        assert_eq!(p.sub.unwrap().name, "value");
+        let p = u
+            .resolve("urn:ietf:params:scim:schemas:core:2.0:User:userName")
+            .unwrap();
+        assert!(p.extension.is_none());
+        let p = u
+            .resolve("urn:mace:surf.nl:sram:scim:extension:user")
+            .unwrap();
+        assert!(p.attribute.is_none());
+        assert!(u.resolve("nope").is_none());
+        assert!(u.resolve("urn:x:y:userName").is_none());
+    }
+
+    #[test]
+    fn unique_keys_follow_uniqueness_and_case_exactness() {
+        let r = builtin();
+        let vo = "urn:temporaryNamespace:scim:schemas:voPerson:User";
+        let attrs = json!({
+            "userName": "BJensen",
+            "externalId": "X1",
+            vo: {"voPersonID": [{"value": "ID-1"}, {"value": "ID-2"}], "voPersonToken": [{"value": "Tok"}]}
+        });
+        let keys = r.unique_keys(ResourceType::User, attrs.as_object().unwrap());
+        let found: Vec<(String, String, bool)> = keys
+            .iter()
+            .map(|k| (k.attribute.clone(), k.normalised.clone(), k.global))
+            .collect();
+        assert!(found.contains(&("userName".into(), "bjensen".into(), false)));
+        assert!(found.contains(&("externalId".into(), "X1".into(), false)));
+        assert!(found.contains(&(format!("{vo}:voPersonID"), "id-1".into(), true)));
+        assert!(found.contains(&(format!("{vo}:voPersonID"), "id-2".into(), true)));
+        assert!(found.contains(&(format!("{vo}:voPersonToken"), "Tok".into(), false)));
+        assert_eq!(keys.len(), 5);
+    }
+}
