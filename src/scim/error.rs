@@ -75,6 +75,12 @@ impl ScimError {
         Self::typed(400, ScimType::InvalidValue, detail)
     }
 
+    /// 400 `invalidFilter`: the filter is malformed, too large, or compares incompatible types
+    /// (RFC 7644 §3.4.2.2).
+    pub fn invalid_filter(detail: impl Into<String>) -> Self {
+        Self::typed(400, ScimType::InvalidFilter, detail)
+    }
+
     /// 400 `invalidSyntax`: the request body could not be parsed.
     pub fn invalid_syntax(detail: impl Into<String>) -> Self {
         Self::typed(400, ScimType::InvalidSyntax, detail)
