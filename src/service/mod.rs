@@ -3,15 +3,17 @@
 
 mod password;
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::scim::filter::{self, Bound, Filter, Limits, SortKey, Target};
 use crate::scim::resource::{self, GroupView, MemberView};
 use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
-use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext};
+use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write, WriteContext};
 
 /// URN of the ListResponse message (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -32,16 +34,23 @@ pub struct Service {
     store: Arc<Store>,
     registry: Arc<Registry>,
     page_size: usize,
+    limits: Limits,
 }
 
 impl Service {
     /// A service over `store` that validates against `registry` and lists at most `page_size`
-    /// resources per page.
-    pub fn new(store: Arc<Store>, registry: Arc<Registry>, page_size: usize) -> Service {
+    /// resources per page and accepts filters within `limits`.
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        page_size: usize,
+        limits: Limits,
+    ) -> Service {
         Service {
             store,
             registry,
             page_size,
+            limits,
         }
     }
 
@@ -161,32 +170,84 @@ impl Service {
         ))
     }
 
-    /// RFC 7644 §3.4.2: a page of resources. `start_index` is 1-based (values < 1 count as 1);
-    /// `count` is capped at the page size; `count` 0 returns only `totalResults`.
+    /// RFC 7644 §3.4.2 and §3.4.3: a page of the resources of `types` that match `query.filter`,
+    /// sorted by `query.sort_by` (then by id). `start_index` is 1-based (values < 1 count as 1);
+    /// `count` is capped at the page size; `count` 0 returns only `totalResults`, which is exact.
     pub fn list(
         &self,
-        rt: ResourceType,
-        start_index: Option<i64>,
-        count: Option<i64>,
+        types: &[ResourceType],
+        query: &ListQuery,
         base: &str,
         view: &Projection,
     ) -> Result<Value, ScimError> {
-        let start = start_index.unwrap_or(1).max(1);
-        let count = count
+        let start = query.start_index.unwrap_or(1).max(1);
+        let count = query
+            .count
             .map_or(self.page_size, |c| {
                 usize::try_from(c.max(0)).unwrap_or(usize::MAX)
             })
             .min(self.page_size);
+        let descending = match query.sort_order.as_deref() {
+            None => false,
+            Some(o) if o.eq_ignore_ascii_case("ascending") => false,
+            Some(o) if o.eq_ignore_ascii_case("descending") => true,
+            Some(o) => {
+                return Err(ScimError::invalid_value(format!(
+                    "sortOrder must be \"ascending\" or \"descending\", not \"{o}\""
+                )));
+            }
+        };
+        let filter = match query.filter.as_deref() {
+            Some(f) => Some(filter::parse(f, &self.limits)?),
+            None => None,
+        };
+        let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
         let snapshot = self.store.snapshot()?;
-        let total = snapshot.count(rt)?;
-        let skip = u64::try_from(start - 1).unwrap_or(0);
-        let page = if count == 0 {
-            Vec::new()
-        } else {
-            snapshot.list(rt, skip, count)?
+        let (total, page) = match (types, &filter, &query.sort_by) {
+            // Unfiltered and unsorted: straight from the table, in id order.
+            ([rt], None, None) => {
+                let total = usize::try_from(snapshot.count(*rt)?).unwrap_or(usize::MAX);
+                let page = if count == 0 {
+                    Vec::new()
+                } else {
+                    snapshot
+                        .list(*rt, skip as u64, count)?
+                        .into_iter()
+                        .map(|(id, stored)| (*rt, id, stored))
+                        .collect()
+                };
+                (total, page)
+            }
+            _ => {
+                let mut hits = Vec::new();
+                for rt in types {
+                    self.matching(&snapshot, *rt, filter.as_ref(), query, base, &mut hits)?;
+                }
+                hits.sort_by(|a, b| {
+                    let by_key = match (&a.key, &b.key) {
+                        (Some(x), Some(y)) if descending => y.cmp(x),
+                        (Some(x), Some(y)) => x.cmp(y),
+                        // RFC 7644 §3.4.2.3: no value sorts last ascending, first descending.
+                        (None, Some(_)) if descending => Ordering::Less,
+                        (None, Some(_)) => Ordering::Greater,
+                        (Some(_), None) if descending => Ordering::Greater,
+                        (Some(_), None) => Ordering::Less,
+                        (None, None) => Ordering::Equal,
+                    };
+                    by_key.then_with(|| a.id.cmp(&b.id))
+                });
+                let total = hits.len();
+                let mut page = Vec::new();
+                for hit in hits.into_iter().skip(skip).take(count) {
+                    if let Some(stored) = snapshot.get(hit.rt, &hit.id)? {
+                        page.push((hit.rt, hit.id, stored));
+                    }
+                }
+                (total, page)
+            }
         };
         let mut resources = Vec::with_capacity(page.len());
-        for (id, stored) in page {
+        for (rt, id, stored) in page {
             let (members, groups) = self.related(&snapshot, rt, &id, view)?;
             let related = Related {
                 members: members.as_deref(),
@@ -205,6 +266,134 @@ impl Service {
         }
         Ok(body)
     }
+
+    /// Adds to `hits` every resource of `rt` that matches `filter`, with its sort key. An equality
+    /// on `id` or on an attribute in the uniqueness index (`userName`, `externalId`, …) reads only
+    /// that resource; anything else reads every resource of the type.
+    fn matching(
+        &self,
+        snapshot: &Snapshot,
+        rt: ResourceType,
+        filter: Option<&Filter>,
+        query: &ListQuery,
+        base: &str,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), ScimError> {
+        let schemas = self.registry.schemas(rt);
+        let bound = filter.map(|f| f.bind(schemas)).transpose()?;
+        let sort = query
+            .sort_by
+            .as_deref()
+            .and_then(|p| Target::for_sort(schemas, p));
+        let mentions = |name: &str| {
+            filter.is_some_and(|f| f.mentions(name))
+                || sort
+                    .as_ref()
+                    .is_some_and(|t| t.ext.is_none() && t.attr == name)
+        };
+        let with_members = rt == ResourceType::Group && mentions("members");
+        let with_groups = rt == ResourceType::User && mentions("groups");
+        let mut visit = |id: &str, stored: StoredResource| -> Result<(), StoreError> {
+            let members = if with_members {
+                Some(snapshot.members(id)?)
+            } else {
+                None
+            };
+            let mut doc = resource::render(
+                rt,
+                id,
+                stored.attributes,
+                &stored.meta,
+                members.as_deref(),
+                base,
+            );
+            if with_groups && let Value::Object(map) = &mut doc {
+                let groups = snapshot.groups_of(id)?;
+                if !groups.is_empty() {
+                    map.insert("groups".into(), resource::groups_value(&groups, base));
+                }
+            }
+            if bound.as_ref().is_none_or(|b| b.matches(&doc)) {
+                hits.push(Hit {
+                    key: sort.as_ref().and_then(|t| t.sort_key(&doc)),
+                    rt,
+                    id: id.to_owned(),
+                });
+            }
+            Ok(())
+        };
+        match bound
+            .as_ref()
+            .and_then(|b| self.candidates(snapshot, rt, b).transpose())
+        {
+            Some(ids) => {
+                for id in ids? {
+                    if let Some(stored) = snapshot.get(rt, &id)? {
+                        visit(&id, stored)?;
+                    }
+                }
+            }
+            None => snapshot.scan(rt, visit)?,
+        }
+        Ok(())
+    }
+
+    /// The only ids that can match `bound`, when one of its required equalities is on `id` or on an
+    /// attribute the uniqueness index holds; `None` when the whole type must be read.
+    fn candidates(
+        &self,
+        snapshot: &Snapshot,
+        rt: ResourceType,
+        bound: &Bound,
+    ) -> Result<Option<Vec<String>>, ScimError> {
+        for (target, value) in bound.required_equalities() {
+            if target.sub.is_some() {
+                continue;
+            }
+            if target.ext.is_none() && target.attr == "id" {
+                return Ok(Some(vec![value.to_owned()]));
+            }
+            let mut attributes = serde_json::Map::new();
+            let label = match &target.ext {
+                None => {
+                    attributes.insert(target.attr.clone(), json!(value));
+                    target.attr.clone()
+                }
+                Some(urn) => {
+                    attributes.insert(urn.clone(), json!({ target.attr.clone(): value }));
+                    format!("{urn}:{}", target.attr)
+                }
+            };
+            let keys = self.registry.unique_keys(rt, &attributes);
+            if let Some(key) = keys.into_iter().find(|k| k.attribute == label) {
+                let owner = snapshot.unique_owner(&key.index_key(rt))?;
+                return Ok(Some(owner.into_iter().collect()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a list request asks for besides the view (RFC 7644 §3.4.2, §3.4.3 SearchRequest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// The filter (RFC 7644 §3.4.2.2).
+    pub filter: Option<String>,
+    /// The attribute path to sort by (RFC 7644 §3.4.2.3).
+    pub sort_by: Option<String>,
+    /// `ascending` (default) or `descending`.
+    pub sort_order: Option<String>,
+    /// 1-based index of the first result.
+    pub start_index: Option<i64>,
+    /// Most results to return.
+    pub count: Option<i64>,
+}
+
+/// A resource that matched, with the value it sorts by.
+struct Hit {
+    key: Option<SortKey>,
+    rt: ResourceType,
+    id: String,
 }
 
 impl Service {

@@ -8,6 +8,7 @@ use redb::ReadTransaction;
 
 use super::tables::{
     self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, Parked, RESOURCES, STREAMS,
+    UNIQUE,
 };
 use super::{Event, StoreError, StoredResource};
 use crate::scim::ResourceType;
@@ -100,6 +101,31 @@ impl Snapshot {
             out.push((id.to_owned(), StoredResource::decode(v.value())?));
         }
         Ok(out)
+    }
+
+    /// Calls `visit` with every resource of a type, in id order.
+    pub fn scan(
+        &self,
+        rt: ResourceType,
+        mut visit: impl FnMut(&str, StoredResource) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let table = self.txn.open_table(RESOURCES)?;
+        for row in table.range((rt.name(), "")..)? {
+            let (k, v) = row?;
+            let (t, id) = k.value();
+            if t != rt.name() {
+                break;
+            }
+            visit(id, StoredResource::decode(v.value())?)?;
+        }
+        Ok(())
+    }
+
+    /// The id holding a value in the uniqueness index, by its
+    /// [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key).
+    pub fn unique_owner(&self, index_key: &str) -> Result<Option<String>, StoreError> {
+        let table = self.txn.open_table(UNIQUE)?;
+        Ok(table.get(index_key)?.map(|v| v.value().to_owned()))
     }
 
     /// The last committed log position (0 for an empty log).

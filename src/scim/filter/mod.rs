@@ -22,7 +22,7 @@ mod parser;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{Bound, SortKey, Target, Test};
+pub use eval::{Bound, SortKey, Target};
 pub use parser::parse;
 
 use super::ScimError;
