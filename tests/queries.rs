@@ -567,3 +567,74 @@ async fn groups_are_found_by_member_and_users_by_group() {
         ["alice", "Bob"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexed_queries_follow_replaces_deletes_and_cascades_and_log_verify_agrees() {
+    let mut s = Scimd::start_default().await;
+    let api = s.client();
+    let u = api
+        .create_user(
+            json!({"userName": "Old", "externalId": "e1", "emails": [{"value": "old@x.example"}]}),
+        )
+        .await;
+    let uid = id_of(&u);
+    let other = id_of(&api.create_user_named("other").await);
+    let g = id_of(&api.create_group_with("Team", &[&uid, &other]).await);
+    api.put(
+        &format!("/Users/{uid}"),
+        &json!({"userName": "New", "displayName": "Newly", "emails": [{"value": "new@x.example"}]}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        users_where(&api, "userName eq \"old\"").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(users_where(&api, "userName sw \"ne\"").await, ["New"]);
+    assert_eq!(
+        users_where(&api, "externalId pr").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        users_where(&api, "emails.value eq \"old@x.example\"").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        users_where(&api, "emails.value eq \"NEW@x.example\"").await,
+        ["New"]
+    );
+    assert_eq!(
+        users_where(&api, "displayName eq \"newly\" or userName eq \"other\"").await,
+        ["New", "other"]
+    );
+    let before = api.group(&g).await["meta"]["lastModified"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    api.delete(&format!("/Users/{other}")).await.expect(204);
+    let r = query(
+        &api,
+        "/Groups",
+        &[("filter", &format!("meta.lastModified gt \"{before}\""))],
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(
+        names(&r),
+        ["Team"],
+        "the cascade gave the group a new lastModified"
+    );
+    let r = query(
+        &api,
+        "/Groups",
+        &[("filter", &format!("members[value eq \"{other}\"]"))],
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(r["totalResults"], 0);
+    s.stop().await;
+    s.cli(&["log", "verify"]).await.success();
+}

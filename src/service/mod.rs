@@ -4,11 +4,13 @@
 mod password;
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::scim::filter::plan::{self, Plan};
 use crate::scim::filter::{self, Bound, Filter, Limits, SortKey, Target};
 use crate::scim::resource::{self, GroupView, MemberView};
 use crate::scim::schema::{Projection, Registry};
@@ -291,8 +293,16 @@ impl Service {
                     .as_ref()
                     .is_some_and(|t| t.ext.is_none() && t.attr == name)
         };
-        let with_members = rt == ResourceType::Group && mentions("members");
-        let with_groups = rt == ResourceType::User && mentions("groups");
+        let planned = bound.as_ref().and_then(|b| plan::plan(rt, b));
+        // An exact plan's candidates all match: the filter need not be evaluated (nor member lists read).
+        let evaluate = !planned.as_ref().is_some_and(|(_, exact)| *exact);
+        let sorts_by = |name: &str| {
+            sort.as_ref()
+                .is_some_and(|t| t.ext.is_none() && t.attr == name)
+        };
+        let needs = |name: &str| sorts_by(name) || (evaluate && mentions(name));
+        let with_members = rt == ResourceType::Group && needs("members");
+        let with_groups = rt == ResourceType::User && needs("groups");
         let mut visit = |id: &str, stored: StoredResource| -> Result<(), StoreError> {
             let members = if with_members {
                 Some(snapshot.members(id)?)
@@ -313,7 +323,7 @@ impl Service {
                     map.insert("groups".into(), resource::groups_value(&groups, base));
                 }
             }
-            if bound.as_ref().is_none_or(|b| b.matches(&doc)) {
+            if !evaluate || bound.as_ref().is_none_or(|b| b.matches(&doc)) {
                 hits.push(Hit {
                     key: sort.as_ref().and_then(|t| t.sort_key(&doc)),
                     rt,
@@ -322,12 +332,14 @@ impl Service {
             }
             Ok(())
         };
-        match bound
-            .as_ref()
-            .and_then(|b| self.candidates(snapshot, rt, b).transpose())
-        {
+        let candidates = match (&planned, &bound) {
+            (Some((p, _)), _) => Some(run(snapshot, rt, p)?),
+            (None, Some(b)) => self.candidates(snapshot, rt, b)?,
+            (None, None) => None,
+        };
+        match candidates {
             Some(ids) => {
-                for id in ids? {
+                for id in ids {
                     if let Some(stored) = snapshot.get(rt, &id)? {
                         visit(&id, stored)?;
                     }
@@ -338,20 +350,18 @@ impl Service {
         Ok(())
     }
 
-    /// The only ids that can match `bound`, when one of its required equalities is on `id` or on an
-    /// attribute the uniqueness index holds; `None` when the whole type must be read.
+    /// The only ids that can match `bound`, when one of its required equalities is on an attribute
+    /// the uniqueness index holds (extension attributes declared unique, for instance); `None` when
+    /// the whole type must be read.
     fn candidates(
         &self,
         snapshot: &Snapshot,
         rt: ResourceType,
         bound: &Bound,
-    ) -> Result<Option<Vec<String>>, ScimError> {
+    ) -> Result<Option<BTreeSet<String>>, ScimError> {
         for (target, value) in bound.required_equalities() {
             if target.sub.is_some() {
                 continue;
-            }
-            if target.ext.is_none() && target.attr == "id" {
-                return Ok(Some(vec![value.to_owned()]));
             }
             let mut attributes = serde_json::Map::new();
             let label = match &target.ext {
@@ -372,6 +382,31 @@ impl Service {
         }
         Ok(None)
     }
+}
+
+/// The candidate ids of `plan` on `rt`, in id order.
+fn run(snapshot: &Snapshot, rt: ResourceType, plan: &Plan) -> Result<BTreeSet<String>, ScimError> {
+    Ok(match plan {
+        Plan::Nothing => BTreeSet::new(),
+        Plan::Read(lookup) => snapshot.lookup(rt, lookup)?,
+        Plan::All(parts) => {
+            let mut sets = parts
+                .iter()
+                .map(|p| run(snapshot, rt, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            sets.sort_by_key(BTreeSet::len);
+            let mut iter = sets.into_iter();
+            let first = iter.next().unwrap_or_default();
+            iter.fold(first, |acc, s| acc.intersection(&s).cloned().collect())
+        }
+        Plan::Any(parts) => {
+            let mut out = BTreeSet::new();
+            for p in parts {
+                out.extend(run(snapshot, rt, p)?);
+            }
+            out
+        }
+    })
 }
 
 /// What a list request asks for besides the view (RFC 7644 §3.4.2, §3.4.3 SearchRequest).

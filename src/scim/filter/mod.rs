@@ -19,10 +19,11 @@ mod eval;
 mod lexer;
 pub mod number;
 mod parser;
+pub mod plan;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{Bound, SortKey, Target};
+pub use eval::{Bound, SortKey, Target, Test};
 pub use parser::parse;
 
 use super::ScimError;
