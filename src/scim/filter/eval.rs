@@ -142,7 +142,7 @@ fn bind(filter: &Filter, scope: Scope<'_>) -> Result<Bound, FilterError> {
         },
         Filter::ValuePath { path, filter } => {
             let Some((target, attr)) = resolve(scope, path)? else {
-                // Still reject malformed inner tests, whatever the type.
+                // No value, so no element can match.
                 return Ok(Bound::Const(false));
             };
             if attr.kind != AttributeType::Complex || target.sub.is_some() {
@@ -166,8 +166,11 @@ fn bind(filter: &Filter, scope: Scope<'_>) -> Result<Bound, FilterError> {
             column,
         } => {
             let Some((mut target, attr)) = resolve(scope, path)? else {
-                // RFC 7644 §3.4.2.1: no value; `ne` (not equal) then holds.
-                return Ok(Bound::Const(*op == Op::Ne && *value != Literal::Null));
+                // RFC 7644 §3.4.2.1: no value, so only `eq null` and `ne <value>` hold.
+                return Ok(Bound::Const(match value {
+                    Literal::Null => *op == Op::Eq,
+                    _ => *op == Op::Ne,
+                }));
             };
             if target.kind == AttributeType::Complex {
                 // A comparison on a complex attribute applies to its `value` sub-attribute.

@@ -39,6 +39,7 @@ pub struct FilterError {
 }
 
 impl FilterError {
+    /// An error at `column` (1-based) for `reason`.
     pub(crate) fn new(column: usize, reason: impl Into<String>) -> FilterError {
         FilterError {
             column,

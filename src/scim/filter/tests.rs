@@ -219,6 +219,8 @@ const CASES: &[(&str, Option<bool>)] = &[
     (r#"userName eq null"#, Some(false)),
     (r#"userName ne null"#, Some(true)),
     (r#"title eq null"#, Some(true)),
+    (r#"undefinedAttr eq null"#, Some(true)),
+    (r#"undefinedAttr ne null"#, Some(false)),
     (r#"userName gt null"#, None),
     // URN-prefixed paths, both forms
     (
