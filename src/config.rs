@@ -84,6 +84,9 @@ pub struct ServeConfig {
     /// Most comparisons in a `filter`.
     #[arg(long, env = "FILTER_MAX_TERMS", default_value_t = 64)]
     pub filter_max_terms: usize,
+    /// Seconds a paging cursor (RFC 9865) stays valid after it was issued.
+    #[arg(long, env = "CURSOR_TIMEOUT", default_value_t = 3600)]
+    pub cursor_timeout: u64,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]

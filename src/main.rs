@@ -175,6 +175,7 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         registry,
         config.page_size,
         limits,
+        config.cursor_timeout,
     ));
     let app = http::app(service, Arc::new(keys), board, Arc::new(controls), &config);
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");

@@ -638,3 +638,153 @@ async fn indexed_queries_follow_replaces_deletes_and_cascades_and_log_verify_agr
     s.stop().await;
     s.cli(&["log", "verify"]).await.success();
 }
+
+/// Walks `path` by cursor (RFC 9865) with these extra parameters; returns the names on each page.
+async fn walk(api: &Api, path: &str, extra: &[(&str, &str)], count: &str) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut params = extra.to_vec();
+        params.push(("count", count));
+        params.push(("cursor", &cursor));
+        let body = query(api, path, &params).await.expect(200).json();
+        assert!(body.get("startIndex").is_none(), "{body}");
+        pages.push(names(&body));
+        match body.get("nextCursor").and_then(Value::as_str) {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+        assert!(pages.len() < 100, "the walk does not end");
+    }
+    pages
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn walking_by_cursor_never_skips_or_repeats_while_others_write() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(id_of(&api.create_user_named(&format!("stay{i}")).await));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor = String::new();
+    let mut round = 0;
+    loop {
+        let body = query(&api, "/Users", &[("count", "3"), ("cursor", &cursor)])
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(
+            body["itemsPerPage"].as_u64().unwrap() as usize,
+            names(&body).len()
+        );
+        seen.extend(names(&body));
+        // Others write between pages: new users, and a deleted one that never was "throughout".
+        round += 1;
+        let extra = id_of(&api.create_user_named(&format!("new{round}")).await);
+        api.delete(&format!("/Users/{extra}")).await.expect(204);
+        api.create_user_named(&format!("kept{round}")).await;
+        match body.get("nextCursor").and_then(Value::as_str) {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+        assert!(round < 50);
+    }
+    for i in 0..10 {
+        let name = format!("stay{i}");
+        assert_eq!(
+            seen.iter().filter(|n| **n == name).count(),
+            1,
+            "{name} in {seen:?}"
+        );
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "repeats: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_paging_follows_the_filter_and_sort_order() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    for i in 0..7 {
+        api.create_user(
+            json!({"userName": format!("c{i}"), "title": if i == 3 { "skip" } else { "t" }}),
+        )
+        .await;
+    }
+    let pages = walk(
+        &api,
+        "/Users",
+        &[
+            ("filter", "title eq \"t\""),
+            ("sortBy", "userName"),
+            ("sortOrder", "descending"),
+        ],
+        "4",
+    )
+    .await;
+    assert_eq!(pages, [vec!["c6", "c5", "c4", "c2"], vec!["c1", "c0"]]);
+    let body = api
+        .post(
+            "/.search",
+            &json!({"cursor": "", "count": 5, "filter": "userName sw \"c\""}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(body["totalResults"], 7);
+    let next = body["nextCursor"].as_str().unwrap();
+    let body = api
+        .post(
+            "/.search",
+            &json!({"cursor": next, "count": 5, "filter": "userName sw \"c\""}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(names(&body).len(), 2);
+    assert!(body.get("nextCursor").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn altered_foreign_and_expired_cursors_are_refused() {
+    let s = Scimd::start(Opts::default().env("CURSOR_TIMEOUT", "0")).await;
+    let api = s.client();
+    for i in 0..3 {
+        api.create_user_named(&format!("x{i}")).await;
+    }
+    let body = query(&api, "/Users", &[("count", "1"), ("cursor", "")])
+        .await
+        .expect(200)
+        .json();
+    let next = body["nextCursor"].as_str().unwrap().to_owned();
+    let mut altered = next.clone().into_bytes();
+    altered[2] = if altered[2] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    for bad in [altered.as_str(), "garbage", "a.b"] {
+        query(&api, "/Users", &[("count", "1"), ("cursor", bad)])
+            .await
+            .expect_scim_error(400, Some("invalidCursor"));
+    }
+    // A cursor belongs to its query.
+    query(
+        &api,
+        "/Users",
+        &[("count", "1"), ("cursor", &next), ("filter", "userName pr")],
+    )
+    .await
+    .expect_scim_error(400, Some("invalidCursor"));
+    query(&api, "/Users", &[("cursor", ""), ("startIndex", "2")])
+        .await
+        .expect_scim_error(400, Some("invalidValue"));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    query(&api, "/Users", &[("count", "1"), ("cursor", &next)])
+        .await
+        .expect_scim_error(400, Some("expiredCursor"));
+    let c = api.get("/ServiceProviderConfig").await.expect(200).json();
+    assert_eq!(c["pagination"]["cursor"], json!(true), "{c}");
+    assert_eq!(c["pagination"]["cursorTimeout"], json!(0), "{c}");
+}

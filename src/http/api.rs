@@ -240,7 +240,11 @@ impl ScimApi {
     /// resources without a value come last ascending, first descending; ties by id), paged by
     /// `startIndex` (1-based) and `count` (capped at PAGE_SIZE; 0 gives only `totalResults`).
     /// `attributes` / `excludedAttributes` (comma-separated attribute paths) select what each
-    /// resource shows (RFC 7644 §3.4.2.5).
+    /// resource shows (RFC 7644 §3.4.2.5). Cursor paging (RFC 9865): `cursor` (empty for the first
+    /// page) with `count` answers `nextCursor` while more remain; a cursor pages after the last
+    /// resource it saw, so concurrent writes never make a walk skip or repeat a resource that exists
+    /// throughout. An altered or unknown cursor is 400 `invalidCursor`, an old one 400
+    /// `expiredCursor`; `cursor` with `startIndex` is 400 `invalidValue`.
     // poem-openapi takes one handler argument per query parameter.
     #[allow(clippy::too_many_arguments)]
     #[oai(path = "/Users", method = "get", tag = "Tag::Users")]
@@ -253,6 +257,7 @@ impl ScimApi {
         #[oai(name = "sortOrder")] sort_order: Query<Option<String>>,
         #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
         count: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
@@ -263,6 +268,7 @@ impl ScimApi {
             sort_order: sort_order.0,
             start_index: start_index.0,
             count: count.0,
+            cursor: cursor.0,
         };
         self.list(&[ResourceType::User], req, &query, &view)
     }
@@ -369,6 +375,7 @@ impl ScimApi {
         #[oai(name = "sortOrder")] sort_order: Query<Option<String>>,
         #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
         count: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
@@ -379,6 +386,7 @@ impl ScimApi {
             sort_order: sort_order.0,
             start_index: start_index.0,
             count: count.0,
+            cursor: cursor.0,
         };
         self.list(&[ResourceType::Group], req, &query, &view)
     }
@@ -451,7 +459,7 @@ impl ScimApi {
     }
 
     /// Search Users and Groups together with POST (RFC 7644 §3.4.3). The SearchRequest body has
-    /// `filter`, `sortBy`, `sortOrder`, `startIndex`, `count`, `attributes` and
+    /// `filter`, `sortBy`, `sortOrder`, `startIndex`, `count`, `cursor` (RFC 9865), `attributes` and
     /// `excludedAttributes` (arrays or comma-separated strings), with the meaning they have in
     /// `GET /Users`. An attribute one type does not define has no value there, so one filter spans
     /// both types.
@@ -510,6 +518,14 @@ impl ScimApi {
             "filter": {"supported": true, "maxResults": self.page_size},
             "changePassword": {"supported": true},
             "sort": {"supported": true},
+            "pagination": {
+                "cursor": true,
+                "index": true,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": self.page_size,
+                "maxPageSize": self.page_size,
+                "cursorTimeout": self.service.cursor_timeout(),
+            },
             "etag": {"supported": true},
             "authenticationSchemes": [{
                 "type": "oauthbearertoken",
@@ -745,6 +761,7 @@ impl SearchRequest {
                 sort_order: text("sortOrder")?,
                 start_index: number("startIndex")?,
                 count: number("count")?,
+                cursor: text("cursor")?,
             },
             attributes: paths("attributes")?,
             excluded: paths("excludedAttributes")?,

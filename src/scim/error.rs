@@ -10,6 +10,10 @@ pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub enum ScimType {
     InvalidFilter,
     TooMany,
+    /// RFC 9865 §2.2: the cursor is malformed, altered or unknown.
+    InvalidCursor,
+    /// RFC 9865 §2.2: the cursor has expired.
+    ExpiredCursor,
     Uniqueness,
     Mutability,
     InvalidSyntax,
@@ -26,6 +30,8 @@ impl ScimType {
         match self {
             ScimType::InvalidFilter => "invalidFilter",
             ScimType::TooMany => "tooMany",
+            ScimType::InvalidCursor => "invalidCursor",
+            ScimType::ExpiredCursor => "expiredCursor",
             ScimType::Uniqueness => "uniqueness",
             ScimType::Mutability => "mutability",
             ScimType::InvalidSyntax => "invalidSyntax",

@@ -1,6 +1,7 @@
 //! Commands (create, replace, delete) turned into store writes, and queries answered from the
 //! read model. The HTTP layer calls only this; it knows nothing of redb.
 
+mod cursor;
 mod password;
 
 use std::cmp::Ordering;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use cursor::{Cursors, Position};
 
 use crate::scim::filter::plan::{self, Plan};
 use crate::scim::filter::{self, Bound, Filter, Limits, SortKey, Target};
@@ -37,22 +40,26 @@ pub struct Service {
     registry: Arc<Registry>,
     page_size: usize,
     limits: Limits,
+    cursors: Cursors,
 }
 
 impl Service {
     /// A service over `store` that validates against `registry` and lists at most `page_size`
-    /// resources per page and accepts filters within `limits`.
+    /// resources per page, accepts filters within `limits` and keeps paging cursors valid for
+    /// `cursor_ttl_secs` seconds.
     pub fn new(
         store: Arc<Store>,
         registry: Arc<Registry>,
         page_size: usize,
         limits: Limits,
+        cursor_ttl_secs: u64,
     ) -> Service {
         Service {
             store,
             registry,
             page_size,
             limits,
+            cursors: Cursors::new(cursor_ttl_secs),
         }
     }
 
@@ -203,51 +210,81 @@ impl Service {
             Some(f) => Some(filter::parse(f, &self.limits)?),
             None => None,
         };
+        let paging_by_cursor = query.cursor.is_some();
+        if paging_by_cursor && query.start_index.is_some() {
+            return Err(ScimError::invalid_value(
+                "use either cursor or startIndex, not both (RFC 9865)",
+            ));
+        }
+        let digest = query_digest(types, query, descending);
+        let after = match query.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(self.cursors.read(c, &digest)?),
+        };
         let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
         let snapshot = self.store.snapshot()?;
-        let (total, page) = match (types, &filter, &query.sort_by) {
+        let (total, page, more) = match (types, &filter, &query.sort_by) {
             // Unfiltered and unsorted: straight from the table, in id order.
             ([rt], None, None) => {
                 let total = usize::try_from(snapshot.count(*rt)?).unwrap_or(usize::MAX);
-                let page = if count == 0 {
+                let mut page: Vec<Hit> = if count == 0 {
                     Vec::new()
                 } else {
-                    snapshot
-                        .list(*rt, skip as u64, count)?
-                        .into_iter()
-                        .map(|(id, stored)| (*rt, id, stored))
+                    let rows = match &after {
+                        Some(p) => snapshot.list_after(*rt, &p.id, count.saturating_add(1))?,
+                        None => snapshot.list(*rt, skip as u64, count.saturating_add(1))?,
+                    };
+                    rows.into_iter()
+                        .map(|(id, stored)| Hit {
+                            key: None,
+                            rt: *rt,
+                            id,
+                            stored: Some(stored),
+                        })
                         .collect()
                 };
-                (total, page)
+                let more = page.len() > count;
+                page.truncate(count);
+                (total, page, more)
             }
             _ => {
                 let mut hits = Vec::new();
                 for rt in types {
                     self.matching(&snapshot, *rt, filter.as_ref(), query, base, &mut hits)?;
                 }
-                hits.sort_by(|a, b| {
-                    let by_key = match (&a.key, &b.key) {
-                        (Some(x), Some(y)) if descending => y.cmp(x),
-                        (Some(x), Some(y)) => x.cmp(y),
-                        // RFC 7644 §3.4.2.3: no value sorts last ascending, first descending.
-                        (None, Some(_)) if descending => Ordering::Less,
-                        (None, Some(_)) => Ordering::Greater,
-                        (Some(_), None) if descending => Ordering::Greater,
-                        (Some(_), None) => Ordering::Less,
-                        (None, None) => Ordering::Equal,
-                    };
-                    by_key.then_with(|| a.id.cmp(&b.id))
-                });
+                hits.sort_by(|a, b| order(&a.key, &a.id, &b.key, &b.id, descending));
                 let total = hits.len();
+                // Keyset paging: the next page starts after the cursor's resource, wherever it is now.
+                let from = match &after {
+                    Some(p) => hits.partition_point(|h| {
+                        order(&h.key, &h.id, &p.key, &p.id, descending) != Ordering::Greater
+                    }),
+                    None => skip,
+                };
+                let more = from.saturating_add(count) < total;
                 let mut page = Vec::new();
-                for hit in hits.into_iter().skip(skip).take(count) {
-                    if let Some(stored) = snapshot.get(hit.rt, &hit.id)? {
-                        page.push((hit.rt, hit.id, stored));
-                    }
+                for mut hit in hits.into_iter().skip(from).take(count) {
+                    hit.stored = snapshot.get(hit.rt, &hit.id)?;
+                    page.push(hit);
                 }
-                (total, page)
+                (total, page, more)
             }
         };
+        let next = match page.last() {
+            Some(last) if paging_by_cursor && more => Some(self.cursors.issue(
+                &Position {
+                    key: last.key.clone(),
+                    rt: last.rt,
+                    id: last.id.clone(),
+                },
+                &digest,
+            )),
+            _ => None,
+        };
+        let page: Vec<(ResourceType, String, StoredResource)> = page
+            .into_iter()
+            .filter_map(|h| h.stored.map(|s| (h.rt, h.id, s)))
+            .collect();
         let mut resources = Vec::with_capacity(page.len());
         for (rt, id, stored) in page {
             let (members, groups) = self.related(&snapshot, rt, &id, view)?;
@@ -260,13 +297,23 @@ impl Service {
         let mut body = json!({
             "schemas": [LIST_RESPONSE_SCHEMA],
             "totalResults": total,
-            "startIndex": start,
             "itemsPerPage": resources.len(),
         });
+        if !paging_by_cursor {
+            body["startIndex"] = json!(start);
+        }
+        if let Some(next) = next {
+            body["nextCursor"] = json!(next);
+        }
         if count > 0 {
             body["Resources"] = Value::Array(resources);
         }
         Ok(body)
+    }
+
+    /// RFC 9865 `cursorTimeout`: how long a cursor stays valid, in seconds.
+    pub fn cursor_timeout(&self) -> i64 {
+        self.cursors.ttl_secs()
     }
 
     /// Adds to `hits` every resource of `rt` that matches `filter`, with its sort key. An equality
@@ -328,6 +375,7 @@ impl Service {
                     key: sort.as_ref().and_then(|t| t.sort_key(&doc)),
                     rt,
                     id: id.to_owned(),
+                    stored: None,
                 });
             }
             Ok(())
@@ -422,13 +470,48 @@ pub struct ListQuery {
     pub start_index: Option<i64>,
     /// Most results to return.
     pub count: Option<i64>,
+    /// RFC 9865: `""` for the first page by cursor, else the `nextCursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
-/// A resource that matched, with the value it sorts by.
+/// A resource that matched, with the value it sorts by (and, once on a page, its stored state).
 struct Hit {
     key: Option<SortKey>,
     rt: ResourceType,
     id: String,
+    stored: Option<StoredResource>,
+}
+
+/// The list order: by sort key (RFC 7644 §3.4.2.3: no value sorts last ascending, first
+/// descending), then by id.
+fn order(
+    a_key: &Option<SortKey>,
+    a_id: &str,
+    b_key: &Option<SortKey>,
+    b_id: &str,
+    descending: bool,
+) -> Ordering {
+    let by_key = match (a_key, b_key) {
+        (Some(x), Some(y)) if descending => y.cmp(x),
+        (Some(x), Some(y)) => x.cmp(y),
+        (None, Some(_)) if descending => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) if descending => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (None, None) => Ordering::Equal,
+    };
+    by_key.then_with(|| a_id.cmp(b_id))
+}
+
+/// What a cursor is bound to: the types, filter and order of the request that issued it.
+fn query_digest(types: &[ResourceType], query: &ListQuery, descending: bool) -> String {
+    use sha2::{Digest, Sha256};
+    let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
+    let text = format!(
+        "{names:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{descending}",
+        query.filter, query.sort_by
+    );
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
 
 impl Service {

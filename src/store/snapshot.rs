@@ -104,6 +104,32 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// Up to `take` resources of a type whose ids come after `after`, in id order (keyset paging).
+    pub fn list_after(
+        &self,
+        rt: ResourceType,
+        after: &str,
+        take: usize,
+    ) -> Result<Vec<(String, StoredResource)>, StoreError> {
+        let table = self.txn.open_table(RESOURCES)?;
+        let mut out = Vec::with_capacity(take.min(1024));
+        for row in table.range((rt.name(), after)..)? {
+            if out.len() >= take {
+                break;
+            }
+            let (k, v) = row?;
+            let (t, id) = k.value();
+            if t != rt.name() {
+                break;
+            }
+            if id == after {
+                continue;
+            }
+            out.push((id.to_owned(), StoredResource::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
     /// Calls `visit` with every resource of a type, in id order.
     pub fn scan(
         &self,

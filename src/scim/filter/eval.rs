@@ -497,6 +497,34 @@ pub enum SortKey {
     Str(String),
 }
 
+impl SortKey {
+    /// Text that [`SortKey::decode`] reads back (for cursors).
+    pub fn encode(&self) -> String {
+        match self {
+            SortKey::Bool(b) => format!("b{b}"),
+            SortKey::Num(n) => format!("n{}", n.to_text()),
+            SortKey::Time(t) => {
+                format!("t{}", t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+            }
+            SortKey::Str(s) => format!("s{s}"),
+        }
+    }
+
+    /// The key [`SortKey::encode`] wrote, if `text` is one.
+    pub fn decode(text: &str) -> Option<SortKey> {
+        let mut chars = text.chars();
+        let tag = chars.next()?;
+        let rest = chars.as_str();
+        Some(match tag {
+            'b' => SortKey::Bool(rest.parse().ok()?),
+            'n' => SortKey::Num(Decimal::parse(rest)?),
+            't' => SortKey::Time(parse_time(rest)?),
+            's' => SortKey::Str(rest.to_owned()),
+            _ => return None,
+        })
+    }
+}
+
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()

@@ -95,6 +95,16 @@ impl Decimal {
         })
     }
 
+    /// A JSON number text that [`Decimal::parse`] reads back as this value.
+    pub fn to_text(&self) -> String {
+        if self.digits.is_empty() {
+            return "0".into();
+        }
+        let digits: String = self.digits.iter().map(|d| char::from(b'0' + d)).collect();
+        let sign = if self.negative { "-" } else { "" };
+        format!("{sign}0.{digits}e{}", self.exp)
+    }
+
     fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
         match (self.digits.is_empty(), other.digits.is_empty()) {
             (true, true) => return Ordering::Equal,
@@ -140,6 +150,9 @@ mod tests {
         assert_eq!(d("0.5"), d("5E-1"));
         assert_eq!(d("-0"), d("0"));
         assert_eq!(d("0.000"), d("0"));
+        for s in ["0", "-1.25e-7", "12345678901234567890", "1e400"] {
+            assert_eq!(Decimal::parse(&d(s).to_text()), Some(d(s)), "{s}");
+        }
     }
 
     #[test]
