@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 
 use super::auth::ApiKeyAuth;
 use super::base_url;
-use super::responses::{DeletedResponse, DocumentResponse, ErrorResponse, ResourceResponse};
+use super::responses::{
+    DeletedResponse, DocumentResponse, ErrorResponse, PatchedResponse, ResourceResponse,
+};
 use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
 use crate::scim::schema::{Projection, Registry};
@@ -337,10 +339,37 @@ impl ScimApi {
             .await
     }
 
-    /// PATCH a User: not supported yet (501).
+    /// Modify a User with a PatchOp (RFC 7644 §3.5.2): `add`, `replace`, `remove`, all applied or
+    /// none, as one new version. `If-Match` with another version answers 412. Answers 200 with the
+    /// User (`attributes`/`excludedAttributes` apply). See the README for the client habits accepted.
+    // poem-openapi takes one handler argument per header, query parameter and body.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/Users/:id", method = "patch", tag = "Tag::Users")]
-    async fn patch_user(&self, _auth: ApiKeyAuth, _id: Path<String>) -> Result<ResourceResponse> {
-        Err(ScimError::not_implemented("PATCH").into())
+    async fn patch_user(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
+        body: Json<Value>,
+    ) -> Result<PatchedResponse> {
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let doc = self
+            .service
+            .patch(
+                ResourceType::User,
+                &id.0,
+                body.0,
+                if_match.0,
+                Self::ctx(&auth, req),
+                &self.base(req),
+                &view,
+            )
+            .await?;
+        let etag = crate::scim::etag::format(doc.version);
+        Ok(PatchedResponse::Ok(Json(doc.doc), etag))
     }
 
     /// Create a Group (RFC 7644 §3.3). `displayName` is required. Each `members[].value` must be the id
@@ -452,10 +481,42 @@ impl ScimApi {
             .await
     }
 
-    /// PATCH a Group: not supported yet (501).
+    /// Modify a Group with a PatchOp (RFC 7644 §3.5.2); member changes cost the same on a group of
+    /// any size. Answers 204 No Content, or 200 with the Group when `attributes` or
+    /// `excludedAttributes` is given. `If-Match` with another version answers 412.
+    // poem-openapi takes one handler argument per header, query parameter and body.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/Groups/:id", method = "patch", tag = "Tag::Groups")]
-    async fn patch_group(&self, _auth: ApiKeyAuth, _id: Path<String>) -> Result<ResourceResponse> {
-        Err(ScimError::not_implemented("PATCH").into())
+    async fn patch_group(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        #[oai(name = "attributes")] attributes: Query<Option<String>>,
+        #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
+        body: Json<Value>,
+    ) -> Result<PatchedResponse> {
+        let asked = attributes.0.is_some() || excluded.0.is_some();
+        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let doc = self
+            .service
+            .patch(
+                ResourceType::Group,
+                &id.0,
+                body.0,
+                if_match.0,
+                Self::ctx(&auth, req),
+                &self.base(req),
+                &view,
+            )
+            .await?;
+        let etag = crate::scim::etag::format(doc.version);
+        Ok(if asked {
+            PatchedResponse::Ok(Json(doc.doc), etag)
+        } else {
+            PatchedResponse::NoContent(etag)
+        })
     }
 
     /// Search Users and Groups together with POST (RFC 7644 §3.4.3). The SearchRequest body has
@@ -513,7 +574,7 @@ impl ScimApi {
         Ok(DocumentResponse::Ok(Json(json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "documentationUri": format!("{}/", self.base(req)),
-            "patch": {"supported": false},
+            "patch": {"supported": true},
             "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
             "filter": {"supported": true, "maxResults": self.page_size},
             "changePassword": {"supported": true},

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod etag;
 pub mod filter;
+pub mod patch;
 pub mod resource;
 pub mod schema;
 

@@ -15,6 +15,7 @@ use cursor::{Cursors, Position};
 
 use crate::scim::filter::plan::{self, Plan};
 use crate::scim::filter::{self, Bound, Filter, Limits, SortKey, Target};
+use crate::scim::patch;
 use crate::scim::resource::{self, GroupView, MemberView};
 use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
@@ -132,6 +133,38 @@ impl Service {
             members: input
                 .members
                 .or_else(|| (rt == ResourceType::Group).then(Vec::new)),
+        };
+        let outcome = self.store.write(write, ctx).await?;
+        self.written(rt, outcome, base, view)
+    }
+
+    /// RFC 7644 §3.5.2: applies a PatchOp body to a resource, atomically, as one new version.
+    /// `with_members` asks for a Group's members in the answer (read only then).
+    #[allow(clippy::too_many_arguments)] // the request's parts, each used once
+    pub async fn patch(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        body: Value,
+        if_match: Option<String>,
+        ctx: WriteContext,
+        base: &str,
+        view: &Projection,
+    ) -> Result<ResourceDoc, ScimError> {
+        let mut operations = patch::parse(body)?;
+        if rt == ResourceType::User {
+            for secret in patch::passwords(&mut operations) {
+                let clear = std::mem::take(secret);
+                *secret = password::hash(clear).await?;
+            }
+        }
+        let write = Write::Patch {
+            rt,
+            id: id.to_owned(),
+            if_match,
+            operations,
+            limits: self.limits,
+            with_members: rt == ResourceType::Group && view.shows(&self.registry, rt, "members"),
         };
         let outcome = self.store.write(write, ctx).await?;
         self.written(rt, outcome, base, view)

@@ -6,7 +6,7 @@
 //! others in its batch go on. Each command does all its checks before its first write, so a rejected
 //! command never leaves partial changes in the shared transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,8 @@ use super::tables::{
     QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION, RESOURCES, STREAMS, UNIQUE,
 };
 use super::{Cause, Event, EventKind, SharedDb, StoreError, StoredResource};
-use crate::scim::filter::plan;
+use crate::scim::filter::{Limits, plan};
+use crate::scim::patch::{self, MemberOp};
 use crate::scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
 use crate::scim::schema::{Registry, validate};
 use crate::scim::{ResourceType, ScimError, etag};
@@ -53,6 +54,16 @@ pub enum Write {
         if_match: Option<String>,
         attributes: Map<String, Value>,
         members: Option<Vec<MemberInput>>,
+    },
+    /// Apply a PATCH (RFC 7644 §3.5.2) to the current state: all operations or none, one event.
+    /// `with_members` asks for the Group's member list in the outcome (read only then).
+    Patch {
+        rt: ResourceType,
+        id: String,
+        if_match: Option<String>,
+        operations: Vec<patch::Operation>,
+        limits: Limits,
+        with_members: bool,
     },
     /// Delete a resource and remove it from every group it belongs to.
     Delete {
@@ -547,6 +558,25 @@ fn apply(
             attributes,
             members,
         ),
+        Write::Patch {
+            rt,
+            id,
+            if_match,
+            operations,
+            limits,
+            with_members,
+        } => patch(
+            t,
+            registry,
+            ctx,
+            Target {
+                rt,
+                id,
+                if_match: if_match.as_deref(),
+            },
+            (operations, &limits),
+            with_members,
+        ),
         Write::Delete { rt, id, if_match } => {
             delete(t, registry, ctx, rt, &id, if_match.as_deref())
         }
@@ -661,14 +691,7 @@ fn replace(
     if let Some(p) = current.attributes.get("password") {
         attributes.entry("password").or_insert_with(|| p.clone());
     }
-    for old in registry.unique_keys(rt, &current.attributes) {
-        if !unique.contains(&old) {
-            t.release(rt, &old, &id)?;
-        }
-    }
-    for key in unique {
-        t.unique.insert(key.index_key(rt).as_str(), id.as_str())?;
-    }
+    reindex(t, registry, rt, &id, &current.attributes, unique)?;
     let (added, removed) = match &members {
         Some(new) => {
             let before: HashSet<String> = tables::member_refs(&t.members, &id)?
@@ -739,6 +762,181 @@ fn replace(
         resource,
         members,
     })
+}
+
+/// Moves a resource's uniqueness index rows from its `before` attributes to `unique`.
+fn reindex(
+    t: &mut Tables<'_>,
+    registry: &Registry,
+    rt: ResourceType,
+    id: &str,
+    before: &Map<String, Value>,
+    unique: &[UniqueKey],
+) -> Result<(), StoreError> {
+    for old in registry.unique_keys(rt, before) {
+        if !unique.contains(&old) {
+            t.release(rt, &old, id)?;
+        }
+    }
+    for key in unique {
+        t.unique.insert(key.index_key(rt).as_str(), id)?;
+    }
+    Ok(())
+}
+
+/// RFC 7644 §3.5.2: applies the operations to the state this transaction sees, so concurrent
+/// PATCHes cannot lose each other's changes. Membership changes touch only the members named
+/// (one members-table lookup each) and the event carries only the delta.
+fn patch(
+    t: &mut Tables<'_>,
+    registry: &Registry,
+    ctx: &WriteContext,
+    target: Target<'_>,
+    (operations, limits): (Vec<patch::Operation>, &Limits),
+    with_members: bool,
+) -> Result<Outcome, Rejection> {
+    let Target { rt, id, if_match } = target;
+    let current = current(t, rt, &id, if_match)?;
+    let patched = patch::apply(registry, rt, &current.attributes, operations, limits)?;
+    let attributes = patched.attributes;
+    let unique = &registry.unique_keys(rt, &attributes);
+    check_unique(t, rt, &id, unique)?;
+    let (added, removed) = member_changes(t, &id, patched.members)?;
+    reindex(t, registry, rt, &id, &current.attributes, unique)?;
+    for m in &added {
+        t.add_member(&id, m)?;
+    }
+    for m in &removed {
+        t.remove_member(&id, &m.value)?;
+    }
+    let mut changed = changed_attributes(&current.attributes, &attributes);
+    if !added.is_empty() || !removed.is_empty() {
+        changed.push("members".into());
+    }
+    let version = current.meta.version + 1;
+    let resource = StoredResource {
+        meta: Meta {
+            created: current.meta.created,
+            last_modified: t.now,
+            version,
+        },
+        attributes,
+    };
+    t.put_resource(rt, &id, &resource)?;
+    let e = event(
+        t,
+        ctx,
+        EventBody {
+            rt,
+            id: id.clone(),
+            version,
+            kind: EventKind::Patch,
+            cause: None,
+            changed,
+            created: current.meta.created,
+            attributes: Some(resource.attributes.clone()),
+            members_added: added,
+            members_removed: removed,
+        },
+    );
+    t.append(e)?;
+    let members = if with_members && rt == ResourceType::Group {
+        Some(tables::member_views(&t.members, &t.resources, &id)?)
+    } else {
+        None
+    };
+    Ok(Outcome::Resource {
+        id,
+        resource,
+        members,
+    })
+}
+
+/// The members a PATCH adds and removes: each touched member is looked up in the members table,
+/// so the cost follows the operations, not the group's size. Only `replace` of the whole list and
+/// a `remove` filter on something other than `value` read every member.
+fn member_changes(
+    t: &Tables<'_>,
+    group: &str,
+    ops: Vec<MemberOp>,
+) -> Result<(Vec<MemberRef>, Vec<MemberRef>), Rejection> {
+    let mut touched = Touched::default();
+    for op in ops {
+        match op {
+            MemberOp::Add(list) => {
+                for v in resolve_members(t, group, &list)? {
+                    touched.set(v.value.clone(), Some(v));
+                }
+            }
+            MemberOp::Remove(ids) => {
+                for id in ids {
+                    touched.set(id, None);
+                }
+            }
+            MemberOp::Replace(list) => {
+                for (m, _) in tables::member_refs(&t.members, group)? {
+                    touched.set(m, None);
+                }
+                for v in touched.state.values_mut() {
+                    *v = None;
+                }
+                for v in resolve_members(t, group, &list)? {
+                    touched.set(v.value.clone(), Some(v));
+                }
+            }
+            MemberOp::RemoveWhere(filter) => {
+                let mut current = tables::member_views(&t.members, &t.resources, group)?;
+                current.retain(|m| !touched.state.contains_key(&m.value));
+                current.extend(touched.state.values().flatten().cloned());
+                for m in current {
+                    let doc = serde_json::json!({
+                        "value": m.value,
+                        "type": m.member_type.name(),
+                        "display": m.display,
+                    });
+                    if filter.matches(&doc) {
+                        touched.set(m.value, None);
+                    }
+                }
+            }
+        }
+    }
+    let Touched { order, mut state } = touched;
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    for id in order {
+        let before =
+            match t.members.get((group, id.as_str()))? {
+                Some(v) => Some(ResourceType::from_name(v.value()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("member {id} has an unknown type"))
+                })?),
+                None => None,
+            };
+        match (before, state.remove(&id).flatten()) {
+            (None, Some(v)) => added.push(v.member_ref()),
+            (Some(member_type), None) => removed.push(MemberRef {
+                value: id,
+                member_type,
+            }),
+            _ => {}
+        }
+    }
+    Ok((added, removed))
+}
+
+/// The final state of each member a PATCH touched (`None`: not a member), in touch order.
+#[derive(Default)]
+struct Touched {
+    order: Vec<String>,
+    state: HashMap<String, Option<MemberView>>,
+}
+
+impl Touched {
+    fn set(&mut self, id: String, v: Option<MemberView>) {
+        if !self.state.contains_key(&id) {
+            self.order.push(id.clone());
+        }
+        self.state.insert(id, v);
+    }
 }
 
 fn delete(
