@@ -223,7 +223,7 @@ fn habit_entra_member_removal_removes_only_those_members() {
 }
 
 #[test]
-fn habit_replace_members_with_an_empty_array_empties_the_group() {
+fn habit_replace_members_with_an_empty_array() {
     let group =
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G"});
     let p = run(
