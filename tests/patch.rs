@@ -505,3 +505,30 @@ async fn a_patched_password_is_stored_hashed_and_never_returned() {
         "clear-text password in the log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_returned_request_attribute_the_patch_names_is_in_the_response() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let id = barbara(&api).await;
+    let vo = "urn:temporaryNamespace:scim:schemas:voPerson:User";
+    let u = api
+        .patch(
+            &format!("/Users/{id}"),
+            &ops(json!([{"op": "add", "path": format!("{vo}:voPersonID"), "value": [{"value": "v-1"}]}])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(u[vo]["voPersonID"], json!([{"value": "v-1"}]), "{u}");
+    assert!(
+        api.user(&id).await.get(vo).is_none(),
+        "GET shows it only when asked"
+    );
+    api.patch(
+        &format!("/Users/{id}"),
+        &ops(json!([{"op": "remove", "path": vo}])),
+    )
+    .await
+    .expect_scim_error(400, Some("mutability"));
+}

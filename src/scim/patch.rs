@@ -258,10 +258,7 @@ impl<'a> Engine<'a> {
     /// or (a client habit) any attribute path.
     fn pathless(&mut self, kind: OpKind, fields: Map<String, Value>) -> Result<(), ScimError> {
         for (key, value) in fields {
-            if ["schemas", "id", "meta"]
-                .iter()
-                .any(|k| key.eq_ignore_ascii_case(k))
-            {
+            if server_key(&key) {
                 continue;
             }
             if let Some(ext) = self.s.extension(&key) {
@@ -269,7 +266,7 @@ impl<'a> Engine<'a> {
                     return Err(validate::wrong_type(&ext.schema.id, "an object", &value));
                 };
                 let id = ext.schema.id.clone();
-                for (name, v) in inner {
+                for (name, v) in inner.into_iter().filter(|(k, _)| !server_key(k)) {
                     let path = self.path(&format!("{id}:{name}"))?;
                     self.set(kind, &path, v)?;
                 }
@@ -304,6 +301,14 @@ impl<'a> Engine<'a> {
                 "{text} is not an attribute path of this resource type"
             ))
         };
+        let lower = text.to_ascii_lowercase();
+        if lower == "id" || lower == "meta" || lower.starts_with("meta.") {
+            return Err(ScimError::typed(
+                400,
+                ScimType::Mutability,
+                format!("{text} is readOnly: only the server sets it"),
+            ));
+        }
         let Some(open) = text.find('[') else {
             if text.eq_ignore_ascii_case("externalId") {
                 return Ok(Path {
@@ -390,7 +395,7 @@ impl<'a> Engine<'a> {
                 return Err(validate::wrong_type(&path.text, "an object", &value));
             };
             let id = path.ext.map(|e| e.id.clone()).unwrap_or_default();
-            for (name, v) in fields {
+            for (name, v) in fields.into_iter().filter(|(k, _)| !server_key(k)) {
                 let inner = self.path(&format!("{id}:{name}"))?;
                 self.set(kind, &inner, v)?;
             }
@@ -429,8 +434,23 @@ impl<'a> Engine<'a> {
             return Ok(());
         }
         let Some(attr) = path.attr else {
-            // A whole extension.
+            // A whole extension, unless it holds a set immutable attribute.
             if let Some(ext) = path.ext {
+                let before = self.current.get(&ext.id).and_then(Value::as_object);
+                let fixed = ext.attributes.iter().find(|a| {
+                    a.mutability == Mutability::Immutable
+                        && before.is_some_and(|b| b.contains_key(&a.name))
+                });
+                if let Some(a) = fixed {
+                    return Err(ScimError::typed(
+                        400,
+                        ScimType::Mutability,
+                        format!(
+                            "{}:{} is immutable: it cannot be removed once set",
+                            ext.id, a.name
+                        ),
+                    ));
+                }
                 self.doc.remove(&ext.id);
             }
             return Ok(());
@@ -808,6 +828,30 @@ fn external_id() -> &'static Attribute {
         reference_types: Vec::new(),
         canonical_values: Vec::new(),
     })
+}
+
+/// Keys a client may echo from a representation but never sets: `schemas`, `id`, `meta`.
+fn server_key(key: &str) -> bool {
+    ["schemas", "id", "meta"]
+        .iter()
+        .any(|k| key.eq_ignore_ascii_case(k))
+}
+
+/// The attributes `ops` name (paths without their filters, and the keys of path-less values), so
+/// that `returned: request` ones appear in the response (RFC 7643 §7).
+pub fn named_attributes(ops: &[Operation]) -> Vec<String> {
+    let mut out = Vec::new();
+    for op in ops {
+        match (&op.path, &op.value) {
+            (Some(p), _) => {
+                let head = p.split('[').next().unwrap_or_default();
+                out.push(head.to_owned());
+            }
+            (None, Some(Value::Object(fields))) => out.extend(fields.keys().cloned()),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn invalid_path(detail: impl Into<String>) -> ScimError {

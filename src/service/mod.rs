@@ -152,6 +152,9 @@ impl Service {
         view: &Projection,
     ) -> Result<ResourceDoc, ScimError> {
         let mut operations = patch::parse(body)?;
+        let view = &view
+            .clone()
+            .with_specified(patch::named_attributes(&operations));
         if rt == ResourceType::User {
             for secret in patch::passwords(&mut operations) {
                 let clear = std::mem::take(secret);

@@ -121,8 +121,10 @@ fn removing_a_required_attribute_is_refused() {
 
 #[test]
 fn read_only_attributes_are_a_mutability_error() {
-    let r = patch_user(json!([{"op": "replace", "path": "groups", "value": []}]));
-    assert_eq!(scim_type(r), Some(ScimType::Mutability));
+    for path in ["groups", "id", "meta.created"] {
+        let r = patch_user(json!([{"op": "replace", "path": path, "value": "x"}]));
+        assert_eq!(scim_type(r), Some(ScimType::Mutability), "{path}");
+    }
 }
 
 #[test]
@@ -264,4 +266,42 @@ fn a_body_that_is_not_a_patch_op_is_invalid_syntax() {
             Some(ScimType::InvalidSyntax)
         );
     }
+}
+
+#[test]
+fn schemas_id_and_meta_echoed_inside_an_extension_value_are_ignored() {
+    let u = patch_user(json!([{"op": "add", "path": ENTERPRISE, "value": {
+        "schemas": [ENTERPRISE], "department": "Tours"
+    }}]))
+    .unwrap();
+    assert_eq!(u[ENTERPRISE], json!({"department": "Tours"}));
+}
+
+#[test]
+fn removing_a_set_immutable_attribute_is_a_mutability_error() {
+    let vo = "urn:temporaryNamespace:scim:schemas:voPerson:User";
+    let mut current = user();
+    current.insert(vo.into(), json!({"voPersonID": [{"value": "v1"}]}));
+    for path in [format!("{vo}:voPersonID"), vo.to_owned()] {
+        let r = run(
+            ResourceType::User,
+            &current,
+            json!([{"op": "remove", "path": path}]),
+        );
+        assert_eq!(
+            r.err().and_then(|e| e.scim_type),
+            Some(ScimType::Mutability),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn named_attributes_lists_paths_without_filters_and_pathless_keys() {
+    let ops = parse(json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [
+        {"op": "add", "path": "emails[type eq \"work\"].value", "value": "x"},
+        {"op": "replace", "value": {"displayName": "d"}}
+    ]}))
+    .unwrap();
+    assert_eq!(named_attributes(&ops), vec!["emails", "displayName"]);
 }
