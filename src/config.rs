@@ -75,6 +75,18 @@ pub struct ServeConfig {
     /// Largest page a list request returns (`count` is capped to it).
     #[arg(long, env = "PAGE_SIZE", default_value_t = 100)]
     pub page_size: usize,
+    /// Longest `filter` accepted, in characters (longer: 400 `invalidFilter`).
+    #[arg(long, env = "FILTER_MAX_LENGTH", default_value_t = 4096)]
+    pub filter_max_length: usize,
+    /// Deepest nesting of parentheses, `not` and `[…]` in a `filter`.
+    #[arg(long, env = "FILTER_MAX_DEPTH", default_value_t = 16)]
+    pub filter_max_depth: usize,
+    /// Most comparisons in a `filter`.
+    #[arg(long, env = "FILTER_MAX_TERMS", default_value_t = 64)]
+    pub filter_max_terms: usize,
+    /// Seconds a paging cursor (RFC 9865) stays valid after it was issued.
+    #[arg(long, env = "CURSOR_TIMEOUT", default_value_t = 3600)]
+    pub cursor_timeout: u64,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]

@@ -165,7 +165,18 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         let runner = Runner::new(backend, store.clone(), board.clone(), fanout_base.clone());
         tokio::spawn(runner.run(rx));
     }
-    let service = Arc::new(Service::new(store.clone(), registry, config.page_size));
+    let limits = scim::filter::Limits {
+        max_length: config.filter_max_length,
+        max_depth: config.filter_max_depth,
+        max_terms: config.filter_max_terms,
+    };
+    let service = Arc::new(Service::new(
+        store.clone(),
+        registry,
+        config.page_size,
+        limits,
+        config.cursor_timeout,
+    ));
     let app = http::app(service, Arc::new(keys), board, Arc::new(controls), &config);
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
     let served = http::serve(app, &config).await;

@@ -35,8 +35,11 @@ async fn scim_routes_live_under_base_path() {
     api.list("/Groups").await;
     api.get("/ServiceProviderConfig").await.expect(200);
     api.delete(&format!("/Users/{id}")).await.expect(204);
-    // The 501s and 404s come from under BASE_PATH too.
+    // Filters, the 501s and the 404s work under BASE_PATH too.
     api.get("/Users?filter=userName%20eq%20%22x%22")
+        .await
+        .expect(200);
+    api.post("/Bulk", &json!({}))
         .await
         .expect_scim_error(501, None);
     api.get("/Nope").await.expect_scim_error(404, None);

@@ -117,7 +117,15 @@ async fn service_provider_config_states_exactly_what_works() {
         )),
         "{c}"
     );
-    for feature in ["patch", "bulk", "filter", "sort"] {
+    for feature in ["filter", "sort"] {
+        assert_eq!(
+            c[feature]["supported"],
+            json!(true),
+            "{feature} must be supported: {c}"
+        );
+    }
+    assert_eq!(c["filter"]["maxResults"], json!(100), "{c}");
+    for feature in ["patch", "bulk"] {
         assert_eq!(
             c[feature]["supported"],
             json!(false),

@@ -19,7 +19,7 @@ use crate::fanout::status::StatusBoard;
 use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
 use crate::service::LIST_RESPONSE_SCHEMA;
-use crate::service::Service;
+use crate::service::{ListQuery, Service};
 use crate::store::WriteContext;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -44,14 +44,6 @@ pub struct Explorer {
     /// The OpenAPI document (JSON).
     pub spec: OnceLock<String>,
 }
-
-/// Query parameters that later issues implement; until then a request using them gets 501,
-/// never an answer that ignores them.
-const UNSUPPORTED_PARAMS: [(&str, &str); 3] = [
-    ("filter", "filtering"),
-    ("sortBy", "sorting"),
-    ("sortOrder", "sorting"),
-];
 
 /// The SCIM API.
 pub struct ScimApi {
@@ -123,22 +115,6 @@ impl ScimApi {
         self.service.registry()
     }
 
-    fn reject_unsupported_params(req: &Request) -> Result<()> {
-        let Some(query) = req.uri().query() else {
-            return Ok(());
-        };
-        for pair in query.split('&') {
-            let name = pair.split('=').next().unwrap_or_default();
-            if let Some((_, feature)) = UNSUPPORTED_PARAMS
-                .iter()
-                .find(|(p, _)| p.eq_ignore_ascii_case(name))
-            {
-                return Err(ScimError::not_implemented(feature).into());
-            }
-        }
-        Ok(())
-    }
-
     async fn create(
         &self,
         rt: ResourceType,
@@ -162,7 +138,6 @@ impl ScimApi {
         if_none_match: Option<&str>,
         view: &Projection,
     ) -> Result<ResourceResponse> {
-        Self::reject_unsupported_params(req)?;
         let doc = self.service.get(rt, id, &self.base(req), view)?;
         if if_none_match.is_some_and(|h| crate::scim::etag::matches(h, doc.version)) {
             return Ok(ResourceResponse::NotModified(crate::scim::etag::format(
@@ -174,17 +149,25 @@ impl ScimApi {
 
     fn list(
         &self,
-        rt: ResourceType,
+        types: &[ResourceType],
         req: &Request,
-        start_index: Option<i64>,
-        count: Option<i64>,
+        query: &ListQuery,
         view: &Projection,
     ) -> Result<DocumentResponse> {
-        Self::reject_unsupported_params(req)?;
-        let body = self
-            .service
-            .list(rt, start_index, count, &self.base(req), view)?;
+        let body = self.service.list(types, query, &self.base(req), view)?;
         Ok(DocumentResponse::Ok(Json(body)))
+    }
+
+    /// RFC 7644 §3.4.3: a search with a SearchRequest body.
+    fn search(
+        &self,
+        types: &[ResourceType],
+        req: &Request,
+        body: &Value,
+    ) -> Result<DocumentResponse> {
+        let search = SearchRequest::parse(body)?;
+        let view = Projection::new(search.attributes.as_deref(), search.excluded.as_deref());
+        self.list(types, req, &search.query, &view)
     }
 
     // One argument per part of the request; bundling them would only rename the problem.
@@ -251,21 +234,43 @@ impl ScimApi {
             .await
     }
 
-    /// List Users (RFC 7644 §3.4.2), paged by `startIndex` (1-based) and `count` (capped at
-    /// PAGE_SIZE). `attributes` / `excludedAttributes` (comma-separated attribute paths) select what
-    /// each resource shows (RFC 7644 §3.4.2.5). `filter`, `sortBy` and `sortOrder` answer 501.
+    /// List Users (RFC 7644 §3.4.2): `filter` (the full filter language, RFC 7644 §3.4.2.2; a
+    /// malformed one is 400 `invalidFilter` naming the column), `sortBy` (any attribute path;
+    /// multi-valued: the primary value, else the first) and `sortOrder` (`ascending` by default;
+    /// resources without a value come last ascending, first descending; ties by id), paged by
+    /// `startIndex` (1-based) and `count` (capped at PAGE_SIZE; 0 gives only `totalResults`).
+    /// `attributes` / `excludedAttributes` (comma-separated attribute paths) select what each
+    /// resource shows (RFC 7644 §3.4.2.5). Cursor paging (RFC 9865): `cursor` (empty for the first
+    /// page) with `count` answers `nextCursor` while more remain; a cursor pages after the last
+    /// resource it saw, so concurrent writes never make a walk skip or repeat a resource that exists
+    /// throughout. An altered or unknown cursor is 400 `invalidCursor`, an old one 400
+    /// `expiredCursor`; `cursor` with `startIndex` is 400 `invalidValue`.
+    // poem-openapi takes one handler argument per query parameter.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/Users", method = "get", tag = "Tag::Users")]
     async fn list_users(
         &self,
         _auth: ApiKeyAuth,
         req: &Request,
+        filter: Query<Option<String>>,
+        #[oai(name = "sortBy")] sort_by: Query<Option<String>>,
+        #[oai(name = "sortOrder")] sort_order: Query<Option<String>>,
         #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
         count: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
         let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
-        self.list(ResourceType::User, req, start_index.0, count.0, &view)
+        let query = ListQuery {
+            filter: filter.0,
+            sort_by: sort_by.0,
+            sort_order: sort_order.0,
+            start_index: start_index.0,
+            count: count.0,
+            cursor: cursor.0,
+        };
+        self.list(&[ResourceType::User], req, &query, &view)
     }
 
     /// Get a User (RFC 7644 §3.4.1). `If-None-Match` with the current ETag answers 304.
@@ -355,20 +360,35 @@ impl ScimApi {
             .await
     }
 
-    /// List Groups (RFC 7644 §3.4.2), paged like `GET /Users`; `excludedAttributes=members`
-    /// leaves out member lists.
+    /// List Groups (RFC 7644 §3.4.2), filtered, sorted and paged like `GET /Users`
+    /// (`members[value eq "<id>"]` finds the groups a resource is a direct member of);
+    /// `excludedAttributes=members` leaves out member lists.
+    // poem-openapi takes one handler argument per query parameter.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/Groups", method = "get", tag = "Tag::Groups")]
     async fn list_groups(
         &self,
         _auth: ApiKeyAuth,
         req: &Request,
+        filter: Query<Option<String>>,
+        #[oai(name = "sortBy")] sort_by: Query<Option<String>>,
+        #[oai(name = "sortOrder")] sort_order: Query<Option<String>>,
         #[oai(name = "startIndex")] start_index: Query<Option<i64>>,
         count: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
         let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
-        self.list(ResourceType::Group, req, start_index.0, count.0, &view)
+        let query = ListQuery {
+            filter: filter.0,
+            sort_by: sort_by.0,
+            sort_order: sort_order.0,
+            start_index: start_index.0,
+            count: count.0,
+            cursor: cursor.0,
+        };
+        self.list(&[ResourceType::Group], req, &query, &view)
     }
 
     /// Get a Group with its members (RFC 7644 §3.4.1).
@@ -438,22 +458,41 @@ impl ScimApi {
         Err(ScimError::not_implemented("PATCH").into())
     }
 
-    /// Search with POST (RFC 7644 §3.4.3): not supported yet (501).
+    /// Search Users and Groups together with POST (RFC 7644 §3.4.3). The SearchRequest body has
+    /// `filter`, `sortBy`, `sortOrder`, `startIndex`, `count`, `cursor` (RFC 9865), `attributes` and
+    /// `excludedAttributes` (arrays or comma-separated strings), with the meaning they have in
+    /// `GET /Users`. An attribute one type does not define has no value there, so one filter spans
+    /// both types.
     #[oai(path = "/.search", method = "post", tag = "Tag::Discovery")]
-    async fn search_root(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
-        Err(ScimError::not_implemented("POST /.search").into())
+    async fn search_root(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+        body: Json<Value>,
+    ) -> Result<DocumentResponse> {
+        self.search(&ResourceType::ALL, req, &body.0)
     }
 
-    /// Search Users with POST (RFC 7644 §3.4.3): not supported yet (501).
+    /// Search Users with POST (RFC 7644 §3.4.3): a SearchRequest body, as for `POST /.search`.
     #[oai(path = "/Users/.search", method = "post", tag = "Tag::Users")]
-    async fn search_users(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
-        Err(ScimError::not_implemented("POST /.search").into())
+    async fn search_users(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+        body: Json<Value>,
+    ) -> Result<DocumentResponse> {
+        self.search(&[ResourceType::User], req, &body.0)
     }
 
-    /// Search Groups with POST (RFC 7644 §3.4.3): not supported yet (501).
+    /// Search Groups with POST (RFC 7644 §3.4.3): a SearchRequest body, as for `POST /.search`.
     #[oai(path = "/Groups/.search", method = "post", tag = "Tag::Groups")]
-    async fn search_groups(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
-        Err(ScimError::not_implemented("POST /.search").into())
+    async fn search_groups(
+        &self,
+        _auth: ApiKeyAuth,
+        req: &Request,
+        body: Json<Value>,
+    ) -> Result<DocumentResponse> {
+        self.search(&[ResourceType::Group], req, &body.0)
     }
 
     /// Bulk operations (RFC 7644 §3.7): not supported yet (501).
@@ -476,9 +515,17 @@ impl ScimApi {
             "documentationUri": format!("{}/", self.base(req)),
             "patch": {"supported": false},
             "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": false, "maxResults": self.page_size},
+            "filter": {"supported": true, "maxResults": self.page_size},
             "changePassword": {"supported": true},
-            "sort": {"supported": false},
+            "sort": {"supported": true},
+            "pagination": {
+                "cursor": true,
+                "index": true,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": self.page_size,
+                "maxPageSize": self.page_size,
+                "cursorTimeout": self.service.cursor_timeout(),
+            },
             "etag": {"supported": true},
             "authenticationSchemes": [{
                 "type": "oauthbearertoken",
@@ -648,4 +695,76 @@ fn list_response(resources: Vec<Value>) -> Value {
         "itemsPerPage": resources.len(),
         "Resources": resources,
     })
+}
+
+/// RFC 7644 §3.4.3: the body of a search request.
+struct SearchRequest {
+    query: ListQuery,
+    attributes: Option<String>,
+    excluded: Option<String>,
+}
+
+impl SearchRequest {
+    /// Reads the members this server uses; a member of the wrong type is 400 `invalidSyntax`.
+    fn parse(body: &Value) -> std::result::Result<SearchRequest, ScimError> {
+        let Value::Object(map) = body else {
+            return Err(ScimError::invalid_syntax(
+                "a SearchRequest must be a JSON object",
+            ));
+        };
+        let member = |name: &str| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+                .filter(|v| !v.is_null())
+        };
+        let text = |name: &str| -> std::result::Result<Option<String>, ScimError> {
+            match member(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(ScimError::invalid_syntax(format!(
+                    "{name} must be a string"
+                ))),
+            }
+        };
+        let number = |name: &str| -> std::result::Result<Option<i64>, ScimError> {
+            match member(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_i64()
+                    .map(Some)
+                    .ok_or_else(|| ScimError::invalid_syntax(format!("{name} must be an integer"))),
+            }
+        };
+        let paths = |name: &str| -> std::result::Result<Option<String>, ScimError> {
+            match member(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str().map(str::to_owned).ok_or_else(|| {
+                            ScimError::invalid_syntax(format!("{name} must hold strings"))
+                        })
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(|v| Some(v.join(","))),
+                Some(_) => Err(ScimError::invalid_syntax(format!(
+                    "{name} must be an array of attribute paths"
+                ))),
+            }
+        };
+        Ok(SearchRequest {
+            query: ListQuery {
+                filter: text("filter")?,
+                sort_by: text("sortBy")?,
+                sort_order: text("sortOrder")?,
+                start_index: number("startIndex")?,
+                count: number("count")?,
+                cursor: text("cursor")?,
+            },
+            attributes: paths("attributes")?,
+            excluded: paths("excludedAttributes")?,
+        })
+    }
 }

@@ -10,6 +10,10 @@ pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub enum ScimType {
     InvalidFilter,
     TooMany,
+    /// RFC 9865 §2.2: the cursor is malformed, altered or unknown.
+    InvalidCursor,
+    /// RFC 9865 §2.2: the cursor has expired.
+    ExpiredCursor,
     Uniqueness,
     Mutability,
     InvalidSyntax,
@@ -26,6 +30,8 @@ impl ScimType {
         match self {
             ScimType::InvalidFilter => "invalidFilter",
             ScimType::TooMany => "tooMany",
+            ScimType::InvalidCursor => "invalidCursor",
+            ScimType::ExpiredCursor => "expiredCursor",
             ScimType::Uniqueness => "uniqueness",
             ScimType::Mutability => "mutability",
             ScimType::InvalidSyntax => "invalidSyntax",
@@ -73,6 +79,12 @@ impl ScimError {
     /// 400 `invalidValue`: a required attribute is missing or a value has the wrong type.
     pub fn invalid_value(detail: impl Into<String>) -> Self {
         Self::typed(400, ScimType::InvalidValue, detail)
+    }
+
+    /// 400 `invalidFilter`: the filter is malformed, too large, or compares incompatible types
+    /// (RFC 7644 §3.4.2.2).
+    pub fn invalid_filter(detail: impl Into<String>) -> Self {
+        Self::typed(400, ScimType::InvalidFilter, detail)
     }
 
     /// 400 `invalidSyntax`: the request body could not be parsed.

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod etag;
+pub mod filter;
 pub mod resource;
 pub mod schema;
 

@@ -1,16 +1,18 @@
 //! Read-only views of the store: one redb read transaction, so every read through a [`Snapshot`]
 //! sees the same committed state.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use redb::ReadTransaction;
 
 use super::tables::{
-    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, Parked, RESOURCES, STREAMS,
+    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, Parked, QUERY_INDEX,
+    RESOURCES, STREAMS, UNIQUE,
 };
 use super::{Event, StoreError, StoredResource};
 use crate::scim::ResourceType;
+use crate::scim::filter::plan::Lookup;
 use crate::scim::resource::{self, GroupView, MemberView};
 
 /// A consistent, read-only view of the log and the read model.
@@ -98,6 +100,125 @@ impl Snapshot {
                 break;
             }
             out.push((id.to_owned(), StoredResource::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Up to `take` resources of a type whose ids come after `after`, in id order (keyset paging).
+    pub fn list_after(
+        &self,
+        rt: ResourceType,
+        after: &str,
+        take: usize,
+    ) -> Result<Vec<(String, StoredResource)>, StoreError> {
+        let table = self.txn.open_table(RESOURCES)?;
+        let mut out = Vec::with_capacity(take.min(1024));
+        for row in table.range((rt.name(), after)..)? {
+            if out.len() >= take {
+                break;
+            }
+            let (k, v) = row?;
+            let (t, id) = k.value();
+            if t != rt.name() {
+                break;
+            }
+            if id == after {
+                continue;
+            }
+            out.push((id.to_owned(), StoredResource::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Calls `visit` with every resource of a type, in id order.
+    pub fn scan(
+        &self,
+        rt: ResourceType,
+        mut visit: impl FnMut(&str, StoredResource) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let table = self.txn.open_table(RESOURCES)?;
+        for row in table.range((rt.name(), "")..)? {
+            let (k, v) = row?;
+            let (t, id) = k.value();
+            if t != rt.name() {
+                break;
+            }
+            visit(id, StoredResource::decode(v.value())?)?;
+        }
+        Ok(())
+    }
+
+    /// The id holding a value in the uniqueness index, by its
+    /// [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key).
+    pub fn unique_owner(&self, index_key: &str) -> Result<Option<String>, StoreError> {
+        let table = self.txn.open_table(UNIQUE)?;
+        Ok(table.get(index_key)?.map(|v| v.value().to_owned()))
+    }
+
+    /// The ids one index read yields, in id order (RFC 7644 §3.4.2.2 filters; see
+    /// [`plan`](crate::scim::filter::plan)).
+    pub fn lookup(
+        &self,
+        rt: ResourceType,
+        lookup: &Lookup,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let mut out = BTreeSet::new();
+        match lookup {
+            Lookup::Id(id) => {
+                let table = self.txn.open_table(RESOURCES)?;
+                if table.get((rt.name(), id.as_str()))?.is_some() {
+                    out.insert(id.clone());
+                }
+            }
+            Lookup::MemberOf(member) => {
+                let table = self.txn.open_table(MEMBER_OF)?;
+                out.extend(tables::groups_of(&table, &member.to_lowercase())?);
+            }
+            Lookup::Key { key, exact } => {
+                let table = self.txn.open_table(QUERY_INDEX)?;
+                for row in table.range((key.as_str(), "")..)? {
+                    let (k, _) = row?;
+                    let (row_key, id) = k.value();
+                    let hit = if *exact {
+                        row_key == key
+                    } else {
+                        row_key.starts_with(key.as_str())
+                    };
+                    if !hit {
+                        break;
+                    }
+                    out.insert(id.to_owned());
+                }
+            }
+            Lookup::Range {
+                prefix,
+                lower,
+                upper,
+            } => {
+                let table = self.txn.open_table(QUERY_INDEX)?;
+                let start = match lower {
+                    Some((v, _)) => format!("{prefix}{v}"),
+                    None => prefix.clone(),
+                };
+                for row in table.range((start.as_str(), "")..)? {
+                    let (k, _) = row?;
+                    let (row_key, id) = k.value();
+                    let Some(value) = row_key.strip_prefix(prefix.as_str()) else {
+                        break;
+                    };
+                    if let Some((v, inclusive)) = lower
+                        && (value < v.as_str() || (!inclusive && value == v))
+                    {
+                        continue;
+                    }
+                    if let Some((v, inclusive)) = upper
+                        && (value > v.as_str() || (!inclusive && value == v))
+                    {
+                        break;
+                    }
+                    out.insert(id.to_owned());
+                }
+            }
         }
         Ok(out)
     }

@@ -6,6 +6,8 @@
 //! - `members`: (group id, member id) → member type; `member_of`: (member id, group id) → ()
 //! - `streams`: (resource id, version) → position of the event that made that version
 //! - `unique`: [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key) → id
+//! - `query_index`: ([`plan::index_keys`](crate::scim::filter::plan::index_keys) row, id) → (): the
+//!   filter indexes (userName, externalId, displayName, emails.value, meta.lastModified)
 //! - `parked`: (subscriber, resource id) → [`Parked`]: changes a projection backend refused for good
 //! - `counters`: `position` and `count:{type}`; `checkpoints`: subscriber name → position
 
@@ -24,9 +26,17 @@ pub(crate) const MEMBERS: TableDefinition<(&str, &str), &str> = TableDefinition:
 pub(crate) const MEMBER_OF: TableDefinition<(&str, &str), ()> = TableDefinition::new("member_of");
 pub(crate) const STREAMS: TableDefinition<(&str, u64), u64> = TableDefinition::new("streams");
 pub(crate) const UNIQUE: TableDefinition<&str, &str> = TableDefinition::new("unique");
+pub(crate) const QUERY_INDEX: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("query_index");
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 pub(crate) const PARKED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("parked");
 pub(crate) const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+
+/// The counter holding the layout version the query index was built with.
+pub(crate) const QUERY_INDEX_VERSION: &str = "query-index-version";
+
+/// The current layout of the query index; a store built with another is reindexed at start-up.
+pub(crate) const QUERY_INDEX_LAYOUT: u64 = 1;
 
 /// The counter holding the last committed position.
 pub(crate) const POSITION: &str = "position";

@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::tables::{self, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, RESOURCES, UNIQUE};
+use super::tables::{self, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, QUERY_INDEX, RESOURCES, UNIQUE};
 use super::{Event, EventKind, Snapshot, StoreError, StoredResource};
 use crate::scim::ResourceType;
+use crate::scim::filter::plan;
 use crate::scim::resource::Meta;
 use crate::scim::schema::Registry;
 
@@ -75,6 +76,7 @@ pub fn verify(snapshot: &Snapshot, registry: &Registry) -> Result<Report, StoreE
     compare_resources(snapshot, &resources, &mut report)?;
     compare_members(snapshot, &members, &mut report)?;
     compare_unique(snapshot, registry, &resources, &mut report)?;
+    compare_query_index(snapshot, &resources, &mut report)?;
     for rt in ResourceType::ALL {
         let folded = resources.keys().filter(|(t, _)| *t == rt).count() as u64;
         let counted = tables::counter(&counters, tables::count_key(rt))?;
@@ -251,6 +253,37 @@ fn compare_unique(
             "the uniqueness index differs from the log: {} keys in the index, {} expected",
             actual.len(),
             expected.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The query index must hold exactly the rows [`plan::index_keys`] gives for each resource.
+fn compare_query_index(
+    snapshot: &Snapshot,
+    folded: &BTreeMap<Key, StoredResource>,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let mut expected = BTreeSet::new();
+    for ((rt, id), r) in folded {
+        for key in plan::index_keys(*rt, &r.attributes, &r.meta) {
+            expected.insert((key, id.clone()));
+        }
+    }
+    let table = snapshot.txn().open_table(QUERY_INDEX)?;
+    let mut actual = BTreeSet::new();
+    for row in table.range::<(&str, &str)>(..)? {
+        let (k, _) = row?;
+        let (key, id) = k.value();
+        actual.insert((key.to_owned(), id.to_owned()));
+    }
+    if actual != expected {
+        report.problems.push(format!(
+            "the query index differs from the log: {} rows in the index, {} expected, {} missing, {} extra",
+            actual.len(),
+            expected.len(),
+            expected.difference(&actual).count(),
+            actual.difference(&expected).count()
         ));
     }
     Ok(())

@@ -21,10 +21,11 @@ use uuid::Uuid;
 use super::event::{ENVELOPE_VERSION, MemberRef};
 use super::tables::Parked;
 use super::tables::{
-    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, RESOURCES, STREAMS,
-    UNIQUE,
+    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX,
+    QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION, RESOURCES, STREAMS, UNIQUE,
 };
 use super::{Cause, Event, EventKind, SharedDb, StoreError, StoredResource};
+use crate::scim::filter::plan;
 use crate::scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
 use crate::scim::schema::{Registry, validate};
 use crate::scim::{ResourceType, ScimError, etag};
@@ -122,10 +123,36 @@ pub(crate) fn initialise(db: &Database, registry: &Registry) -> Result<u64, Stor
             reindex_unique(&mut t, registry)?;
             t.counters.insert(UNIQUE_SCHEMA, fingerprint)?;
         }
+        if tables::counter(&t.counters, QUERY_INDEX_VERSION)? != QUERY_INDEX_LAYOUT {
+            reindex_queries(&mut t)?;
+            t.counters.insert(QUERY_INDEX_VERSION, QUERY_INDEX_LAYOUT)?;
+        }
         tables::counter(&t.counters, POSITION)?
     };
     txn.commit()?;
     Ok(position)
+}
+
+/// Rebuilds the query index from the read model (a store written before it existed, or with
+/// another layout).
+fn reindex_queries(t: &mut Tables<'_>) -> Result<(), StoreError> {
+    t.query_index.retain(|_, _| false)?;
+    let mut rows = Vec::new();
+    for row in t.resources.range::<(&str, &str)>(..)? {
+        let (k, v) = row?;
+        let (rt, id) = k.value();
+        let rt = ResourceType::from_name(rt)
+            .ok_or_else(|| StoreError::Corrupt(format!("resource {id} has an unknown type")))?;
+        let r = StoredResource::decode(v.value())?;
+        for key in plan::index_keys(rt, &r.attributes, &r.meta) {
+            rows.push((key, id.to_owned()));
+        }
+    }
+    for (key, id) in &rows {
+        t.query_index.insert((key.as_str(), id.as_str()), ())?;
+    }
+    tracing::info!(rows = rows.len(), "query index rebuilt");
+    Ok(())
 }
 
 /// Rebuilds the uniqueness index from the read model under the current schemas. Values that two
@@ -350,6 +377,7 @@ struct Tables<'txn> {
     member_of: Table<'txn, (&'static str, &'static str), ()>,
     streams: Table<'txn, (&'static str, u64), u64>,
     unique: Table<'txn, &'static str, &'static str>,
+    query_index: Table<'txn, (&'static str, &'static str), ()>,
     counters: Table<'txn, &'static str, u64>,
     checkpoints: Table<'txn, &'static str, u64>,
     parked: Table<'txn, (&'static str, &'static str), &'static [u8]>,
@@ -368,6 +396,7 @@ impl<'txn> Tables<'txn> {
             member_of: txn.open_table(MEMBER_OF)?,
             streams: txn.open_table(STREAMS)?,
             unique: txn.open_table(UNIQUE)?,
+            query_index: txn.open_table(QUERY_INDEX)?,
             counters,
             checkpoints: txn.open_table(CHECKPOINTS)?,
             parked: txn.open_table(PARKED)?,
@@ -387,14 +416,36 @@ impl<'txn> Tables<'txn> {
         Ok(self.position)
     }
 
+    /// Writes a resource and keeps its query index rows in step.
     fn put_resource(
         &mut self,
         rt: ResourceType,
         id: &str,
         r: &StoredResource,
     ) -> Result<(), StoreError> {
+        self.unindex(rt, id)?;
         self.resources
             .insert((rt.name(), id), r.encode().as_slice())?;
+        for key in plan::index_keys(rt, &r.attributes, &r.meta) {
+            self.query_index.insert((key.as_str(), id), ())?;
+        }
+        Ok(())
+    }
+
+    /// Removes a resource and its query index rows.
+    fn remove_resource(&mut self, rt: ResourceType, id: &str) -> Result<(), StoreError> {
+        self.unindex(rt, id)?;
+        self.resources.remove((rt.name(), id))?;
+        Ok(())
+    }
+
+    /// Removes the query index rows of the stored version of a resource.
+    fn unindex(&mut self, rt: ResourceType, id: &str) -> Result<(), StoreError> {
+        if let Some(old) = tables::get_resource(&self.resources, rt, id)? {
+            for key in plan::index_keys(rt, &old.attributes, &old.meta) {
+                self.query_index.remove((key.as_str(), id))?;
+            }
+        }
         Ok(())
     }
 
@@ -708,7 +759,7 @@ fn delete(
     for key in registry.unique_keys(rt, &current.attributes) {
         t.release(rt, &key, id)?;
     }
-    t.resources.remove((rt.name(), id))?;
+    t.remove_resource(rt, id)?;
     t.bump_count(rt, -1)?;
     let mut removed = Vec::new();
     if rt == ResourceType::Group {
@@ -890,4 +941,49 @@ fn changed_attributes(before: &Map<String, Value>, after: &Map<String, Value>) -
         .collect();
     changed.extend(before.keys().filter(|k| !after.contains_key(*k)).cloned());
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::scim::schema::SchemaMode;
+
+    #[test]
+    fn a_store_written_before_the_query_index_gets_it_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("store.redb")).unwrap();
+        let registry = Registry::load(None, SchemaMode::Strict).unwrap();
+        initialise(&db, &registry).unwrap();
+        // A resource stored without index rows, as an older scimd left it.
+        let r = StoredResource {
+            meta: Meta {
+                created: Utc::now(),
+                last_modified: Utc::now(),
+                version: 1,
+            },
+            attributes: serde_json::from_value(serde_json::json!({"userName": "Old"})).unwrap(),
+        };
+        let txn = db.begin_write().unwrap();
+        {
+            let mut resources = txn.open_table(RESOURCES).unwrap();
+            resources
+                .insert(("User", "u1"), r.encode().as_slice())
+                .unwrap();
+            let mut counters = txn.open_table(COUNTERS).unwrap();
+            counters.remove(QUERY_INDEX_VERSION).unwrap();
+        }
+        txn.commit().unwrap();
+        initialise(&db, &registry).unwrap();
+        let txn = db.begin_read().unwrap();
+        let index = txn.open_table(QUERY_INDEX).unwrap();
+        let key = format!("{}old", plan::prefix(ResourceType::User, "userName"));
+        assert!(index.get((key.as_str(), "u1")).unwrap().is_some());
+        let counters = txn.open_table(COUNTERS).unwrap();
+        assert_eq!(
+            tables::counter(&counters, QUERY_INDEX_VERSION).unwrap(),
+            QUERY_INDEX_LAYOUT
+        );
+    }
 }
