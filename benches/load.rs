@@ -11,6 +11,10 @@
 //! - `--users N`          users to create (default 10000)
 //! - `--concurrency C`    concurrent workers (default 64); each keeps its own keep-alive connection
 //! - `--gets M`           `GET /Users/{id}` requests (default 3 × N)
+//! - `--queries Q`        filtered `GET /Users` requests per query kind (default 0): `userName eq`,
+//!   `externalId eq`, `emails.value eq` and `userName sw` (about ten matches) on random users of this
+//!   run, and
+//!   `meta.lastModified gt` a time taken just before 10 last users were created
 //!
 //! Phase 1 creates N users (`POST /Users`, `application/scim+json`, a userName unique to this run, a
 //! displayName and an email). Phase 2 reads M random users among those created. For each phase it prints
@@ -42,7 +46,7 @@ const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// Errors printed in full per phase; the rest are only counted.
 const ERRORS_SHOWN: usize = 5;
 const USAGE: &str = "usage: cargo bench --bench load -- --url BASE_URL [--token TOKEN] [--users N] \
-                     [--concurrency C] [--gets M]";
+                     [--concurrency C] [--gets M] [--queries Q]";
 
 struct Args {
     url: String,
@@ -50,6 +54,7 @@ struct Args {
     users: usize,
     concurrency: usize,
     gets: usize,
+    queries: usize,
 }
 
 /// `Ok(None)`: nothing to do (no `--url`, or `--help`).
@@ -59,6 +64,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         return Ok(None);
     }
     let (mut url, mut token, mut users, mut concurrency, mut gets) = (None, None, 10_000, 64, None);
+    let mut queries = 0;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--bench" {
@@ -84,6 +90,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             "--users" => users = number(value()?)?,
             "--concurrency" => concurrency = number(value()?)?.max(1),
             "--gets" => gets = Some(number(value()?)?),
+            "--queries" => queries = number(value()?)?,
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
@@ -93,6 +100,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         users,
         concurrency,
         gets: gets.unwrap_or(users * 3),
+        queries,
     }))
 }
 
@@ -245,16 +253,17 @@ async fn run(args: Args) -> Result<bool, String> {
         "phase", "requests", "errors", "elapsed_s", "req/s", "p50_ms", "p99_ms", "max_ms"
     );
 
-    let (url, tok) = (users_url.clone(), token.clone());
+    let (url, tok, rid) = (users_url.clone(), token.clone(), run_id.clone());
     let (created, ids) = run_phase(&args, args.users, move |client, i| {
-        let (url, tok, run_id) = (url.clone(), tok.clone(), run_id.clone());
+        let (url, tok, run_id) = (url.clone(), tok.clone(), rid.clone());
         async move {
             let user = json!({
                 "schemas": [USER_SCHEMA],
-                "userName": format!("load-{run_id}-{i}"),
+                "userName": format!("load-{run_id}-{i:07}"),
+                "externalId": format!("ext-{run_id}-{i:07}"),
                 "displayName": format!("Load User {i}"),
                 "name": {"givenName": "Load", "familyName": format!("User {i}")},
-                "emails": [{"value": format!("load-{run_id}-{i}@example.org"), "type": "work", "primary": true}],
+                "emails": [{"value": format!("load-{run_id}-{i:07}@example.org"), "type": "work", "primary": true}],
                 "active": true,
             });
             let request = client
@@ -276,7 +285,7 @@ async fn run(args: Args) -> Result<bool, String> {
         return Ok(created.errors == 0);
     }
     let ids = Arc::new(ids);
-    let (url, tok) = (users_url, token);
+    let (url, tok) = (users_url.clone(), token.clone());
     let (read, _) = run_phase(&args, args.gets, move |client, _| {
         let id = &ids[rand::random_range(0..ids.len())];
         let request = client.get(format!("{url}/{id}"));
@@ -285,7 +294,90 @@ async fn run(args: Args) -> Result<bool, String> {
     })
     .await?;
     read.print("get");
-    Ok(created.errors == 0 && read.errors == 0)
+    let queried = if args.queries > 0 {
+        queries(&args, &users_url, &token, &run_id).await?
+    } else {
+        true
+    };
+    Ok(created.errors == 0 && read.errors == 0 && queried)
+}
+
+/// The filter of one query kind for run `run` and user number `i`.
+type FilterFor = fn(&str, usize) -> String;
+
+/// The query phases: each kind of filter `args.queries` times, on random users of this run. A query
+/// that finds nothing it should is an error.
+async fn queries(
+    args: &Args,
+    users_url: &Arc<String>,
+    token: &Arc<Option<String>>,
+    run_id: &Arc<String>,
+) -> Result<bool, String> {
+    // `meta.lastModified gt T` must select few users: T is taken just before the last 10 are created.
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let client = reqwest::Client::new();
+    for i in 0..10 {
+        let user = json!({"schemas": [USER_SCHEMA], "userName": format!("late-{run_id}-{i}")});
+        let request = client
+            .post(users_url.as_str())
+            .header(CONTENT_TYPE, SCIM_JSON)
+            .body(user.to_string());
+        send(request, token.as_deref()).await?;
+    }
+    let kinds: [(&str, FilterFor); 4] = [
+        ("eq", |run, i| format!("userName eq \"load-{run}-{i:07}\"")),
+        ("extId", |run, i| {
+            format!("externalId eq \"ext-{run}-{i:07}\"")
+        }),
+        ("email", |run, i| {
+            format!("emails.value eq \"load-{run}-{i:07}@example.org\"")
+        }),
+        // Ten users share the name but its last digit.
+        ("sw", |run, i| {
+            format!("userName sw \"load-{run}-{:06}\"", i / 10)
+        }),
+    ];
+    let mut ok = true;
+    for (phase, filter) in kinds {
+        let (url, tok, run, users) = (users_url.clone(), token.clone(), run_id.clone(), args.users);
+        let (outcome, _) = run_phase(args, args.queries, move |client, _| {
+            let i = rand::random_range(0..users);
+            let url = reqwest::Url::parse_with_params(
+                url.as_str(),
+                &[("filter", filter(&run, i)), ("count", "10".into())],
+            );
+            let tok = tok.clone();
+            async move {
+                let url = url.map_err(|e| format!("bad URL: {e}"))?;
+                let body = send(client.get(url), tok.as_deref()).await?;
+                match body["totalResults"].as_u64() {
+                    Some(n) if n >= 1 => Ok(None),
+                    _ => Err(format!("user {i} not found: {body}")),
+                }
+            }
+        })
+        .await?;
+        outcome.print(phase);
+        ok &= outcome.errors == 0;
+    }
+    let (url, tok) = (users_url.clone(), token.clone());
+    let filter = format!("meta.lastModified gt \"{since}\"");
+    let (outcome, _) = run_phase(args, args.queries, move |client, _| {
+        let url = reqwest::Url::parse_with_params(url.as_str(), &[("filter", filter.as_str())]);
+        let tok = tok.clone();
+        async move {
+            let url = url.map_err(|e| format!("bad URL: {e}"))?;
+            let body = send(client.get(url), tok.as_deref()).await?;
+            match body["totalResults"].as_u64() {
+                Some(10) => Ok(None),
+                _ => Err(format!("expected the 10 late users: {body}")),
+            }
+        }
+    })
+    .await?;
+    outcome.print("lastMod");
+    Ok(ok && outcome.errors == 0)
 }
 
 #[tokio::main]

@@ -513,11 +513,15 @@ async fn caught_up(s: &Scimd, names: &[&str], within: Duration) -> Value {
     }
 }
 
-/// What a projection must hold for `doc` as `GET` returned it: the same document, with members in a
-/// canonical order and, when the server has no PUBLIC_URL, `meta.location` / `$ref` relative (a
-/// projection has no request Host).
+/// What a projection must hold for `doc` as `GET` returned it: the same document without the
+/// computed `User.groups` (membership lives on the groups), with members in a canonical order and,
+/// when the server has no PUBLIC_URL, `meta.location` / `$ref` relative (a projection has no
+/// request Host).
 fn projected_form(s: &Scimd, doc: &Value) -> Value {
     let mut v = normalized(doc);
+    if let Some(doc) = v.as_object_mut() {
+        doc.remove("groups");
+    }
     if s.opts.public_url.is_none() {
         let origin = format!("http://{}", s.addr());
         let relative = |x: &mut Value| {

@@ -300,7 +300,9 @@ impl Service {
                 let more = from.saturating_add(count) < total;
                 let mut page = Vec::new();
                 for mut hit in hits.into_iter().skip(from).take(count) {
-                    hit.stored = snapshot.get(hit.rt, &hit.id)?;
+                    if hit.stored.is_none() {
+                        hit.stored = snapshot.get(hit.rt, &hit.id)?;
+                    }
                     page.push(hit);
                 }
                 (total, page, more)
@@ -386,7 +388,10 @@ impl Service {
         let needs = |name: &str| sorts_by(name) || (evaluate && mentions(name));
         let with_members = rt == ResourceType::Group && needs("members");
         let with_groups = rt == ResourceType::User && needs("groups");
-        let mut visit = |id: &str, stored: StoredResource| -> Result<(), StoreError> {
+        // `keep`: hold on to the stored resource for the page (index candidates are few; a scan's
+        // matches may be many, and are read again only if they land on the page).
+        let mut visit = |id: &str, stored: StoredResource, keep: bool| -> Result<(), StoreError> {
+            let kept = keep.then(|| stored.clone());
             let members = if with_members {
                 Some(snapshot.members(id)?)
             } else {
@@ -411,7 +416,7 @@ impl Service {
                     key: sort.as_ref().and_then(|t| t.sort_key(&doc)),
                     rt,
                     id: id.to_owned(),
-                    stored: None,
+                    stored: kept,
                 });
             }
             Ok(())
@@ -425,11 +430,11 @@ impl Service {
             Some(ids) => {
                 for id in ids {
                     if let Some(stored) = snapshot.get(rt, &id)? {
-                        visit(&id, stored)?;
+                        visit(&id, stored, true)?;
                     }
                 }
             }
-            None => snapshot.scan(rt, visit)?,
+            None => snapshot.scan(rt, |id, stored| visit(id, stored, false))?,
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
@@ -104,7 +105,9 @@ pub struct Store {
     db: SharedDb,
     writer: mpsc::Sender<writer::Request>,
     committed: watch::Receiver<u64>,
-    /// The read transaction shared by readers, with the position it was opened at (or after).
+    /// How many transactions the writer has committed (checkpoints included).
+    commits: Arc<AtomicU64>,
+    /// The read transaction shared by readers, with the commit count it was opened at (or after).
     shared_read: Mutex<Option<(u64, Arc<ReadTransaction>)>>,
     _lock: File,
 }
@@ -125,11 +128,20 @@ impl Store {
         let db: SharedDb = Arc::new(RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(position);
-        writer::spawn(db.clone(), registry, path, rx, committed_tx);
+        let commits = Arc::new(AtomicU64::new(0));
+        writer::spawn(
+            db.clone(),
+            registry,
+            path,
+            rx,
+            committed_tx,
+            commits.clone(),
+        );
         Ok(Store {
             db,
             writer: tx,
             committed,
+            commits,
             shared_read: Mutex::new(None),
             _lock: lock,
         })
@@ -151,10 +163,10 @@ impl Store {
     ///
     /// Read transactions are shared until the next commit: under a read-heavy load most requests
     /// reuse one instead of each registering its own with redb (which, in the multi-process mode
-    /// the log tools need, costs file-lock system calls). The commit position is announced before
-    /// any write is answered, so a client always reads its own acknowledged writes.
+    /// the log tools need, costs file-lock system calls). Every commit, checkpoints included, is
+    /// counted before any write of it is answered, so a reader always sees acknowledged writes.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let position = *self.committed.borrow();
+        let position = self.commits.load(Ordering::Acquire);
         if let Ok(cached) = self.shared_read.lock()
             && let Some((at, txn)) = cached.as_ref()
             && *at == position

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -203,6 +204,7 @@ pub(crate) fn spawn(
     path: PathBuf,
     mut rx: mpsc::Receiver<Request>,
     committed: watch::Sender<u64>,
+    commits: Arc<AtomicU64>,
 ) {
     let body = move || {
         let mut batch: Vec<(Write, WriteContext, Reply)> = Vec::new();
@@ -228,6 +230,7 @@ pub(crate) fn spawn(
                     &path,
                     std::mem::take(&mut batch),
                     &committed,
+                    &commits,
                 );
             }
             if let Some(done) = stop {
@@ -251,6 +254,7 @@ fn commit_batch(
     path: &Path,
     batch: Vec<(Write, WriteContext, Reply)>,
     committed: &watch::Sender<u64>,
+    commits: &AtomicU64,
 ) {
     let handle = db.read().ok().and_then(|slot| slot.clone());
     let Some(handle) = handle else {
@@ -265,6 +269,8 @@ fn commit_batch(
     match outcome {
         Ok(position) => {
             // Announce before answering: anything a client does after its 2xx sees this commit.
+            // `commits` also counts commits that append no event (checkpoints).
+            commits.fetch_add(1, Ordering::Release);
             committed.send_replace(position);
             for (reply, result) in results {
                 let _ = reply.send(result);
