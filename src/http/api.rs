@@ -13,11 +13,13 @@ use tokio::sync::mpsc;
 
 use super::auth::ApiKeyAuth;
 use super::base_url;
+use super::errors::MAX_BODY;
 use super::responses::{
     DeletedResponse, DocumentResponse, ErrorResponse, PatchedResponse, ResourceResponse,
 };
 use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
+use crate::scim::bulk;
 use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
 use crate::service::LIST_RESPONSE_SCHEMA;
@@ -556,10 +558,21 @@ impl ScimApi {
         self.search(&[ResourceType::Group], req, &body.0)
     }
 
-    /// Bulk operations (RFC 7644 §3.7): not supported yet (501).
-    #[oai(path = "/Bulk", method = "post", tag = "Tag::Discovery")]
-    async fn bulk(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
-        Err(ScimError::not_implemented("Bulk").into())
+    /// Bulk operations (RFC 7644 §3.7): POST, PUT, PATCH and DELETE of Users and Groups, with
+    /// `bulkId` references, `failOnErrors` and `version` (as If-Match). At most 1,000 operations and
+    /// 1 MiB (413 beyond). Answers a BulkResponse with each operation's own status.
+    #[oai(path = "/Bulk", method = "post", tag = "Tag::Operations")]
+    async fn bulk(
+        &self,
+        auth: ApiKeyAuth,
+        req: &Request,
+        body: Json<Value>,
+    ) -> Result<DocumentResponse> {
+        let answer = self
+            .service
+            .bulk(body.0, Self::ctx(&auth, req), &self.base(req))
+            .await?;
+        Ok(DocumentResponse::Ok(Json(answer)))
     }
 
     /// What this server supports (RFC 7643 §5), stated exactly: features not built yet say
@@ -575,7 +588,11 @@ impl ScimApi {
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "documentationUri": format!("{}/", self.base(req)),
             "patch": {"supported": true},
-            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "bulk": {
+                "supported": true,
+                "maxOperations": bulk::MAX_OPERATIONS,
+                "maxPayloadSize": MAX_BODY,
+            },
             "filter": {"supported": true, "maxResults": self.page_size},
             "changePassword": {"supported": true},
             "sort": {"supported": true},

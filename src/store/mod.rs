@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
-pub use writer::{Outcome, Write, WriteContext};
+pub use writer::{BulkWrite, Outcome, Write, WriteContext};
 
 use crate::scim::ScimError;
 use crate::scim::schema::Registry;

@@ -66,6 +66,13 @@ pub enum Write {
         limits: Limits,
         with_members: bool,
     },
+    /// The operations of one Bulk request (RFC 7644 §3.7), in order, in the same transaction as
+    /// the rest of the batch: each succeeds or fails on its own, one that refers to an operation
+    /// that failed fails too, and after `fail_on_errors` failures the rest are not attempted.
+    Bulk {
+        operations: Vec<BulkWrite>,
+        fail_on_errors: Option<usize>,
+    },
     /// Delete a resource and remove it from every group it belongs to.
     Delete {
         rt: ResourceType,
@@ -82,6 +89,16 @@ pub enum Write {
     },
     /// Forget a parked change once it has been applied (no event).
     Unpark { subscriber: String, id: String },
+}
+
+/// One operation of a [`Write::Bulk`].
+#[derive(Debug)]
+pub struct BulkWrite {
+    /// The write, or why the service already refused it (a failure in its turn all the same).
+    pub write: Result<Write, ScimError>,
+    /// Earlier operations of the same Bulk (indices into its list) whose new resources this one
+    /// refers to by bulkId: if any of them failed, so does this one.
+    pub after: Vec<usize>,
 }
 
 /// Who asked for a write, recorded on every event it produces.
@@ -106,6 +123,9 @@ pub enum Outcome {
     Deleted,
     /// Subscriber bookkeeping (checkpoint, parked change) is saved.
     Checkpointed,
+    /// Each Bulk operation's outcome, in the order given; `None` for those not attempted once
+    /// `fail_on_errors` was reached.
+    Bulk(Vec<Option<Result<Outcome, ScimError>>>),
 }
 
 type Reply = oneshot::Sender<Result<Outcome, ScimError>>;
@@ -583,6 +603,10 @@ fn apply(
             (operations, &limits),
             with_members,
         ),
+        Write::Bulk {
+            operations,
+            fail_on_errors,
+        } => bulk(t, registry, ctx, operations, fail_on_errors),
         Write::Delete { rt, id, if_match } => {
             delete(t, registry, ctx, rt, &id, if_match.as_deref())
         }
@@ -605,6 +629,45 @@ fn apply(
             Ok(Outcome::Checkpointed)
         }
     }
+}
+
+fn bulk(
+    t: &mut Tables<'_>,
+    registry: &Registry,
+    ctx: &WriteContext,
+    operations: Vec<BulkWrite>,
+    fail_on_errors: Option<usize>,
+) -> Result<Outcome, Rejection> {
+    let mut results: Vec<Option<Result<Outcome, ScimError>>> = Vec::with_capacity(operations.len());
+    let mut failures = 0;
+    for op in operations {
+        if fail_on_errors.is_some_and(|limit| failures >= limit) {
+            results.push(None);
+            continue;
+        }
+        let failed_reference = op
+            .after
+            .iter()
+            .any(|&j| !matches!(results.get(j), Some(Some(Ok(_)))));
+        let result = match op.write {
+            Err(refused) => Err(refused),
+            Ok(_) if failed_reference => Err(ScimError::new(
+                409,
+                "the operation refers by bulkId to an operation of this request that failed",
+            )),
+            Ok(write) => {
+                t.now = Utc::now();
+                match apply(t, registry, write, ctx) {
+                    Ok(outcome) => Ok(outcome),
+                    Err(Rejection::Client(e)) => Err(e),
+                    Err(storage) => return Err(storage),
+                }
+            }
+        };
+        failures += usize::from(result.is_err());
+        results.push(Some(result));
+    }
+    Ok(Outcome::Bulk(results))
 }
 
 fn create(
