@@ -126,9 +126,9 @@ async fn service_provider_config_states_exactly_what_works() {
     }
     assert_eq!(c["filter"]["maxResults"], json!(100), "{c}");
     assert_eq!(
-        c["bulk"]["supported"],
-        json!(false),
-        "bulk must be unsupported: {c}"
+        c["bulk"],
+        json!({"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576}),
+        "{c}"
     );
     assert_eq!(c["etag"]["supported"], json!(true), "{c}");
     // `password` is accepted on create and replace (hashed, never returned).

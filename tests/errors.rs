@@ -26,22 +26,6 @@ fn raw_head(s: &Scimd, method: &str, path: &str, extra: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bulk_gets_501() {
-    let s = Scimd::start_default().await;
-    let api = s.client();
-    let bulk = json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
-        "Operations": [{"method": "POST", "path": "/Users", "bulkId": "1", "data": {"userName": "bulk"}}],
-    });
-    api.post("/Bulk", &bulk).await.expect_scim_error(501, None);
-    assert_eq!(
-        api.list("/Users").await["totalResults"],
-        0,
-        "a 501 Bulk must not write"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn malformed_json_is_400_invalid_syntax() {
     let s = Scimd::start_default().await;
     let api = s.client();
