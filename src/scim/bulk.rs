@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
+use super::get_ci;
 use super::{ResourceType, ScimError};
 
 /// URN of the BulkRequest message.
@@ -345,12 +346,6 @@ pub fn resolve_str(s: &str, ids: &HashMap<String, String>) -> Option<String> {
     s.strip_prefix(BULK_ID_PREFIX)
         .and_then(|name| ids.get(name))
         .cloned()
-}
-
-fn get_ci<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    map.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
 }
 
 #[cfg(test)]

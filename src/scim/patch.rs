@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value, json};
 
 use super::filter::{self, Bound, Limits, Test};
+use super::get_ci;
 use super::resource::{self, MemberInput};
 use super::schema::validate;
 use super::schema::{Attribute, Mutability, Registry, ResourceSchemas, Schema, SchemaMode};
@@ -856,12 +857,6 @@ pub fn named_attributes(ops: &[Operation]) -> Vec<String> {
 
 fn invalid_path(detail: impl Into<String>) -> ScimError {
     ScimError::typed(400, ScimType::InvalidPath, detail)
-}
-
-fn get_ci<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    map.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
 }
 
 #[cfg(test)]
