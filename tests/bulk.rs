@@ -386,3 +386,30 @@ async fn bulk_writes_are_events_like_any_other_and_share_the_request_id() {
     let group = api.list_all("/Groups").await;
     assert!(member_ids(&group[0]).is_empty(), "{group:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_in_bulk_operations_are_hashed_and_never_returned() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let answers = run(
+        &api,
+        &bulk(json!([
+            {"method": "POST", "path": "/Users", "bulkId": "a",
+             "data": {"userName": "a", "password": "first secret"}},
+            {"method": "PATCH", "path": "/Users/bulkId:a",
+             "data": {"schemas": [PATCH_OP], "Operations": [
+                 {"op": "replace", "path": "password", "value": "second secret"}]}},
+        ])),
+    )
+    .await;
+    let statuses: Vec<&str> = answers.iter().map(status).collect();
+    assert_eq!(statuses, ["201", "200"], "{answers:?}");
+    let text = answers.iter().map(Value::to_string).collect::<String>();
+    assert!(!text.contains("secret"), "{text}");
+    let u = api.user(&id_from_location(&answers[0])).await;
+    assert!(u.get("password").is_none(), "{u}");
+    let log = s.cli(&["log", "tail"]).await.success().json_lines();
+    let events = serde_json::to_string(&log).unwrap_or_default();
+    assert!(!events.contains("secret"), "the log must hold only hashes");
+    assert!(events.contains("$argon2id$"), "{events}");
+}

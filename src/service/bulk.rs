@@ -66,12 +66,21 @@ impl Service {
                     .and_then(|(rt, id)| id.as_ref().map(|id| format!("/{}/{id}", rt.endpoint()))),
             });
         }
-        for &i in &plan.order {
+        // Built concurrently: password hashing is the slow part, and it is bounded per core.
+        let built = futures::future::join_all(plan.order.iter().map(|&i| {
             let op = &mut ops[i];
-            let write = match &plan.refused[i] {
-                Some(refused) => Err(refused.clone()),
-                None => self.bulk_write(op, &new_ids[i], &ids).await,
-            };
+            let (parsed, version, data) = (op.parsed.clone(), op.version.clone(), op.data.take());
+            let refused = plan.refused[i].clone();
+            let (new_id, ids) = (&new_ids[i], &ids);
+            async move {
+                match refused {
+                    Some(refused) => Err(refused),
+                    None => self.bulk_write(parsed, version, data, new_id, ids).await,
+                }
+            }
+        }))
+        .await;
+        for (&i, write) in plan.order.iter().zip(built) {
             writes.push(BulkWrite {
                 write,
                 after: plan.refers_to[i].iter().map(|&j| turn[j]).collect(),
@@ -108,15 +117,15 @@ impl Service {
     /// The store write for one operation, its bulkId references replaced by ids.
     async fn bulk_write(
         &self,
-        op: &mut bulk::Operation,
+        parsed: Result<(Method, Target), ScimError>,
+        if_match: Option<String>,
+        mut data: Option<Value>,
         new_id: &Option<String>,
         ids: &HashMap<String, String>,
     ) -> Result<Write, ScimError> {
-        let (method, target) = op.parsed.clone()?;
+        let (method, target) = parsed?;
         let (rt, id) = resolved(&target, new_id, ids);
         let id = id.unwrap_or_default();
-        let if_match = op.version.clone();
-        let mut data = op.data.take();
         if let Some(d) = &mut data {
             bulk::resolve(d, ids);
         }
