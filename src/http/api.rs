@@ -34,6 +34,8 @@ enum Tag {
     Users,
     /// RFC 7643 §4.2 Group resources.
     Groups,
+    /// RFC 7644 §3.7 Bulk operations on Users and Groups.
+    Bulk,
     /// RFC 7644 §4 service provider discovery.
     Discovery,
     /// Health and operations.
@@ -561,7 +563,7 @@ impl ScimApi {
     /// Bulk operations (RFC 7644 §3.7): POST, PUT, PATCH and DELETE of Users and Groups, with
     /// `bulkId` references, `failOnErrors` and `version` (as If-Match). At most 1,000 operations and
     /// 1 MiB (413 beyond). Answers a BulkResponse with each operation's own status.
-    #[oai(path = "/Bulk", method = "post", tag = "Tag::Operations")]
+    #[oai(path = "/Bulk", method = "post", tag = "Tag::Bulk")]
     async fn bulk(
         &self,
         auth: ApiKeyAuth,
