@@ -15,6 +15,8 @@
 //!   `externalId eq`, `emails.value eq` and `userName sw` (about ten matches) on random users of this
 //!   run, and
 //!   `meta.lastModified gt` a time taken just before 10 last users were created
+//! - `--rounds R`         run the query phases R times (default 1): the first round on a freshly loaded
+//!   store also pays for filling the store's page cache, later rounds show a warm server
 //! - `--bulk B`           also create N more users through `POST /Bulk`, B users per request (default
 //!   0: no bulk phase); its line counts Bulk requests, and a second line gives users per second
 //!
@@ -48,7 +50,7 @@ const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// Errors printed in full per phase; the rest are only counted.
 const ERRORS_SHOWN: usize = 5;
 const USAGE: &str = "usage: cargo bench --bench load -- --url BASE_URL [--token TOKEN] [--users N] \
-                     [--concurrency C] [--gets M] [--queries Q] [--bulk B]";
+                     [--concurrency C] [--gets M] [--queries Q] [--rounds R] [--bulk B]";
 
 struct Args {
     url: String,
@@ -57,6 +59,7 @@ struct Args {
     concurrency: usize,
     gets: usize,
     queries: usize,
+    rounds: usize,
     bulk: usize,
 }
 
@@ -67,7 +70,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         return Ok(None);
     }
     let (mut url, mut token, mut users, mut concurrency, mut gets) = (None, None, 10_000, 64, None);
-    let (mut queries, mut bulk) = (0, 0);
+    let (mut queries, mut rounds, mut bulk) = (0, 1, 0);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--bench" {
@@ -94,6 +97,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             "--concurrency" => concurrency = number(value()?)?.max(1),
             "--gets" => gets = Some(number(value()?)?),
             "--queries" => queries = number(value()?)?,
+            "--rounds" => rounds = number(value()?)?.max(1),
             "--bulk" => bulk = number(value()?)?,
             _ => return Err(format!("unknown argument {arg}")),
         }
@@ -105,6 +109,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         concurrency,
         gets: gets.unwrap_or(users * 3),
         queries,
+        rounds,
         bulk,
     }))
 }
@@ -299,11 +304,16 @@ async fn run(args: Args) -> Result<bool, String> {
     })
     .await?;
     read.print("get");
-    let queried = if args.queries > 0 {
-        queries(&args, &users_url, &token, &run_id).await?
-    } else {
-        true
-    };
+    let mut queried = true;
+    for round in 1..=args.rounds {
+        if args.queries == 0 {
+            break;
+        }
+        if args.rounds > 1 {
+            println!("query round {round} of {}", args.rounds);
+        }
+        queried &= queries(&args, &users_url, &token, &run_id).await?;
+    }
     let bulked = if args.bulk > 0 {
         bulk(&args, &token, &run_id).await?
     } else {

@@ -145,7 +145,11 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     let backends = fanout::backends::select(&config.projections, &common.data_path)?;
     // A broken SCHEMA_PATH stops start-up, naming the file and the reason.
     let registry = common.registry()?;
-    let store = Arc::new(Store::open(&common.data_path, registry.clone())?);
+    let store = Arc::new(Store::open(
+        &common.data_path,
+        registry.clone(),
+        config.store_cache_bytes(),
+    )?);
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
     if let Some(url) = config.amqp.url.clone() {

@@ -6,7 +6,6 @@
 //! others in its batch go on. Each command does all its checks before its first write, so a rejected
 //! command never leaves partial changes in the shared transaction.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::tables::Parked;
 use super::tables::{self, POSITION, QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION};
-use super::{SharedDb, StoreError, StoredResource};
+use super::{DbFile, SharedDb, StoreError, StoredResource};
 use crate::scim::filter::{Limits, plan};
 use crate::scim::patch;
 use crate::scim::resource::{MemberInput, MemberView};
@@ -221,7 +220,7 @@ fn reindex_unique(t: &mut Tables<'_>, registry: &Registry) -> Result<(), StoreEr
 pub(crate) fn spawn(
     db: SharedDb,
     registry: Arc<Registry>,
-    path: PathBuf,
+    file: DbFile,
     mut rx: mpsc::Receiver<Request>,
     committed: watch::Sender<u64>,
     commits: Arc<AtomicU64>,
@@ -247,7 +246,7 @@ pub(crate) fn spawn(
                 commit_batch(
                     &db,
                     &registry,
-                    &path,
+                    &file,
                     std::mem::take(&mut batch),
                     &committed,
                     &commits,
@@ -271,7 +270,7 @@ pub(crate) fn spawn(
 fn commit_batch(
     db: &SharedDb,
     registry: &Registry,
-    path: &Path,
+    file: &DbFile,
     batch: Vec<(Write, WriteContext, Reply)>,
     committed: &watch::Sender<u64>,
     commits: &AtomicU64,
@@ -307,7 +306,7 @@ fn commit_batch(
                 };
                 let _ = reply.send(answer);
             }
-            reopen(db, path);
+            reopen(db, file);
         }
     }
 }
@@ -351,13 +350,13 @@ fn apply_batch(
 
 /// Reopens the database after a failed commit, as redb requires; retries with capped backoff.
 /// Writes wait meanwhile and reads answer 503.
-fn reopen(db: &SharedDb, path: &Path) {
+fn reopen(db: &SharedDb, file: &DbFile) {
     if let Ok(mut slot) = db.write() {
         slot.take();
     }
     let mut delay = Duration::from_millis(50);
     loop {
-        match super::open_writable(path) {
+        match file.open_writable() {
             Ok(fresh) => {
                 if let Ok(mut slot) = db.write() {
                     *slot = Some(Arc::new(fresh));
