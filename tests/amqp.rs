@@ -2591,3 +2591,91 @@ async fn a_restarted_scimd_continues_from_its_checkpoint_without_publishing_anyt
     }
     q.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_request_publishes_one_message_per_event_in_log_order() {
+    let Some((broker, _shared)) = Broker::shared().await else {
+        return;
+    };
+    let queue = unique("bulk");
+    let mut q = Queue::open(&broker.url, &queue).await;
+    let s = Scimd::start(broker.opts(&queue)).await;
+    let api = s.client();
+    let answer = api
+        .post(
+            "/Bulk",
+            &json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [
+                    {"method": "POST", "path": "/Groups", "bulkId": "g",
+                     "data": {"displayName": "Bulk Group",
+                              "members": [{"value": "bulkId:keep"}, {"value": "bulkId:gone"}]}},
+                    {"method": "POST", "path": "/Users", "bulkId": "keep",
+                     "data": {"userName": "bulk.keep", "password": PASSWORD}},
+                    {"method": "POST", "path": "/Users", "bulkId": "gone", "data": {"userName": "bulk.gone"}},
+                    {"method": "PATCH", "path": "/Users/bulkId:keep",
+                     "data": patch_ops(json!([{"op": "add", "path": "title", "value": "Kept"}]))},
+                    {"method": "DELETE", "path": "/Users/bulkId:gone"},
+                    {"method": "POST", "path": "/Users", "bulkId": "dup", "data": {"userName": "BULK.KEEP"}},
+                ],
+            }),
+        )
+        .await
+        .expect(200)
+        .json();
+    let statuses: Vec<&str> = answer["Operations"]
+        .as_array()
+        .map(|ops| ops.iter().filter_map(|o| o["status"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        statuses,
+        ["201", "201", "201", "200", "204", "409"],
+        "{answer}"
+    );
+    let events = log_events(&s).await;
+    // keep, gone, the group (after the users it refers to), keep's PATCH, gone's delete and the
+    // group's change as gone leaves it (a membership delta); the refused duplicate wrote nothing.
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| format!("{}:{}", e.resource_type, e.kind))
+            .collect::<Vec<_>>(),
+        [
+            "User:create",
+            "User:create",
+            "Group:create",
+            "User:patch",
+            "User:delete",
+            "Group:patch"
+        ],
+        "{events:#?}"
+    );
+    let msgs = q.take(events.len(), DELIVERY).await;
+    q.assert_quiet(Duration::from_secs(1)).await;
+    assert_eq!(msgs.len(), events.len());
+    for (m, e) in msgs.iter().zip(&events) {
+        assert_eq!(m.message_id.as_deref(), Some(e.event_id.as_str()), "{m:?}");
+        assert_eq!(m.position(), e.position);
+        assert_eq!(m.operation(), e.operation(), "{m:?}");
+        assert_eq!(m.version(), e.version);
+        assert!(!m.body.to_string().contains(PASSWORD), "{m:?}");
+    }
+    // Each resource's last message carries it as GET returns it now.
+    let group_id = events[2].resource_id.clone();
+    let keep_id = events[0].resource_id.clone();
+    assert_eq!(
+        normalized(msgs[5].resource()),
+        relative(&s, &api.group(&group_id).await)
+    );
+    assert_eq!(
+        normalized(msgs[3].resource()),
+        relative(&s, &api.user(&keep_id).await)
+    );
+    // The group as created held both users; the Delete carries the user as it was.
+    assert_eq!(
+        msgs[2].resource()["members"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(msgs[4].resource()["userName"], "bulk.gone");
+    q.delete().await;
+}

@@ -1192,6 +1192,66 @@ async fn patches_reach_the_mariadb_projection_as_get_returns_them() {
     sql.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_bulk_request_reaches_the_file_and_sqlite_projections_as_get_returns_it() {
+    let sql = Sql::sqlite().await;
+    let s = Scimd::start(
+        sql.opts(public(Opts::default()))
+            .env("PROJECTIONS", "file,sql"),
+    )
+    .await;
+    let api = s.client();
+    let mut operations: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
+                   "data": {"userName": format!("bulk-proj-{i}"), "displayName": format!("Bulk {i}")}})
+        })
+        .collect();
+    let members: Vec<Value> = (0..50)
+        .map(|i| json!({"value": format!("bulkId:u{i}")}))
+        .collect();
+    operations.insert(
+        0,
+        json!({"method": "POST", "path": "/Groups", "bulkId": "g",
+               "data": {"displayName": "Bulk Projected", "members": members}}),
+    );
+    operations.push(
+        json!({"method": "PATCH", "path": "/Users/bulkId:u1", "data": {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Renamed In Bulk"}]}}),
+    );
+    operations.push(json!({"method": "DELETE", "path": "/Users/bulkId:u2"}));
+    let answer = api
+        .post(
+            "/Bulk",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                    "Operations": operations}),
+        )
+        .await
+        .expect(200)
+        .json();
+    let failed: Vec<&Value> = answer["Operations"]
+        .as_array()
+        .map(|ops| {
+            ops.iter()
+                .filter(|o| {
+                    !["200", "201", "204"].contains(&o["status"].as_str().unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(failed.is_empty(), "{answer}");
+    let groups = api.list_all("/Groups").await;
+    assert_eq!(
+        groups[0]["members"].as_array().map(Vec::len),
+        Some(49),
+        "{groups:?}"
+    );
+    caught_up(&s, &["file", "sql"], CONVERGE).await;
+    assert_files_match(&s, &s.data_path()).await;
+    assert_sql_matches(&s, &sql, "sqlite").await;
+}
+
 /// Counts the documents the file projection renames into a directory (each write of a document is
 /// one rename of a temporary file onto it), with inotify. inotify merges an event into the previous
 /// one when they are alike (mask, watch, name; not the cookie) and the previous one is unread, so
