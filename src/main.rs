@@ -22,6 +22,11 @@ use config::{CommonConfig, LogFormat, ServeConfig};
 use fanout::projection::Runner;
 use fanout::status::StatusBoard;
 use http::ApiKeys;
+
+/// mimalloc instead of glibc's allocator: a request allocates and frees many small JSON values,
+/// and under load glibc's malloc/free took a fifth of the CPU of a filtered GET.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use service::Service;
 use store::Store;
 
