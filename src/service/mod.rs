@@ -97,6 +97,21 @@ impl Service {
         self.written(rt, outcome, base, view)
     }
 
+    /// A create or replace body, validated, with its password (if any) hashed into the attributes.
+    async fn input(
+        &self,
+        rt: ResourceType,
+        body: Value,
+    ) -> Result<resource::ResourceInput, ScimError> {
+        let mut input = resource::parse_input(&self.registry, rt, body)?;
+        if let Some(p) = input.password.take() {
+            input
+                .attributes
+                .insert("password".into(), json!(password::hash(p).await?));
+        }
+        Ok(input)
+    }
+
     /// The store write that creates `body` as a new `rt` with `id` (password hashed).
     async fn create_write(
         &self,
@@ -104,12 +119,7 @@ impl Service {
         body: Value,
         id: String,
     ) -> Result<Write, ScimError> {
-        let mut input = resource::parse_input(&self.registry, rt, body)?;
-        if let Some(p) = input.password.take() {
-            input
-                .attributes
-                .insert("password".into(), json!(password::hash(p).await?));
-        }
+        let input = self.input(rt, body).await?;
         Ok(Write::Create {
             rt,
             id,
@@ -143,12 +153,7 @@ impl Service {
         body: Value,
         if_match: Option<String>,
     ) -> Result<Write, ScimError> {
-        let mut input = resource::parse_input(&self.registry, rt, body)?;
-        if let Some(p) = input.password.take() {
-            input
-                .attributes
-                .insert("password".into(), json!(password::hash(p).await?));
-        }
+        let input = self.input(rt, body).await?;
         Ok(Write::Replace {
             rt,
             id: id.to_owned(),

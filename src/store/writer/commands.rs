@@ -254,11 +254,62 @@ fn replace(
         }
         None => (Vec::new(), Vec::new()),
     };
+    let resource = new_version(
+        t,
+        ctx,
+        NewVersion {
+            rt,
+            id: &id,
+            kind: EventKind::Replace,
+            current,
+            attributes,
+            added,
+            removed,
+        },
+    )?;
+    let members = match members {
+        Some(_) => Some(tables::member_views(&t.members, &t.resources, &id)?),
+        None => None,
+    };
+    Ok(Outcome::Resource {
+        id,
+        resource,
+        members,
+    })
+}
+
+/// A resource's next version, as a replace or a PATCH makes it.
+struct NewVersion<'a> {
+    rt: ResourceType,
+    id: &'a str,
+    kind: EventKind,
+    current: StoredResource,
+    attributes: Map<String, Value>,
+    added: Vec<MemberRef>,
+    removed: Vec<MemberRef>,
+}
+
+/// Writes the next version of a resource (its checks already done): the membership changes, the
+/// resource with `meta` moved on, and its event.
+fn new_version(
+    t: &mut Tables<'_>,
+    ctx: &WriteContext,
+    v: NewVersion<'_>,
+) -> Result<StoredResource, Rejection> {
+    let NewVersion {
+        rt,
+        id,
+        kind,
+        current,
+        attributes,
+        added,
+        removed,
+    } = v;
     for m in &added {
-        t.add_member(&id, m)?;
+        t.add_member(id, m)?;
     }
     for m in &removed {
-        t.remove_member(&id, &m.value)?;
+        t.remove_member(id, &m.value)?;
     }
     let mut changed = changed_attributes(&current.attributes, &attributes);
     if !added.is_empty() || !removed.is_empty() {
@@ -273,15 +324,15 @@ fn replace(
         },
         attributes,
     };
-    t.put_resource(rt, &id, &resource)?;
+    t.put_resource(rt, id, &resource)?;
     let e = event(
         t,
         ctx,
         EventBody {
             rt,
-            id: id.clone(),
+            id: id.to_owned(),
             version,
-            kind: EventKind::Replace,
+            kind,
             cause: None,
             changed,
             created: current.meta.created,
@@ -291,15 +342,7 @@ fn replace(
         },
     );
     t.append(e)?;
-    let members = match members {
-        Some(_) => Some(tables::member_views(&t.members, &t.resources, &id)?),
-        None => None,
-    };
-    Ok(Outcome::Resource {
-        id,
-        resource,
-        members,
-    })
+    Ok(resource)
 }
 
 /// Moves a resource's uniqueness index rows from its `before` attributes to `unique`.
@@ -341,43 +384,19 @@ fn patch(
     check_unique(t, rt, &id, unique)?;
     let (added, removed) = member_changes(t, &id, patched.members)?;
     reindex(t, registry, rt, &id, &current.attributes, unique)?;
-    for m in &added {
-        t.add_member(&id, m)?;
-    }
-    for m in &removed {
-        t.remove_member(&id, &m.value)?;
-    }
-    let mut changed = changed_attributes(&current.attributes, &attributes);
-    if !added.is_empty() || !removed.is_empty() {
-        changed.push("members".into());
-    }
-    let version = current.meta.version + 1;
-    let resource = StoredResource {
-        meta: Meta {
-            created: current.meta.created,
-            last_modified: t.now,
-            version,
-        },
-        attributes,
-    };
-    t.put_resource(rt, &id, &resource)?;
-    let e = event(
+    let resource = new_version(
         t,
         ctx,
-        EventBody {
+        NewVersion {
             rt,
-            id: id.clone(),
-            version,
+            id: &id,
             kind: EventKind::Patch,
-            cause: None,
-            changed,
-            created: current.meta.created,
-            attributes: Some(resource.attributes.clone()),
-            members_added: added,
-            members_removed: removed,
+            current,
+            attributes,
+            added,
+            removed,
         },
-    );
-    t.append(e)?;
+    )?;
     let members = if with_members && rt == ResourceType::Group {
         Some(tables::member_views(&t.members, &t.resources, &id)?)
     } else {
