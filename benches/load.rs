@@ -15,6 +15,10 @@
 //!   `externalId eq`, `emails.value eq` and `userName sw` (about ten matches) on random users of this
 //!   run, and
 //!   `meta.lastModified gt` a time taken just before 10 last users were created
+//! - `--rounds R`         run the query phases R times (default 1): the first round on a freshly loaded
+//!   store also pays for filling the store's page cache, later rounds show a warm server
+//! - `--bulk B`           also create N more users through `POST /Bulk`, B users per request (default
+//!   0: no bulk phase); its line counts Bulk requests, and a second line gives users per second
 //!
 //! Phase 1 creates N users (`POST /Users`, `application/scim+json`, a userName unique to this run, a
 //! displayName and an email). Phase 2 reads M random users among those created. For each phase it prints
@@ -46,7 +50,7 @@ const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// Errors printed in full per phase; the rest are only counted.
 const ERRORS_SHOWN: usize = 5;
 const USAGE: &str = "usage: cargo bench --bench load -- --url BASE_URL [--token TOKEN] [--users N] \
-                     [--concurrency C] [--gets M] [--queries Q]";
+                     [--concurrency C] [--gets M] [--queries Q] [--rounds R] [--bulk B]";
 
 struct Args {
     url: String,
@@ -55,6 +59,8 @@ struct Args {
     concurrency: usize,
     gets: usize,
     queries: usize,
+    rounds: usize,
+    bulk: usize,
 }
 
 /// `Ok(None)`: nothing to do (no `--url`, or `--help`).
@@ -64,7 +70,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         return Ok(None);
     }
     let (mut url, mut token, mut users, mut concurrency, mut gets) = (None, None, 10_000, 64, None);
-    let mut queries = 0;
+    let (mut queries, mut rounds, mut bulk) = (0, 1, 0);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--bench" {
@@ -91,6 +97,8 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             "--concurrency" => concurrency = number(value()?)?.max(1),
             "--gets" => gets = Some(number(value()?)?),
             "--queries" => queries = number(value()?)?,
+            "--rounds" => rounds = number(value()?)?.max(1),
+            "--bulk" => bulk = number(value()?)?,
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
@@ -101,6 +109,8 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         concurrency,
         gets: gets.unwrap_or(users * 3),
         queries,
+        rounds,
+        bulk,
     }))
 }
 
@@ -294,12 +304,76 @@ async fn run(args: Args) -> Result<bool, String> {
     })
     .await?;
     read.print("get");
-    let queried = if args.queries > 0 {
-        queries(&args, &users_url, &token, &run_id).await?
+    let mut queried = true;
+    for round in 1..=args.rounds {
+        if args.queries == 0 {
+            break;
+        }
+        if args.rounds > 1 {
+            println!("query round {round} of {}", args.rounds);
+        }
+        queried &= queries(&args, &users_url, &token, &run_id).await?;
+    }
+    let bulked = if args.bulk > 0 {
+        bulk(&args, &token, &run_id).await?
     } else {
         true
     };
-    Ok(created.errors == 0 && read.errors == 0 && queried)
+    Ok(created.errors == 0 && read.errors == 0 && queried && bulked)
+}
+
+/// The bulk phase: `args.users` more users created through `POST /Bulk`, `args.bulk` per request.
+/// An operation that does not answer 201 is an error.
+async fn bulk(
+    args: &Args,
+    token: &Arc<Option<String>>,
+    run_id: &Arc<String>,
+) -> Result<bool, String> {
+    let per_request = args.bulk;
+    let requests = args.users.div_ceil(per_request);
+    let url = Arc::new(format!("{}/Bulk", args.url));
+    let (tok, rid) = (token.clone(), run_id.clone());
+    let (outcome, _) = run_phase(args, requests, move |client, r| {
+        let (url, tok, run_id) = (url.clone(), tok.clone(), rid.clone());
+        async move {
+            let operations: Vec<Value> = (0..per_request)
+                .map(|j| {
+                    let i = r * per_request + j;
+                    json!({"method": "POST", "path": "/Users", "bulkId": format!("u{j}"), "data": {
+                        "schemas": [USER_SCHEMA],
+                        "userName": format!("bulk-{run_id}-{i:07}"),
+                        "displayName": format!("Bulk User {i}"),
+                        "emails": [{"value": format!("bulk-{run_id}-{i:07}@example.org"), "type": "work"}],
+                    }})
+                })
+                .collect();
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": operations,
+            });
+            let request = client
+                .post(url.as_str())
+                .header(CONTENT_TYPE, SCIM_JSON)
+                .body(body.to_string());
+            let answer = send(request, tok.as_deref()).await?;
+            let failed = answer["Operations"]
+                .as_array()
+                .map_or(per_request, |ops| ops.iter().filter(|o| o["status"] != "201").count());
+            if failed > 0 {
+                return Err(format!("{failed} of {per_request} operations did not answer 201"));
+            }
+            Ok(None)
+        }
+    })
+    .await?;
+    outcome.print("bulk");
+    #[allow(clippy::cast_precision_loss)] // user counts are far below 2^52
+    let users_per_sec = (requests * per_request) as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "bulk: {} users in {per_request}-operation requests, {users_per_sec:.0} users/s",
+        requests * per_request
+    );
+    Ok(outcome.errors == 0)
 }
 
 /// The filter of one query kind for run `run` and user number `i`.

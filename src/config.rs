@@ -75,6 +75,10 @@ pub struct ServeConfig {
     /// Largest page a list request returns (`count` is capped to it).
     #[arg(long, env = "PAGE_SIZE", default_value_t = 100)]
     pub page_size: usize,
+    /// Memory (MiB) the store may use to cache its pages; a ceiling, not a reservation. Reads stay
+    /// fastest while the store file (`DATA_PATH/scimd.redb`) fits: about 2 GB per million users.
+    #[arg(long, env = "STORE_CACHE_MB", default_value_t = 1024)]
+    pub store_cache_mb: usize,
     /// Longest `filter` accepted, in characters (longer: 400 `invalidFilter`).
     #[arg(long, env = "FILTER_MAX_LENGTH", default_value_t = 4096)]
     pub filter_max_length: usize,
@@ -146,6 +150,11 @@ pub enum GroupMembers {
 }
 
 impl ServeConfig {
+    /// STORE_CACHE_MB in bytes.
+    pub fn store_cache_bytes(&self) -> usize {
+        self.store_cache_mb.saturating_mul(1024 * 1024)
+    }
+
     /// BASE_PATH normalised: empty, or `/segment…` without a trailing slash.
     pub fn base_path(&self) -> String {
         let trimmed = self.base_path.trim().trim_matches('/');

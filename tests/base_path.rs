@@ -35,13 +35,28 @@ async fn scim_routes_live_under_base_path() {
     api.list("/Groups").await;
     api.get("/ServiceProviderConfig").await.expect(200);
     api.delete(&format!("/Users/{id}")).await.expect(204);
-    // Filters, the 501s and the 404s work under BASE_PATH too.
+    // Filters, Bulk (its locations too) and the 404s work under BASE_PATH.
     api.get("/Users?filter=userName%20eq%20%22x%22")
         .await
         .expect(200);
-    api.post("/Bulk", &json!({}))
+    let bulk = api
+        .post(
+            "/Bulk",
+            &json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [{"method": "POST", "path": "/Users", "bulkId": "b", "data": {"userName": "in-bulk"}}],
+            }),
+        )
         .await
-        .expect_scim_error(501, None);
+        .expect(200)
+        .json();
+    let location = bulk["Operations"][0]["location"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        location.starts_with(&format!("http://{}/scim/v2/Users/", s.addr())),
+        "{bulk}"
+    );
     api.get("/Nope").await.expect_scim_error(404, None);
 }
 

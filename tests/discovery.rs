@@ -117,7 +117,7 @@ async fn service_provider_config_states_exactly_what_works() {
         )),
         "{c}"
     );
-    for feature in ["filter", "sort"] {
+    for feature in ["filter", "sort", "patch"] {
         assert_eq!(
             c[feature]["supported"],
             json!(true),
@@ -125,13 +125,11 @@ async fn service_provider_config_states_exactly_what_works() {
         );
     }
     assert_eq!(c["filter"]["maxResults"], json!(100), "{c}");
-    for feature in ["patch", "bulk"] {
-        assert_eq!(
-            c[feature]["supported"],
-            json!(false),
-            "{feature} must be unsupported: {c}"
-        );
-    }
+    assert_eq!(
+        c["bulk"],
+        json!({"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576}),
+        "{c}"
+    );
     assert_eq!(c["etag"]["supported"], json!(true), "{c}");
     // `password` is accepted on create and replace (hashed, never returned).
     assert_eq!(c["changePassword"]["supported"], json!(true), "{c}");

@@ -111,7 +111,7 @@ fn open_locally(
     name: &str,
 ) -> anyhow::Result<Option<(Arc<Store>, Runner)>> {
     let backend = backends::by_name(name, &config.projections, data_path)?;
-    match Store::open(data_path, registry) {
+    match Store::open(data_path, registry, config.store_cache_bytes()) {
         Ok(store) => {
             let store = Arc::new(store);
             let runner = Runner::new(

@@ -8,6 +8,17 @@ use serde_json::Value;
 use crate::scim::ScimError;
 use crate::service::ResourceDoc;
 
+/// The answer to a PATCH (RFC 7644 §3.5.2).
+#[derive(ApiResponse)]
+pub enum PatchedResponse {
+    /// The resource as it is now.
+    #[oai(status = 200, content_type = "application/scim+json")]
+    Ok(Json<Value>, #[oai(header = "ETag")] String),
+    /// Applied; a Group answers without its (possibly huge) representation unless asked for one.
+    #[oai(status = 204)]
+    NoContent(#[oai(header = "ETag")] String),
+}
+
 /// The SCIM media type (RFC 7644 §8.1).
 pub const SCIM_JSON: &str = "application/scim+json";
 

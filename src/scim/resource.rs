@@ -193,7 +193,9 @@ pub fn parse_input(
     })
 }
 
-fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, ScimError> {
+/// A Group's `members` as a client sent them: each an object with the member's id in `value` and
+/// an optional `type`. Duplicates are dropped, order kept.
+pub(crate) fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, ScimError> {
     let list = match members {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,

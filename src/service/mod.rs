@@ -1,6 +1,7 @@
 //! Commands (create, replace, delete) turned into store writes, and queries answered from the
 //! read model. The HTTP layer calls only this; it knows nothing of redb.
 
+mod bulk;
 mod cursor;
 mod password;
 
@@ -15,6 +16,7 @@ use cursor::{Cursors, Position};
 
 use crate::scim::filter::plan::{self, Plan};
 use crate::scim::filter::{self, Bound, Filter, Limits, SortKey, Target};
+use crate::scim::patch;
 use crate::scim::resource::{self, GroupView, MemberView};
 use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
@@ -88,20 +90,42 @@ impl Service {
         base: &str,
         view: &Projection,
     ) -> Result<ResourceDoc, ScimError> {
+        let write = self
+            .create_write(rt, body, Uuid::new_v4().to_string())
+            .await?;
+        let outcome = self.store.write(write, ctx).await?;
+        self.written(rt, outcome, base, view)
+    }
+
+    /// A create or replace body, validated, with its password (if any) hashed into the attributes.
+    async fn input(
+        &self,
+        rt: ResourceType,
+        body: Value,
+    ) -> Result<resource::ResourceInput, ScimError> {
         let mut input = resource::parse_input(&self.registry, rt, body)?;
         if let Some(p) = input.password.take() {
             input
                 .attributes
                 .insert("password".into(), json!(password::hash(p).await?));
         }
-        let write = Write::Create {
+        Ok(input)
+    }
+
+    /// The store write that creates `body` as a new `rt` with `id` (password hashed).
+    async fn create_write(
+        &self,
+        rt: ResourceType,
+        body: Value,
+        id: String,
+    ) -> Result<Write, ScimError> {
+        let input = self.input(rt, body).await?;
+        Ok(Write::Create {
             rt,
-            id: Uuid::new_v4().to_string(),
+            id,
             attributes: input.attributes,
             members: input.members,
-        };
-        let outcome = self.store.write(write, ctx).await?;
-        self.written(rt, outcome, base, view)
+        })
     }
 
     /// RFC 7644 §3.5.1: replaces every attribute of a resource.
@@ -116,13 +140,21 @@ impl Service {
         base: &str,
         view: &Projection,
     ) -> Result<ResourceDoc, ScimError> {
-        let mut input = resource::parse_input(&self.registry, rt, body)?;
-        if let Some(p) = input.password.take() {
-            input
-                .attributes
-                .insert("password".into(), json!(password::hash(p).await?));
-        }
-        let write = Write::Replace {
+        let write = self.replace_write(rt, id, body, if_match).await?;
+        let outcome = self.store.write(write, ctx).await?;
+        self.written(rt, outcome, base, view)
+    }
+
+    /// The store write that replaces resource `id` with `body` (password hashed).
+    async fn replace_write(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        body: Value,
+        if_match: Option<String>,
+    ) -> Result<Write, ScimError> {
+        let input = self.input(rt, body).await?;
+        Ok(Write::Replace {
             rt,
             id: id.to_owned(),
             if_match,
@@ -132,9 +164,57 @@ impl Service {
             members: input
                 .members
                 .or_else(|| (rt == ResourceType::Group).then(Vec::new)),
-        };
+        })
+    }
+
+    /// RFC 7644 §3.5.2: applies a PatchOp body to a resource, atomically, as one new version.
+    /// `with_members` asks for a Group's members in the answer (read only then).
+    #[allow(clippy::too_many_arguments)] // the request's parts, each used once
+    pub async fn patch(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        body: Value,
+        if_match: Option<String>,
+        ctx: WriteContext,
+        base: &str,
+        view: &Projection,
+    ) -> Result<ResourceDoc, ScimError> {
+        let operations = patch::parse(body)?;
+        let view = &view
+            .clone()
+            .with_specified(patch::named_attributes(&operations));
+        let with_members = rt == ResourceType::Group && view.shows(&self.registry, rt, "members");
+        let write = self
+            .patch_write(rt, id, operations, if_match, with_members)
+            .await?;
         let outcome = self.store.write(write, ctx).await?;
         self.written(rt, outcome, base, view)
+    }
+
+    /// The store write that applies `operations` to resource `id` (passwords hashed first).
+    async fn patch_write(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        mut operations: Vec<patch::Operation>,
+        if_match: Option<String>,
+        with_members: bool,
+    ) -> Result<Write, ScimError> {
+        if rt == ResourceType::User {
+            for secret in patch::passwords(&mut operations) {
+                let clear = std::mem::take(secret);
+                *secret = password::hash(clear).await?;
+            }
+        }
+        Ok(Write::Patch {
+            rt,
+            id: id.to_owned(),
+            if_match,
+            operations,
+            limits: self.limits,
+            with_members,
+        })
     }
 
     /// RFC 7644 §3.6: deletes a resource (and removes it from every group).
@@ -576,9 +656,9 @@ impl Service {
                 Ok(self.doc(rt, &id, resource, related, base, view))
             }
             // The writer answers a create or replace with the resource; anything else is a bug there.
-            Outcome::Deleted | Outcome::Checkpointed => Err(ScimError::unavailable(
-                "the store gave an unexpected answer; retry the request",
-            )),
+            Outcome::Deleted | Outcome::Checkpointed | Outcome::Bulk(_) => Err(
+                ScimError::unavailable("the store gave an unexpected answer; retry the request"),
+            ),
         }
     }
 }

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
-pub use writer::{Outcome, Write, WriteContext};
+pub use writer::{BulkWrite, Outcome, Write, WriteContext};
 
 use crate::scim::ScimError;
 use crate::scim::schema::Registry;
@@ -116,14 +116,22 @@ impl Store {
     /// Opens (creating if needed) the store under `data_path`, takes the exclusive lock and starts
     /// the writer task.
     /// `registry` decides which values the uniqueness index holds and which attributes are immutable.
-    pub fn open(data_path: &Path, registry: Arc<Registry>) -> Result<Store, StoreError> {
+    /// redb caches up to `cache_bytes` of its pages.
+    pub fn open(
+        data_path: &Path,
+        registry: Arc<Registry>,
+        cache_bytes: usize,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_path).map_err(|source| StoreError::Io {
             path: data_path.to_owned(),
             source,
         })?;
         let lock = lock(data_path)?;
-        let path = data_path.join(DB_FILE);
-        let db = open_writable(&path)?;
+        let file = DbFile {
+            path: data_path.join(DB_FILE),
+            cache_bytes,
+        };
+        let db = file.open_writable()?;
         let position = writer::initialise(&db, &registry)?;
         let db: SharedDb = Arc::new(RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
@@ -132,7 +140,7 @@ impl Store {
         writer::spawn(
             db.clone(),
             registry,
-            path,
+            file,
             rx,
             committed_tx,
             commits.clone(),
@@ -204,15 +212,31 @@ impl Store {
     }
 }
 
-fn open_writable(path: &Path) -> Result<Database, StoreError> {
-    redb::Builder::new()
-        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-        .create(path)
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })
+/// The store's database file and how much memory redb may use to cache its pages.
+#[derive(Debug, Clone)]
+pub(crate) struct DbFile {
+    path: PathBuf,
+    /// A ceiling, not a reservation: pages are cached as they are read. Reads of a store larger
+    /// than the cache go to the OS for their pages, which costs more the larger the store.
+    cache_bytes: usize,
 }
+
+impl DbFile {
+    /// Opens the database for writing, creating it if needed (and repairing it after a crash).
+    fn open_writable(&self) -> Result<Database, StoreError> {
+        redb::Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)
+            .map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// The cache ceiling of a store opened only to be repaired (redb's own default).
+const DEFAULT_CACHE_BYTES: usize = 1024 * 1024 * 1024;
 
 /// A read-only handle on a store, for `scimd log …`: works whether or not a `scimd serve` is running
 /// on the same `DATA_PATH`, and sees what it has committed.
@@ -234,7 +258,11 @@ impl StoreReader {
         let db = match open() {
             Err(redb::DatabaseError::RepairAborted) => {
                 let lock = lock(data_path)?;
-                drop(open_writable(&path)?);
+                let file = DbFile {
+                    path: path.clone(),
+                    cache_bytes: DEFAULT_CACHE_BYTES,
+                };
+                drop(file.open_writable()?);
                 drop(lock);
                 open()
             }

@@ -678,6 +678,10 @@ impl Api {
         send(self.request_json(Method::PUT, path, body)).await
     }
 
+    pub async fn patch(&self, path: &str, body: &Value) -> Resp {
+        send(self.request_json(Method::PATCH, path, body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Resp {
         send(self.request(Method::DELETE, path)).await
     }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::number::Decimal;
 use super::{AttrPath, Filter, FilterError, Literal, Op};
+use crate::scim::get_ci;
 use crate::scim::schema::{Attribute, AttributeType, ResourceSchemas};
 
 /// The common attributes of every resource (RFC 7643 §3.1), which no schema lists.
@@ -390,15 +391,6 @@ fn common_attribute(text: &str) -> Option<Option<(Target, &'static Attribute)>> 
         },
         attr,
     )))
-}
-
-/// `map[key]`, the key matched exactly or else case-insensitively.
-fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    map.get(key).or_else(|| {
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
 }
 
 fn elements(v: &Value) -> Vec<&Value> {

@@ -32,6 +32,9 @@ struct Path {
 pub struct Projection {
     attributes: Vec<String>,
     excluded: Vec<String>,
+    /// Paths the client specified in a write (RFC 7643 §7: `returned: request` attributes are
+    /// returned "in response to any PUT, POST, or PATCH operations if the attribute was specified").
+    specified: Vec<String>,
 }
 
 impl Projection {
@@ -48,7 +51,15 @@ impl Projection {
         Projection {
             attributes: split(attributes),
             excluded: split(excluded),
+            specified: Vec::new(),
         }
+    }
+
+    /// This projection, also showing the `returned: request` attributes among `paths` (those a
+    /// write specified).
+    pub fn with_specified(mut self, paths: Vec<String>) -> Projection {
+        self.specified = paths;
+        self
     }
 
     /// Whether the core attribute `name` of `rt` can appear in the response at all: lets the caller
@@ -61,9 +72,15 @@ impl Projection {
             .filter_map(|p| resolve(s, p))
             .collect();
         let excluded: Vec<Path> = self.excluded.iter().filter_map(|p| resolve(s, p)).collect();
+        let specified: Vec<Path> = self
+            .specified
+            .iter()
+            .filter_map(|p| resolve(s, p))
+            .collect();
         let view = View {
             attributes: &attributes,
             excluded: &excluded,
+            specified: &specified,
             only: !self.attributes.is_empty(),
         };
         view.attribute(None, name, s.core.attribute(name), Value::Null)
@@ -83,9 +100,15 @@ impl Projection {
             .filter_map(|p| resolve(s, p))
             .collect();
         let excluded: Vec<Path> = self.excluded.iter().filter_map(|p| resolve(s, p)).collect();
+        let specified: Vec<Path> = self
+            .specified
+            .iter()
+            .filter_map(|p| resolve(s, p))
+            .collect();
         let view = View {
             attributes: &attributes,
             excluded: &excluded,
+            specified: &specified,
             only: !self.attributes.is_empty(),
         };
         let mut out = Map::new();
@@ -135,6 +158,7 @@ impl Projection {
 struct View<'a> {
     attributes: &'a [Path],
     excluded: &'a [Path],
+    specified: &'a [Path],
     only: bool,
 }
 
@@ -171,7 +195,11 @@ impl View<'_> {
         let show = match returned {
             Returned::Never => false,
             Returned::Always => true,
-            Returned::Request => named || !named_subs.is_empty(),
+            Returned::Request => {
+                named
+                    || !named_subs.is_empty()
+                    || self.specified.iter().any(|p| on(p) || whole_ext(p))
+            }
             Returned::Default if self.only => {
                 named || !named_subs.is_empty() || self.attributes.iter().any(whole_ext)
             }

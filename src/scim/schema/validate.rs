@@ -194,7 +194,7 @@ fn required_present(attr: &Attribute, label: &str, value: Option<&Value>) -> Res
 }
 
 /// One attribute's value, checked and normalised; `None` when it carries no value or is readOnly.
-fn attribute_value(
+pub(crate) fn attribute_value(
     attr: &Attribute,
     label: &str,
     value: Value,

@@ -1,0 +1,190 @@
+//! Bulk (RFC 7644 §3.7): a BulkRequest turned into one store write whose operations are applied in
+//! order in one transaction (one fsync for the lot), each succeeding or failing on its own.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::Service;
+use crate::scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, Target};
+use crate::scim::{ScimError, etag, patch};
+use crate::store::{BulkWrite, Outcome, Write, WriteContext};
+
+/// What the answer to one operation echoes of it.
+struct Echo {
+    method: String,
+    bulk_id: Option<String>,
+    /// The resource's URL path below the base, once known.
+    path: Option<String>,
+}
+
+impl Service {
+    /// Runs a BulkRequest and answers its BulkResponse. Operations referring to others by bulkId
+    /// run after them; the answer lists the operations in request order, without those not
+    /// attempted once `failOnErrors` was reached. `base` prefixes each `location`.
+    pub async fn bulk(
+        &self,
+        body: Value,
+        ctx: WriteContext,
+        base: &str,
+    ) -> Result<Value, ScimError> {
+        let request = bulk::parse(body)?;
+        let mut ops = request.operations;
+        // Ids are assigned before anything runs, so a reference resolves to the id its POST will
+        // create; whether that POST succeeded is checked by the writer, in order.
+        let new_ids: Vec<Option<String>> = ops
+            .iter()
+            .map(|op| {
+                matches!(op.parsed, Ok((Method::Post, _))).then(|| Uuid::new_v4().to_string())
+            })
+            .collect();
+        let plan = bulk::plan(&ops, &new_ids);
+        let mut ids: HashMap<String, String> = HashMap::new();
+        for (op, id) in ops.iter().zip(&new_ids) {
+            if let (Some(b), Some(id)) = (&op.bulk_id, id) {
+                ids.entry(b.clone()).or_insert_with(|| id.clone());
+            }
+        }
+        let mut turn = vec![0; ops.len()];
+        for (t, &i) in plan.order.iter().enumerate() {
+            turn[i] = t;
+        }
+        let mut echoes: Vec<Echo> = Vec::with_capacity(ops.len());
+        let mut writes: Vec<BulkWrite> = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter_mut().enumerate() {
+            let target = op
+                .parsed
+                .as_ref()
+                .ok()
+                .map(|(_, t)| resolved(t, &new_ids[i], &ids));
+            echoes.push(Echo {
+                method: op.method_text.clone(),
+                bulk_id: op.bulk_id.clone(),
+                path: target
+                    .as_ref()
+                    .and_then(|(rt, id)| id.as_ref().map(|id| format!("/{}/{id}", rt.endpoint()))),
+            });
+        }
+        // Built concurrently: password hashing is the slow part, and it is bounded per core.
+        let built = futures::future::join_all(plan.order.iter().map(|&i| {
+            let op = &mut ops[i];
+            let (parsed, version, data) = (op.parsed.clone(), op.version.clone(), op.data.take());
+            let refused = plan.refused[i].clone();
+            let (new_id, ids) = (&new_ids[i], &ids);
+            async move {
+                match refused {
+                    Some(refused) => Err(refused),
+                    None => self.bulk_write(parsed, version, data, new_id, ids).await,
+                }
+            }
+        }))
+        .await;
+        for (&i, write) in plan.order.iter().zip(built) {
+            writes.push(BulkWrite {
+                write,
+                after: plan.refers_to[i].iter().map(|&j| turn[j]).collect(),
+            });
+        }
+        let outcome = self
+            .store
+            .write(
+                Write::Bulk {
+                    operations: writes,
+                    fail_on_errors: request.fail_on_errors,
+                },
+                ctx,
+            )
+            .await?;
+        let Outcome::Bulk(results) = outcome else {
+            return Err(ScimError::unavailable(
+                "the store gave an unexpected answer; retry the request",
+            ));
+        };
+        let mut answers: Vec<Option<Value>> = vec![None; echoes.len()];
+        for (t, result) in results.into_iter().enumerate() {
+            let i = plan.order[t];
+            if let (Some(result), Some(echo)) = (result, echoes.get(i)) {
+                answers[i] = Some(answer(echo, result, base));
+            }
+        }
+        Ok(json!({
+            "schemas": [BULK_RESPONSE_SCHEMA],
+            "Operations": answers.into_iter().flatten().collect::<Vec<_>>(),
+        }))
+    }
+
+    /// The store write for one operation, its bulkId references replaced by ids.
+    async fn bulk_write(
+        &self,
+        parsed: Result<(Method, Target), ScimError>,
+        if_match: Option<String>,
+        mut data: Option<Value>,
+        new_id: &Option<String>,
+        ids: &HashMap<String, String>,
+    ) -> Result<Write, ScimError> {
+        let (method, target) = parsed?;
+        let (rt, id) = resolved(&target, new_id, ids);
+        let id = id.unwrap_or_default();
+        if let Some(d) = &mut data {
+            bulk::resolve(d, ids);
+        }
+        let data = || {
+            data.ok_or_else(|| {
+                ScimError::invalid_value(format!("a {} operation needs data", method.as_str()))
+            })
+        };
+        match method {
+            Method::Post => self.create_write(rt, data()?, id).await,
+            Method::Put => self.replace_write(rt, &id, data()?, if_match).await,
+            Method::Patch => {
+                let operations = patch::parse(data()?)?;
+                self.patch_write(rt, &id, operations, if_match, false).await
+            }
+            Method::Delete => Ok(Write::Delete { rt, id, if_match }),
+        }
+    }
+}
+
+/// The resource type and id an operation acts on: the new id for a POST, the id a `bulkId:` path
+/// stands for, or the path's id.
+fn resolved(
+    target: &Target,
+    new_id: &Option<String>,
+    ids: &HashMap<String, String>,
+) -> (crate::scim::ResourceType, Option<String>) {
+    let id = match &target.id {
+        Some(id) => Some(bulk::resolve_str(id, ids).unwrap_or_else(|| id.clone())),
+        None => new_id.clone(),
+    };
+    (target.rt, id)
+}
+
+/// One entry of the BulkResponse (RFC 7644 §3.7.3); statuses are strings, as in the RFC's examples.
+fn answer(echo: &Echo, result: Result<Outcome, ScimError>, base: &str) -> Value {
+    let mut entry = json!({"method": echo.method});
+    if let Some(b) = &echo.bulk_id {
+        entry["bulkId"] = json!(b);
+    }
+    match result {
+        Ok(outcome) => {
+            let status = match (&outcome, echo.method.to_ascii_uppercase().as_str()) {
+                (Outcome::Deleted, _) => "204",
+                (_, "POST") => "201",
+                _ => "200",
+            };
+            entry["status"] = json!(status);
+            if let Some(path) = &echo.path {
+                entry["location"] = json!(format!("{base}{path}"));
+            }
+            if let Outcome::Resource { resource, .. } = &outcome {
+                entry["version"] = json!(etag::format(resource.meta.version));
+            }
+        }
+        Err(e) => {
+            entry["status"] = json!(e.status.to_string());
+            entry["response"] = e.to_body();
+        }
+    }
+    entry
+}
