@@ -312,7 +312,7 @@ async fn run(args: Args) -> Result<bool, String> {
         if args.rounds > 1 {
             println!("query round {round} of {}", args.rounds);
         }
-        queried &= queries(&args, &users_url, &token, &run_id).await?;
+        queried &= queries(&args, &users_url, &token, &run_id, round).await?;
     }
     let bulked = if args.bulk > 0 {
         bulk(&args, &token, &run_id).await?
@@ -386,13 +386,15 @@ async fn queries(
     users_url: &Arc<String>,
     token: &Arc<Option<String>>,
     run_id: &Arc<String>,
+    round: usize,
 ) -> Result<bool, String> {
     // `meta.lastModified gt T` must select few users: T is taken just before the last 10 are created.
     let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let client = reqwest::Client::new();
     for i in 0..10 {
-        let user = json!({"schemas": [USER_SCHEMA], "userName": format!("late-{run_id}-{i}")});
+        let user =
+            json!({"schemas": [USER_SCHEMA], "userName": format!("late-{run_id}-{round}-{i}")});
         let request = client
             .post(users_url.as_str())
             .header(CONTENT_TYPE, SCIM_JSON)
