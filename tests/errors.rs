@@ -266,7 +266,7 @@ async fn get_of_an_unknown_id_is_404_with_a_scim_body() {
         .expect_scim_error(404, None);
 }
 
-/// A sweep of hostile or odd requests: each must get a 4xx SCIM error (or a success), never a 5xx
+/// A sweep of hostile or odd requests: each must get a 4xx SCIM error (or a success), never a 5xx,
 /// and the server must keep serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_a_client_sends_causes_a_500() {
