@@ -113,14 +113,6 @@ impl ScimError {
         )
     }
 
-    /// 501: a feature that this build of scimd does not implement yet.
-    pub fn not_implemented(feature: &str) -> Self {
-        Self::new(
-            501,
-            format!("{feature} is not supported yet (see /ServiceProviderConfig)"),
-        )
-    }
-
     /// 503: the store could not confirm the write; its outcome is unknown and the client should retry.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(503, detail)
