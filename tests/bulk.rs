@@ -145,6 +145,9 @@ async fn version_acts_as_if_match_for_that_operation_only() {
     let statuses: Vec<&str> = answers.iter().map(status).collect();
     assert_eq!(statuses, ["412", "200", "412"], "{answers:?}");
     assert_eq!(answers[0]["response"]["status"], "412", "{answers:?}");
+    // RFC 7644 §3.7.3: a failed operation other than a POST still says where.
+    assert_eq!(answers[0]["location"], json!(s.url(&format!("/Users/{a}"))));
+    assert_eq!(answers[2]["location"], json!(s.url(&format!("/Users/{a}"))));
     assert!(api.user(&a).await.get("title").is_none());
     assert_eq!(api.user(&b).await["title"], "y");
 }
@@ -322,6 +325,16 @@ async fn request_level_errors_change_nothing() {
     api.post("/Bulk", &bulk(json!(heavy)))
         .await
         .expect_scim_error(413, None);
+    let lower = api
+        .post(
+            "/Bulk",
+            &json!({"schemas": [BULK_REQUEST.to_ascii_lowercase()], "Operations": []}),
+        )
+        .await;
+    assert_eq!(
+        lower.status, 200,
+        "schema URNs compare case-insensitively: {lower:?}"
+    );
     api.post("/Bulk", &json!({"Operations": [post(1)]}))
         .await
         .expect_scim_error(400, Some("invalidSyntax"));

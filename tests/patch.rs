@@ -444,6 +444,31 @@ async fn members_are_added_and_removed_by_value_filter() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_member_value_filter_ignores_case_as_queries_do() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let u = id_of(&api.create_user_named("member").await);
+    let g = id_of(
+        &api.create_group(json!({"displayName": "G", "members": [{"value": u}]}))
+            .await,
+    );
+    let upper = u.to_ascii_uppercase();
+    let found = api
+        .list(&format!(
+            "/Groups?filter=members.value%20eq%20%22{upper}%22"
+        ))
+        .await;
+    assert_eq!(found["totalResults"], 1, "{found}");
+    api.patch(
+        &format!("/Groups/{g}"),
+        &ops(json!([{"op": "remove", "path": format!("members[value eq \"{upper}\"]")}])),
+    )
+    .await
+    .expect(204);
+    assert!(member_ids(&api.group(&g).await).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn habit_entra_member_removal_removes_only_those_members() {
     let s = Scimd::start_default().await;
     let api = s.client();
@@ -499,11 +524,106 @@ async fn a_patched_password_is_stored_hashed_and_never_returned() {
         .expect(200)
         .json();
     assert!(u.get("password").is_none());
-    let out = s.cli(&["log", "show"]).await;
-    assert!(
-        !out.stdout.contains("s3cret!"),
-        "clear-text password in the log"
+    assert_log_holds_only_hashes(&s, &["s3cret!"]).await;
+}
+
+/// The log has password hashes and none of `secrets` in clear.
+async fn assert_log_holds_only_hashes(s: &Scimd, secrets: &[&str]) {
+    let out = s.cli(&["log", "tail"]).await.success();
+    for secret in secrets {
+        assert!(
+            !out.stdout.contains(secret),
+            "clear-text password in the log"
+        );
+    }
+    assert!(out.stdout.contains("$argon2id$"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_inside_the_core_schema_urn_is_stored_hashed() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let id = barbara(&api).await;
+    let path = format!("/Users/{id}");
+    api.patch(
+        &path,
+        &ops(json!([{"op": "replace", "value": {USER_SCHEMA: {"displayName": "D", "password": "wrapped-1"}}}])),
+    )
+    .await
+    .expect(200);
+    api.patch(
+        &path,
+        &ops(json!([{"op": "replace", "path": USER_SCHEMA, "value": {"password": "wrapped-2"}}])),
+    )
+    .await
+    .expect(200);
+    assert_log_holds_only_hashes(&s, &["wrapped-1", "wrapped-2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn re_adding_the_primary_value_changes_nothing() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let id = barbara(&api).await;
+    let path = format!("/Users/{id}");
+    let before = api.user(&id).await;
+    let again = before["emails"].clone();
+    let u = api
+        .patch(
+            &path,
+            &ops(json!([{"op": "add", "path": "emails", "value": again}])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(u["emails"], before["emails"], "{u}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_on_a_value_path_keeps_the_sub_attributes_it_does_not_give() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let id = barbara(&api).await;
+    let u = api
+        .patch(
+            &format!("/Users/{id}"),
+            &ops(json!([{"op": "add", "path": "emails[type eq \"home\"]", "value": {"display": "Home"}}])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        u["emails"],
+        json!([{"value": "b@home.example", "type": "home", "primary": true, "display": "Home"}])
     );
+    // `replace` of a value path replaces the matching values whole.
+    let u = api
+        .patch(
+            &format!("/Users/{id}"),
+            &ops(json!([{"op": "replace", "path": "emails[type eq \"home\"]", "value": {"value": "new@home.example", "type": "home"}}])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        u["emails"],
+        json!([{"value": "new@home.example", "type": "home"}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_core_schema_is_invalid_path_and_changes_nothing() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let id = barbara(&api).await;
+    let before = api.user(&id).await;
+    api.patch(
+        &format!("/Users/{id}"),
+        &ops(json!([{"op": "remove", "path": USER_SCHEMA}])),
+    )
+    .await
+    .expect_scim_error(400, Some("invalidPath"));
+    assert_eq!(api.user(&id).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

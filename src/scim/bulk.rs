@@ -94,7 +94,12 @@ pub fn parse(body: Value) -> Result<BulkRequest, ScimError> {
     };
     let is_bulk = get_ci(&body, "schemas")
         .and_then(Value::as_array)
-        .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(BULK_REQUEST_SCHEMA)));
+        .is_some_and(|s| {
+            s.iter().any(|u| {
+                u.as_str()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(BULK_REQUEST_SCHEMA))
+            })
+        });
     if !is_bulk {
         return Err(ScimError::invalid_syntax(format!(
             "a BulkRequest must list {BULK_REQUEST_SCHEMA} in schemas"

@@ -20,6 +20,7 @@
 //!   (Entra's `emails[type eq "work"].value`);
 //! - `replace` of `members` with an empty array empties the group.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
@@ -146,32 +147,53 @@ fn operation(item: &Value) -> Result<Operation, ScimError> {
     Ok(Operation { op, path, value })
 }
 
-/// The clear-text passwords `ops` set (path `password`, or a `password` key of a path-less value),
-/// for the caller to hash before [`apply`] stores them.
+/// The clear-text passwords `ops` set, for the caller to hash before [`apply`] stores them: path
+/// `password`, a `password` key of a path-less value, and either inside the core schema's URN (path
+/// `urn:…:core:2.0:User` with an object value, or that URN as a key of a path-less value).
 pub fn passwords(ops: &mut [Operation]) -> Vec<&mut String> {
-    let is_password = |p: &str| {
-        p.eq_ignore_ascii_case("password")
-            || p.eq_ignore_ascii_case("urn:ietf:params:scim:schemas:core:2.0:User:password")
-    };
     let mut out = Vec::new();
     for Operation { op, path, value } in ops.iter_mut() {
         if *op == OpKind::Remove {
             continue;
         }
         let named = path.as_deref().is_some_and(is_password);
-        match (path.is_some(), named, value) {
-            (true, true, Some(Value::String(secret))) => out.push(secret),
-            (false, _, Some(Value::Object(fields))) => {
-                for (k, v) in fields.iter_mut() {
-                    if let (true, Value::String(secret)) = (is_password(k), v) {
-                        out.push(secret);
-                    }
-                }
+        let core = path
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(CORE_USER));
+        let pathless = path.is_none();
+        match value {
+            Some(Value::String(secret)) if named => out.push(secret),
+            Some(Value::Object(fields)) if core || pathless => {
+                password_fields(fields, pathless, &mut out);
             }
             _ => {}
         }
     }
     out
+}
+
+const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+
+fn is_password(p: &str) -> bool {
+    p.eq_ignore_ascii_case("password")
+        || p.eq_ignore_ascii_case("urn:ietf:params:scim:schemas:core:2.0:User:password")
+}
+
+/// The `password` keys of `fields` (and, `wrapped` allowing, of an object under the core URN).
+fn password_fields<'v>(
+    fields: &'v mut Map<String, Value>,
+    wrapped: bool,
+    out: &mut Vec<&'v mut String>,
+) {
+    for (k, v) in fields.iter_mut() {
+        match v {
+            Value::String(secret) if is_password(k) => out.push(secret),
+            Value::Object(inner) if wrapped && k.eq_ignore_ascii_case(CORE_USER) => {
+                password_fields(inner, false, out);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Applies `ops` in order to `current` (a resource's stored attributes) and validates the result as
@@ -196,6 +218,16 @@ pub fn apply(
     }
     let mut attributes = validate::normalise(registry, rt, Value::Object(engine.doc))?;
     validate::check_replace(registry, rt, current, &mut attributes)?;
+    // The last line of defence for [`passwords`]: a new password that is not a hash was reached
+    // by a form it does not know, and must not be stored.
+    let password = attributes.get("password");
+    if password != current.get("password")
+        && password.is_some_and(|p| !p.as_str().is_some_and(|p| p.starts_with("$argon2")))
+    {
+        return Err(ScimError::invalid_value(
+            "password: set it with path \"password\" or a path-less value's \"password\" key",
+        ));
+    }
     Ok(Patched {
         attributes,
         members: engine.members,
@@ -435,7 +467,17 @@ impl<'a> Engine<'a> {
             return Ok(());
         }
         let Some(attr) = path.attr else {
-            // A whole extension, unless it holds a set immutable attribute.
+            // A whole extension, unless it holds a set immutable attribute. The core schema is
+            // not an extension: its required attributes cannot go.
+            if path
+                .ext
+                .is_some_and(|e| e.id.eq_ignore_ascii_case(&self.s.core.id))
+            {
+                return Err(invalid_path(format!(
+                    "{}: the core schema cannot be removed; name its attributes",
+                    path.text
+                )));
+            }
             if let Some(ext) = path.ext {
                 let before = self.current.get(&ext.id).and_then(Value::as_object);
                 let fixed = ext.attributes.iter().find(|a| {
@@ -569,14 +611,13 @@ fn set_at(
                 (OpKind::Add, Some(Value::Array(old))) => old,
                 _ => Vec::new(),
             };
-            if new.iter().any(is_primary) {
+            // Values already there are skipped before `primary` is cleared, so re-adding the
+            // primary value (an IdP's retry) changes nothing.
+            let fresh = without_present(&items, new);
+            if fresh.iter().any(is_primary) {
                 clear_primary(&mut items);
             }
-            for v in new {
-                if !items.contains(&v) {
-                    items.push(v);
-                }
-            }
+            items.extend(fresh);
             if !items.is_empty() {
                 container.insert(attr.name.clone(), Value::Array(items));
             }
@@ -632,6 +673,24 @@ fn set_at(
         }
     }
     Ok(())
+}
+
+/// The values of `new` not already in `items` (nor earlier in `new`). A few values are compared
+/// directly; many are looked up by their JSON text, so a large add costs O(n), not O(n²).
+fn without_present(items: &[Value], new: Vec<Value>) -> Vec<Value> {
+    if new.len() <= 8 {
+        let mut fresh: Vec<Value> = Vec::with_capacity(new.len());
+        for v in new {
+            if !items.contains(&v) && !fresh.contains(&v) {
+                fresh.push(v);
+            }
+        }
+        return fresh;
+    }
+    let mut seen: HashSet<String> = items.iter().map(Value::to_string).collect();
+    new.into_iter()
+        .filter(|v| seen.insert(v.to_string()))
+        .collect()
 }
 
 /// `add`/`replace` on `attr[filter]` or `attr[filter].sub`.
@@ -691,10 +750,13 @@ fn set_matching(
         let Some(item) = items.get_mut(i) else {
             continue;
         };
-        match (sub, item) {
-            (Some(_), Value::Object(o)) => o.extend(fields.clone()),
-            (None, item) => *item = Value::Object(fields.clone()),
-            (Some(_), item) => *item = Value::Object(fields.clone()),
+        match (sub, kind, item) {
+            // `add` sets the sub-attributes it is given; `replace` of `attr[filter]` replaces
+            // the matching values whole (§3.5.2.3).
+            (Some(_), _, Value::Object(o)) | (None, OpKind::Add, Value::Object(o)) => {
+                o.extend(fields.clone());
+            }
+            (_, _, item) => *item = Value::Object(fields.clone()),
         }
     }
     Ok(())
@@ -717,7 +779,11 @@ fn value_ids(filter: &Bound) -> Option<Vec<String>> {
             target,
             op: filter::Op::Eq,
             test: Test::Str { raw, .. },
-        } if target.attr == "value" && target.sub.is_none() => Some(vec![raw.clone()]),
+        } if target.attr == "value" && target.sub.is_none() => {
+            // Ids are lowercase UUIDs and `members.value` is not caseExact: the filter matches
+            // whatever case the client used, as it does in a query.
+            Some(vec![raw.to_ascii_lowercase()])
+        }
         Bound::Or(a, b) => {
             let mut ids = value_ids(a)?;
             ids.extend(value_ids(b)?);

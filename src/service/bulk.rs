@@ -183,6 +183,10 @@ fn answer(echo: &Echo, result: Result<Outcome, ScimError>, base: &str) -> Value 
         }
         Err(e) => {
             entry["status"] = json!(e.status.to_string());
+            // RFC 7644 §3.7.3: `location` is required except for a failed POST.
+            if let (false, Some(path)) = (echo.method.eq_ignore_ascii_case("POST"), &echo.path) {
+                entry["location"] = json!(format!("{base}{path}"));
+            }
             entry["response"] = e.to_body();
         }
     }

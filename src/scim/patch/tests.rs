@@ -305,3 +305,46 @@ fn named_attributes_lists_paths_without_filters_and_pathless_keys() {
     .unwrap();
     assert_eq!(named_attributes(&ops), vec!["emails", "displayName"]);
 }
+
+#[test]
+fn passwords_are_found_in_every_form_a_patch_can_set_them() {
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "replace", "path": "password", "value": "a"},
+        {"op": "replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User:password", "value": "b"},
+        {"op": "replace", "value": {"password": "c", "urn:ietf:params:scim:schemas:core:2.0:User:password": "d"}},
+        {"op": "replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User", "value": {"PASSWORD": "e"}},
+        {"op": "replace", "value": {"urn:ietf:params:scim:schemas:core:2.0:User": {"password": "f"}}},
+        {"op": "replace", "path": "title", "value": "not a password"},
+    ]});
+    let mut ops = parse(body).expect("a PatchOp");
+    let mut found: Vec<String> = passwords(&mut ops).into_iter().map(|p| p.clone()).collect();
+    found.sort();
+    assert_eq!(found, ["a", "b", "c", "d", "e", "f"]);
+}
+
+#[test]
+fn a_password_that_was_not_hashed_is_refused_rather_than_stored() {
+    let e = patch_user(json!([{"op": "replace", "path": "password", "value": "clear"}]))
+        .expect_err("a clear-text password must not reach the store");
+    assert_eq!(e.status, 400);
+    let ok =
+        patch_user(json!([{"op": "replace", "path": "password", "value": "$argon2id$v=19$x"}]))
+            .expect("a hash is stored");
+    assert_eq!(ok["password"], "$argon2id$v=19$x");
+}
+
+#[test]
+fn adding_many_values_at_once_skips_those_already_there() {
+    let values: Vec<Value> = (0..100)
+        .map(|i| json!({"value": format!("{i}@example.org")}))
+        .collect();
+    let once = patch_user(json!([{"op": "add", "path": "emails", "value": values.clone()}]))
+        .expect("added");
+    let mut twice_ops = values.clone();
+    twice_ops.extend(values);
+    let twice =
+        patch_user(json!([{"op": "add", "path": "emails", "value": twice_ops}])).expect("added");
+    assert_eq!(once["emails"], twice["emails"]);
+    let before = user()["emails"].as_array().map_or(0, Vec::len);
+    assert_eq!(once["emails"].as_array().map(Vec::len), Some(before + 100));
+}
