@@ -525,3 +525,25 @@ async fn no_patch_or_bulk_body_causes_a_500_or_a_change() {
     assert_eq!(api.group(&g).await, group_before);
     assert_eq!(api.list("/Users").await["totalResults"], 1);
 }
+
+/// RFC 7644 §3.11: a server without `/Me` SHOULD answer 501. An API key is not a User.
+#[tokio::test(flavor = "multi_thread")]
+async fn me_answers_501_for_every_method_and_401_without_a_key() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    for method in [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ] {
+        let r = common::send(api.request_json(method.clone(), "/Me", &json!({}))).await;
+        let e = r.expect_scim_error(501, None);
+        assert!(
+            e["detail"].as_str().is_some_and(|d| d.contains("/Me")),
+            "{method}: {e}"
+        );
+    }
+    s.anonymous().get("/Me").await.expect_scim_error(401, None);
+}

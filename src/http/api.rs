@@ -583,6 +583,37 @@ impl ScimApi {
         Ok(DocumentResponse::Ok(Json(answer)))
     }
 
+    /// `/Me` (RFC 7644 §3.11): 501. An API key authenticates a client, not a User, so there is no
+    /// "me" to alias; the RFC asks for 501 from a server without the feature.
+    #[oai(path = "/Me", method = "get", tag = "Tag::Users")]
+    async fn get_me(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(no_me())
+    }
+
+    /// `/Me`: 501, as for GET.
+    #[oai(path = "/Me", method = "post", tag = "Tag::Users")]
+    async fn post_me(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(no_me())
+    }
+
+    /// `/Me`: 501, as for GET.
+    #[oai(path = "/Me", method = "put", tag = "Tag::Users")]
+    async fn put_me(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(no_me())
+    }
+
+    /// `/Me`: 501, as for GET.
+    #[oai(path = "/Me", method = "patch", tag = "Tag::Users")]
+    async fn patch_me(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(no_me())
+    }
+
+    /// `/Me`: 501, as for GET.
+    #[oai(path = "/Me", method = "delete", tag = "Tag::Users")]
+    async fn delete_me(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        Err(no_me())
+    }
+
     /// What this server supports (RFC 7643 §5), stated exactly: features not built yet say
     /// `supported: false`. Readable without a key, like the earlier server's discovery endpoints.
     #[oai(
@@ -773,6 +804,15 @@ impl ScimApi {
 }
 
 /// A ListResponse (RFC 7644 §3.4.2) holding every one of `resources`.
+/// The answer to every `/Me` request.
+fn no_me() -> ErrorResponse {
+    ScimError::new(
+        501,
+        "/Me is not supported: an API key authenticates a client, not a User (RFC 7644 §3.11)",
+    )
+    .into()
+}
+
 fn list_response(resources: Vec<Value>) -> Value {
     json!({
         "schemas": [LIST_RESPONSE_SCHEMA],
