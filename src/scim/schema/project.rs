@@ -62,21 +62,21 @@ impl Projection {
         self
     }
 
+    /// The request's `attributes`, `excludedAttributes` and specified paths, resolved against `s`.
+    fn resolved(&self, s: &ResourceSchemas) -> [Vec<Path>; 3] {
+        let all = |paths: &[String]| paths.iter().filter_map(|p| resolve(s, p)).collect();
+        [
+            all(&self.attributes),
+            all(&self.excluded),
+            all(&self.specified),
+        ]
+    }
+
     /// Whether the core attribute `name` of `rt` can appear in the response at all: lets the caller
     /// skip computing it (a Group's members with `excludedAttributes=members`).
     pub fn shows(&self, registry: &Registry, rt: ResourceType, name: &str) -> bool {
         let s = registry.schemas(rt);
-        let attributes: Vec<Path> = self
-            .attributes
-            .iter()
-            .filter_map(|p| resolve(s, p))
-            .collect();
-        let excluded: Vec<Path> = self.excluded.iter().filter_map(|p| resolve(s, p)).collect();
-        let specified: Vec<Path> = self
-            .specified
-            .iter()
-            .filter_map(|p| resolve(s, p))
-            .collect();
+        let [attributes, excluded, specified] = self.resolved(s);
         let view = View {
             attributes: &attributes,
             excluded: &excluded,
@@ -94,17 +94,7 @@ impl Projection {
             return doc;
         };
         let s = registry.schemas(rt);
-        let attributes: Vec<Path> = self
-            .attributes
-            .iter()
-            .filter_map(|p| resolve(s, p))
-            .collect();
-        let excluded: Vec<Path> = self.excluded.iter().filter_map(|p| resolve(s, p)).collect();
-        let specified: Vec<Path> = self
-            .specified
-            .iter()
-            .filter_map(|p| resolve(s, p))
-            .collect();
+        let [attributes, excluded, specified] = self.resolved(s);
         let view = View {
             attributes: &attributes,
             excluded: &excluded,
