@@ -241,7 +241,7 @@ async fn consume(args: &Args, times: Arc<Mutex<Times>>) -> Result<(), String> {
                     .as_str()
                     .is_some_and(|n| n.starts_with(&args.prefix))
         });
-        let mut t = times.lock().unwrap();
+        let mut t = locked(&times);
         match id {
             Some(id) if ours => {
                 t.first_message.get_or_insert(now);
@@ -252,6 +252,12 @@ async fn consume(args: &Args, times: Arc<Mutex<Times>>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The data behind `m`, even if a task panicked while holding it (the numbers it left are still
+/// worth reporting).
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Open loop: one create every 1/rate seconds for `seconds`, whatever the responses do.
@@ -275,7 +281,11 @@ async fn open_loop(args: Arc<Args>, times: Arc<Mutex<Times>>) -> Result<Writes, 
         let due = ((started.elapsed().as_secs_f64() * args.rate) as usize + 1).min(total);
         while sent < due {
             let scheduled = started + Duration::from_secs_f64(sent as f64 / args.rate);
-            let permit = in_flight.clone().acquire_owned().await.unwrap();
+            let permit = in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| format!("in-flight limit: {e}"))?;
             slipped = slipped.max(Instant::now().saturating_duration_since(scheduled));
             let (client, args, times, errors, latencies) = (
                 client.clone(),
@@ -289,10 +299,10 @@ async fn open_loop(args: Arc<Args>, times: Arc<Mutex<Times>>) -> Result<Writes, 
                 let t0 = Instant::now();
                 let result = create(&client, &args, &name).await;
                 let now = Instant::now();
-                latencies.lock().unwrap().push(now - t0);
+                locked(&latencies).push(now - t0);
                 match result {
                     Ok(id) => {
-                        times.lock().unwrap().created.insert(id, now);
+                        locked(&times).created.insert(id, now);
                     }
                     Err(e) => {
                         if errors.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -308,7 +318,7 @@ async fn open_loop(args: Arc<Args>, times: Arc<Mutex<Times>>) -> Result<Writes, 
     for t in tasks {
         t.await.map_err(|e| format!("writer task failed: {e}"))?;
     }
-    let latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    let latencies = std::mem::take(&mut *locked(&latencies));
     Ok(Writes {
         latencies,
         errors: errors.load(Ordering::Relaxed),
@@ -339,7 +349,7 @@ async fn burst(args: Arc<Args>, n: usize, times: Arc<Mutex<Times>>) -> Result<Wr
                 w.latencies.push(now - t0);
                 match result {
                     Ok(id) => {
-                        times.lock().unwrap().created.insert(id, now);
+                        locked(&times).created.insert(id, now);
                     }
                     Err(e) => {
                         w.errors += 1;
@@ -409,7 +419,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let deadline = Instant::now() + DRAIN;
     loop {
         let (created, missing) = {
-            let t = times.lock().unwrap();
+            let t = locked(&times);
             let missing = t
                 .created
                 .keys()
@@ -427,7 +437,7 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     consumer.abort();
 
-    let t = times.lock().unwrap();
+    let t = locked(&times);
     let mut lags = Vec::with_capacity(t.created.len());
     let mut early = 0usize;
     let mut missing = 0usize;

@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, stream};
+use anyhow::{Context, Result, bail, ensure};
+use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 
@@ -133,12 +134,9 @@ impl Mix {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// `scimd <args>` with a clean environment: DATA_PATH, API_KEY, LISTEN, LOGLEVEL and `env`.
@@ -168,32 +166,34 @@ fn scimd(
 }
 
 /// Starts `scimd serve` on `data` with `PROJECTIONS=none`; returns it and its address.
-async fn start_server(data: &Path) -> (tokio::process::Child, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(data.join("bench-serve.log")).expect("create log");
+async fn start_server(data: &Path) -> Result<(tokio::process::Child, String)> {
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let log_path = data.join("bench-serve.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("create {}", log_path.display()))?;
     let child = scimd(data, &listen, &["serve"], &[("PROJECTIONS", "none")])
-        .stdout(log.try_clone().unwrap())
+        .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .expect("spawn scimd serve");
+        .context("spawn scimd serve")?;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = http.get(format!("http://{listen}/health")).send().await
             && r.status().is_success()
         {
-            return (child, listen);
+            return Ok((child, listen));
         }
-        assert!(
+        ensure!(
             Instant::now() < deadline,
             "scimd serve did not start; see {}",
-            data.join("bench-serve.log").display()
+            log_path.display()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-async fn stop_server(mut child: tokio::process::Child) {
+async fn stop_server(mut child: tokio::process::Child) -> Result<()> {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe {
@@ -202,21 +202,24 @@ async fn stop_server(mut child: tokio::process::Child) {
     }
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
-        .expect("scimd did not stop within 60 s")
-        .expect("wait for scimd");
-    assert!(status.success(), "scimd serve exited with {status}");
+        .context("scimd did not stop within 60 s")?
+        .context("wait for scimd")?;
+    ensure!(status.success(), "scimd serve exited with {status}");
+    Ok(())
 }
 
-async fn position(http: &reqwest::Client, listen: &str) -> u64 {
+async fn position(http: &reqwest::Client, listen: &str) -> Result<u64> {
     let v: Value = http
         .get(format!("http://{listen}/ready"))
         .send()
         .await
-        .expect("GET /ready")
+        .context("GET /ready")?
         .json()
         .await
-        .expect("/ready is JSON");
-    v["position"].as_u64().expect("position in /ready")
+        .context("/ready is not JSON")?;
+    v["position"]
+        .as_u64()
+        .with_context(|| format!("no position in /ready: {v}"))
 }
 
 /// Sends `n` requests made by `make(i)` at `concurrency`; returns the JSON bodies in index order.
@@ -226,7 +229,7 @@ async fn drive(
     n: usize,
     concurrency: usize,
     make: impl Fn(usize) -> (reqwest::Method, String, Value),
-) -> Vec<Value> {
+) -> Result<Vec<Value>> {
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let requests: Vec<(usize, reqwest::Method, String, Value)> = (0..n)
@@ -247,43 +250,41 @@ async fn drive(
                     .body(body.to_string())
                     .send()
                     .await
-                    .unwrap_or_else(|e| panic!("{url}: {e}"));
+                    .with_context(|| url.clone())?;
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                assert!(status.is_success(), "{url}: {status}: {text}");
+                ensure!(status.is_success(), "{url}: {status}: {text}");
                 let k = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if k.is_multiple_of((n / 10).max(1)) {
                     eprint!("\r  {what}: {k}/{n}");
                 }
-                (i, serde_json::from_str(&text).unwrap_or(Value::Null))
+                Ok((i, serde_json::from_str(&text).unwrap_or(Value::Null)))
             }
         })
         .buffer_unordered(concurrency)
-        .collect()
-        .await;
+        .try_collect()
+        .await?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "\r  {what}: {n} in {secs:.1} s ({:.0}/s)          ",
         n as f64 / secs
     );
     out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, v)| v).collect()
+    Ok(out.into_iter().map(|(_, v)| v).collect())
 }
 
 /// Phase 1: a store of `events` events, built over HTTP.
-async fn build_store(data: &Path, args: &Args) -> u64 {
+async fn build_store(data: &Path, args: &Args) -> Result<u64> {
     let mix = Mix::of(args.events);
-    let (child, listen) = start_server(data).await;
+    let (child, listen) = start_server(data).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
-        .build()
-        .unwrap();
-    let existing = position(&http, &listen).await;
+        .build()?;
+    let existing = position(&http, &listen).await?;
     if existing > 0 {
-        stop_server(child).await;
-        assert_eq!(
-            existing as usize,
-            args.events,
+        stop_server(child).await?;
+        ensure!(
+            existing as usize == args.events,
             "{} already holds a store of {existing} events, not {}",
             data.display(),
             args.events
@@ -292,7 +293,7 @@ async fn build_store(data: &Path, args: &Args) -> u64 {
             "reusing the store in {} ({existing} events)",
             data.display()
         );
-        return existing;
+        return Ok(existing);
     }
     eprintln!(
         "building a log of {} events: {} user creates, {} group creates (10 members), {} user replaces",
@@ -314,11 +315,16 @@ async fn build_store(data: &Path, args: &Args) -> u64 {
             }),
         )
     })
-    .await;
+    .await?;
     let ids: Vec<String> = users
         .iter()
-        .map(|u| u["id"].as_str().expect("user id").to_string())
-        .collect();
+        .map(|u| {
+            u["id"]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("no id in a created user: {u}"))
+        })
+        .collect::<Result<_>>()?;
     drive(&http, "POST /Groups", mix.groups, args.concurrency, |g| {
         let members: Vec<Value> = (0..10)
             .map(|k| json!({"value": ids[(g * 10 + k * 7919) % ids.len()], "type": "User"}))
@@ -329,7 +335,7 @@ async fn build_store(data: &Path, args: &Args) -> u64 {
             json!({"schemas": [GROUP_SCHEMA], "displayName": format!("bench.group.{g}"), "members": members}),
         )
     })
-    .await;
+    .await?;
     drive(
         &http,
         "PUT /Users/{id}",
@@ -349,14 +355,14 @@ async fn build_store(data: &Path, args: &Args) -> u64 {
             )
         },
     )
-    .await;
-    let at = position(&http, &listen).await;
-    stop_server(child).await;
+    .await?;
+    let at = position(&http, &listen).await?;
+    stop_server(child).await?;
     eprintln!(
         "log built: {at} events in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    at
+    Ok(at)
 }
 
 /// The pool of the benchmark's own connection, for counting and dropping.
@@ -367,26 +373,26 @@ enum Pool {
 }
 
 impl Pool {
-    async fn connect(url: &str) -> Pool {
-        if url.starts_with("sqlite:") {
+    async fn connect(url: &str) -> Result<Pool> {
+        Ok(if url.starts_with("sqlite:") {
             Pool::Sqlite(
                 sqlx::SqlitePool::connect(url)
                     .await
-                    .expect("connect to SQLite"),
+                    .context("connect to SQLite")?,
             )
         } else if url.starts_with("postgres") {
             Pool::Postgres(
                 sqlx::PgPool::connect(url)
                     .await
-                    .expect("connect to PostgreSQL"),
+                    .context("connect to PostgreSQL")?,
             )
         } else {
             Pool::MySql(
                 sqlx::MySqlPool::connect(url)
                     .await
-                    .expect("connect to MySQL"),
+                    .context("connect to MySQL")?,
             )
-        }
+        })
     }
 
     fn quote(&self, t: &str) -> String {
@@ -396,14 +402,14 @@ impl Pool {
         }
     }
 
-    async fn count(&self, table: &str) -> i64 {
+    async fn count(&self, table: &str) -> Result<i64> {
         let sql = format!("SELECT COUNT(*) FROM {}", self.quote(table));
         match self {
             Pool::Sqlite(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await,
             Pool::Postgres(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await,
             Pool::MySql(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await,
         }
-        .unwrap_or_else(|e| panic!("count {table}: {e}"))
+        .with_context(|| format!("count {table}"))
     }
 
     async fn drop_tables(&self, users: &str, groups: &str) {
@@ -433,10 +439,10 @@ impl Pool {
 }
 
 /// Phase 2 for one database: times `scimd replay --projection sql --fresh`; returns events/s.
-async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Args) -> f64 {
+async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Args) -> Result<f64> {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let (users, groups) = (format!("bench_u_{suffix}"), format!("bench_g_{suffix}"));
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port()?);
     let started = Instant::now();
     let out = scimd(
         data,
@@ -452,23 +458,25 @@ async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Arg
     .stderr(Stdio::piped())
     .output()
     .await
-    .expect("run scimd replay");
+    .context("run scimd replay")?;
     let secs = started.elapsed().as_secs_f64();
-    assert!(
+    ensure!(
         out.status.success(),
         "scimd replay into {name} failed with {}:\n{}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let pool = Pool::connect(url).await;
+    let pool = Pool::connect(url).await?;
     let mix = Mix::of(args.events);
-    let (nu, ng) = (pool.count(&users).await, pool.count(&groups).await);
-    assert_eq!(
-        (nu as usize, ng as usize),
-        (mix.users, mix.groups),
-        "{name}: rows after the replay (users, groups)"
-    );
+    let (nu, ng) = (pool.count(&users).await?, pool.count(&groups).await?);
+    if (nu as usize, ng as usize) != (mix.users, mix.groups) {
+        bail!(
+            "{name}: {nu} user and {ng} group rows after the replay, expected {} and {}",
+            mix.users,
+            mix.groups
+        );
+    }
     if !args.keep {
         pool.drop_tables(&users, &groups).await;
     }
@@ -476,7 +484,37 @@ async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Arg
     println!(
         "{name:<9} replay of {events} events: {secs:.2} s, {rate:.0} events/s ({nu} user rows, {ng} group rows)"
     );
-    rate
+    Ok(rate)
+}
+
+/// Builds the store (or reuses `--data`) and replays it into each database given.
+async fn run(args: &Args) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("scimd-replay-bench-")
+        .tempdir()
+        .context("temp dir")?;
+    let data = args.data.clone().unwrap_or_else(|| tmp.path().join("data"));
+    std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
+    let events = build_store(&data, args).await?;
+    let mut targets: Vec<(&str, String)> = Vec::new();
+    if let Some(u) = &args.sqlite {
+        let url = if u == "auto" {
+            format!("sqlite://{}", tmp.path().join("projection.db").display())
+        } else {
+            u.clone()
+        };
+        targets.push(("sqlite", url));
+    }
+    if let Some(u) = &args.postgres {
+        targets.push(("postgres", u.clone()));
+    }
+    if let Some(u) = &args.mysql {
+        targets.push(("mysql", u.clone()));
+    }
+    for (name, url) in &targets {
+        replay_into(name, url, &data, events, args).await?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -491,39 +529,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    rt.block_on(async {
-        let tmp = tempfile::Builder::new()
-            .prefix("scimd-replay-bench-")
-            .tempdir()
-            .expect("temp dir");
-        let data = match &args.data {
-            Some(d) => {
-                std::fs::create_dir_all(d).expect("create --data");
-                d.clone()
-            }
-            None => tmp.path().join("data"),
-        };
-        std::fs::create_dir_all(&data).expect("create data dir");
-        let events = build_store(&data, &args).await;
-        let mut targets: Vec<(&str, String)> = Vec::new();
-        if let Some(u) = &args.sqlite {
-            let url = if u == "auto" {
-                format!("sqlite://{}", tmp.path().join("projection.db").display())
-            } else {
-                u.clone()
-            };
-            targets.push(("sqlite", url));
+    let outcome = tokio::runtime::Runtime::new()
+        .context("tokio runtime")
+        .and_then(|rt| rt.block_on(run(&args)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("replay bench: {e:#}");
+            ExitCode::FAILURE
         }
-        if let Some(u) = &args.postgres {
-            targets.push(("postgres", u.clone()));
-        }
-        if let Some(u) = &args.mysql {
-            targets.push(("mysql", u.clone()));
-        }
-        for (name, url) in &targets {
-            replay_into(name, url, &data, events, &args).await;
-        }
-    });
-    ExitCode::SUCCESS
+    }
 }

@@ -1,26 +1,26 @@
-//! Commands (create, replace, delete) turned into store writes, and queries answered from the
-//! read model. The HTTP layer calls only this; it knows nothing of redb.
+//! The SCIM service: commands (create, replace, patch, delete; Bulk in `bulk`) turned into store
+//! writes, single resources rendered from the read model, and lists (in `list`). The HTTP layer
+//! calls only this; it knows nothing of redb.
 
 mod bulk;
 mod cursor;
+mod list;
 mod password;
 
-use std::cmp::Ordering;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use cursor::{Cursors, Position};
+use cursor::Cursors;
+pub use list::ListQuery;
 
-use crate::scim::filter::plan::{self, Plan};
-use crate::scim::filter::{self, Bound, Filter, Limits, SortKey, Target};
+use crate::scim::filter::Limits;
 use crate::scim::patch;
 use crate::scim::resource::{self, GroupView, MemberView};
 use crate::scim::schema::{Projection, Registry};
 use crate::scim::{ResourceType, ScimError};
-use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write, WriteContext};
+use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext};
 
 /// URN of the ListResponse message (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -258,345 +258,6 @@ impl Service {
             view,
         ))
     }
-
-    /// RFC 7644 §3.4.2 and §3.4.3: a page of the resources of `types` that match `query.filter`,
-    /// sorted by `query.sort_by` (then by id). `start_index` is 1-based (values < 1 count as 1);
-    /// `count` is capped at the page size; `count` 0 returns only `totalResults`, which is exact.
-    pub fn list(
-        &self,
-        types: &[ResourceType],
-        query: &ListQuery,
-        base: &str,
-        view: &Projection,
-    ) -> Result<Value, ScimError> {
-        let start = query.start_index.unwrap_or(1).max(1);
-        let count = query
-            .count
-            .map_or(self.page_size, |c| {
-                usize::try_from(c.max(0)).unwrap_or(usize::MAX)
-            })
-            .min(self.page_size);
-        let descending = match query.sort_order.as_deref() {
-            None => false,
-            Some(o) if o.eq_ignore_ascii_case("ascending") => false,
-            Some(o) if o.eq_ignore_ascii_case("descending") => true,
-            Some(o) => {
-                return Err(ScimError::invalid_value(format!(
-                    "sortOrder must be \"ascending\" or \"descending\", not \"{o}\""
-                )));
-            }
-        };
-        let filter = match query.filter.as_deref() {
-            Some(f) => Some(filter::parse(f, &self.limits)?),
-            None => None,
-        };
-        let paging_by_cursor = query.cursor.is_some();
-        if paging_by_cursor && query.start_index.is_some() {
-            return Err(ScimError::invalid_value(
-                "use either cursor or startIndex, not both (RFC 9865)",
-            ));
-        }
-        let digest = query_digest(types, query, descending);
-        let after = match query.cursor.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(self.cursors.read(c, &digest)?),
-        };
-        let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
-        let snapshot = self.store.snapshot()?;
-        let (total, page, more) = match (types, &filter, &query.sort_by) {
-            // Unfiltered and unsorted: straight from the table, in id order.
-            ([rt], None, None) => {
-                let total = usize::try_from(snapshot.count(*rt)?).unwrap_or(usize::MAX);
-                let mut page: Vec<Hit> = if count == 0 {
-                    Vec::new()
-                } else {
-                    let rows = match &after {
-                        Some(p) => snapshot.list_after(*rt, &p.id, count.saturating_add(1))?,
-                        None => snapshot.list(*rt, skip as u64, count.saturating_add(1))?,
-                    };
-                    rows.into_iter()
-                        .map(|(id, stored)| Hit {
-                            key: None,
-                            rt: *rt,
-                            id,
-                            stored: Some(stored),
-                        })
-                        .collect()
-                };
-                let more = page.len() > count;
-                page.truncate(count);
-                (total, page, more)
-            }
-            _ => {
-                let mut hits = Vec::new();
-                for rt in types {
-                    self.matching(&snapshot, *rt, filter.as_ref(), query, base, &mut hits)?;
-                }
-                hits.sort_by(|a, b| order(&a.key, &a.id, &b.key, &b.id, descending));
-                let total = hits.len();
-                // Keyset paging: the next page starts after the cursor's resource, wherever it is now.
-                let from = match &after {
-                    Some(p) => hits.partition_point(|h| {
-                        order(&h.key, &h.id, &p.key, &p.id, descending) != Ordering::Greater
-                    }),
-                    None => skip,
-                };
-                let more = from.saturating_add(count) < total;
-                let mut page = Vec::new();
-                for mut hit in hits.into_iter().skip(from).take(count) {
-                    if hit.stored.is_none() {
-                        hit.stored = snapshot.get(hit.rt, &hit.id)?;
-                    }
-                    page.push(hit);
-                }
-                (total, page, more)
-            }
-        };
-        let next = match page.last() {
-            Some(last) if paging_by_cursor && more => Some(self.cursors.issue(
-                &Position {
-                    key: last.key.clone(),
-                    rt: last.rt,
-                    id: last.id.clone(),
-                },
-                &digest,
-            )),
-            _ => None,
-        };
-        let page: Vec<(ResourceType, String, StoredResource)> = page
-            .into_iter()
-            .filter_map(|h| h.stored.map(|s| (h.rt, h.id, s)))
-            .collect();
-        let mut resources = Vec::with_capacity(page.len());
-        for (rt, id, stored) in page {
-            let (members, groups) = self.related(&snapshot, rt, &id, view)?;
-            let related = Related {
-                members: members.as_deref(),
-                groups: groups.as_deref(),
-            };
-            resources.push(self.doc(rt, &id, stored, related, base, view).doc);
-        }
-        let mut body = json!({
-            "schemas": [LIST_RESPONSE_SCHEMA],
-            "totalResults": total,
-            "itemsPerPage": resources.len(),
-        });
-        if !paging_by_cursor {
-            body["startIndex"] = json!(start);
-        }
-        if let Some(next) = next {
-            body["nextCursor"] = json!(next);
-        }
-        if count > 0 {
-            body["Resources"] = Value::Array(resources);
-        }
-        Ok(body)
-    }
-
-    /// RFC 9865 `cursorTimeout`: how long a cursor stays valid, in seconds.
-    pub fn cursor_timeout(&self) -> i64 {
-        self.cursors.ttl_secs()
-    }
-
-    /// Adds to `hits` every resource of `rt` that matches `filter`, with its sort key. An equality
-    /// on `id` or on an attribute in the uniqueness index (`userName`, `externalId`, …) reads only
-    /// that resource; anything else reads every resource of the type.
-    fn matching(
-        &self,
-        snapshot: &Snapshot,
-        rt: ResourceType,
-        filter: Option<&Filter>,
-        query: &ListQuery,
-        base: &str,
-        hits: &mut Vec<Hit>,
-    ) -> Result<(), ScimError> {
-        let schemas = self.registry.schemas(rt);
-        let bound = filter.map(|f| f.bind(schemas)).transpose()?;
-        let sort = query
-            .sort_by
-            .as_deref()
-            .and_then(|p| Target::for_sort(schemas, p));
-        let mentions = |name: &str| {
-            filter.is_some_and(|f| f.mentions(name))
-                || sort
-                    .as_ref()
-                    .is_some_and(|t| t.ext.is_none() && t.attr == name)
-        };
-        let planned = bound.as_ref().and_then(|b| plan::plan(rt, b));
-        // An exact plan's candidates all match: the filter need not be evaluated (nor member lists read).
-        let evaluate = !planned.as_ref().is_some_and(|(_, exact)| *exact);
-        let sorts_by = |name: &str| {
-            sort.as_ref()
-                .is_some_and(|t| t.ext.is_none() && t.attr == name)
-        };
-        let needs = |name: &str| sorts_by(name) || (evaluate && mentions(name));
-        let with_members = rt == ResourceType::Group && needs("members");
-        let with_groups = rt == ResourceType::User && needs("groups");
-        // `keep`: hold on to the stored resource for the page (index candidates are few; a scan's
-        // matches may be many, and are read again only if they land on the page).
-        let mut visit = |id: &str, stored: StoredResource, keep: bool| -> Result<(), StoreError> {
-            let kept = keep.then(|| stored.clone());
-            let members = if with_members {
-                Some(snapshot.members(id)?)
-            } else {
-                None
-            };
-            let mut doc = resource::render(
-                rt,
-                id,
-                stored.attributes,
-                &stored.meta,
-                members.as_deref(),
-                base,
-            );
-            if with_groups && let Value::Object(map) = &mut doc {
-                let groups = snapshot.groups_of(id)?;
-                if !groups.is_empty() {
-                    map.insert("groups".into(), resource::groups_value(&groups, base));
-                }
-            }
-            if !evaluate || bound.as_ref().is_none_or(|b| b.matches(&doc)) {
-                hits.push(Hit {
-                    key: sort.as_ref().and_then(|t| t.sort_key(&doc)),
-                    rt,
-                    id: id.to_owned(),
-                    stored: kept,
-                });
-            }
-            Ok(())
-        };
-        let candidates = match (&planned, &bound) {
-            (Some((p, _)), _) => Some(run(snapshot, rt, p)?),
-            (None, Some(b)) => self.candidates(snapshot, rt, b)?,
-            (None, None) => None,
-        };
-        match candidates {
-            Some(ids) => {
-                for id in ids {
-                    if let Some(stored) = snapshot.get(rt, &id)? {
-                        visit(&id, stored, true)?;
-                    }
-                }
-            }
-            None => snapshot.scan(rt, |id, stored| visit(id, stored, false))?,
-        }
-        Ok(())
-    }
-
-    /// The only ids that can match `bound`, when one of its required equalities is on an attribute
-    /// the uniqueness index holds (extension attributes declared unique, for instance); `None` when
-    /// the whole type must be read.
-    fn candidates(
-        &self,
-        snapshot: &Snapshot,
-        rt: ResourceType,
-        bound: &Bound,
-    ) -> Result<Option<BTreeSet<String>>, ScimError> {
-        for (target, value) in bound.required_equalities() {
-            if target.sub.is_some() {
-                continue;
-            }
-            let mut attributes = serde_json::Map::new();
-            let label = match &target.ext {
-                None => {
-                    attributes.insert(target.attr.clone(), json!(value));
-                    target.attr.clone()
-                }
-                Some(urn) => {
-                    attributes.insert(urn.clone(), json!({ target.attr.clone(): value }));
-                    format!("{urn}:{}", target.attr)
-                }
-            };
-            let keys = self.registry.unique_keys(rt, &attributes);
-            if let Some(key) = keys.into_iter().find(|k| k.attribute == label) {
-                let owner = snapshot.unique_owner(&key.index_key(rt))?;
-                return Ok(Some(owner.into_iter().collect()));
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// The candidate ids of `plan` on `rt`, in id order.
-fn run(snapshot: &Snapshot, rt: ResourceType, plan: &Plan) -> Result<BTreeSet<String>, ScimError> {
-    Ok(match plan {
-        Plan::Nothing => BTreeSet::new(),
-        Plan::Read(lookup) => snapshot.lookup(rt, lookup)?,
-        Plan::All(parts) => {
-            let mut sets = parts
-                .iter()
-                .map(|p| run(snapshot, rt, p))
-                .collect::<Result<Vec<_>, _>>()?;
-            sets.sort_by_key(BTreeSet::len);
-            let mut iter = sets.into_iter();
-            let first = iter.next().unwrap_or_default();
-            iter.fold(first, |acc, s| acc.intersection(&s).cloned().collect())
-        }
-        Plan::Any(parts) => {
-            let mut out = BTreeSet::new();
-            for p in parts {
-                out.extend(run(snapshot, rt, p)?);
-            }
-            out
-        }
-    })
-}
-
-/// What a list request asks for besides the view (RFC 7644 §3.4.2, §3.4.3 SearchRequest).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListQuery {
-    /// The filter (RFC 7644 §3.4.2.2).
-    pub filter: Option<String>,
-    /// The attribute path to sort by (RFC 7644 §3.4.2.3).
-    pub sort_by: Option<String>,
-    /// `ascending` (default) or `descending`.
-    pub sort_order: Option<String>,
-    /// 1-based index of the first result.
-    pub start_index: Option<i64>,
-    /// Most results to return.
-    pub count: Option<i64>,
-    /// RFC 9865: `""` for the first page by cursor, else the `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// A resource that matched, with the value it sorts by (and, once on a page, its stored state).
-struct Hit {
-    key: Option<SortKey>,
-    rt: ResourceType,
-    id: String,
-    stored: Option<StoredResource>,
-}
-
-/// The list order: by sort key (RFC 7644 §3.4.2.3: no value sorts last ascending, first
-/// descending), then by id.
-fn order(
-    a_key: &Option<SortKey>,
-    a_id: &str,
-    b_key: &Option<SortKey>,
-    b_id: &str,
-    descending: bool,
-) -> Ordering {
-    let by_key = match (a_key, b_key) {
-        (Some(x), Some(y)) if descending => y.cmp(x),
-        (Some(x), Some(y)) => x.cmp(y),
-        (None, Some(_)) if descending => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) if descending => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-        (None, None) => Ordering::Equal,
-    };
-    by_key.then_with(|| a_id.cmp(b_id))
-}
-
-/// What a cursor is bound to: the types, filter and order of the request that issued it.
-fn query_digest(types: &[ResourceType], query: &ListQuery, descending: bool) -> String {
-    use sha2::{Digest, Sha256};
-    let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
-    let text = format!(
-        "{names:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{descending}",
-        query.filter, query.sort_by
-    );
-    hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
 
 impl Service {
@@ -610,21 +271,10 @@ impl Service {
         base: &str,
         view: &Projection,
     ) -> ResourceDoc {
-        let mut full = resource::render(
-            rt,
-            id,
-            stored.attributes,
-            &stored.meta,
-            related.members,
-            base,
-        );
-        if let (Some(groups), Value::Object(doc)) = (related.groups, &mut full)
-            && !groups.is_empty()
-        {
-            doc.insert("groups".into(), resource::groups_value(groups, base));
-        }
+        let version = stored.meta.version;
+        let full = represent(rt, id, stored, related, base);
         ResourceDoc {
-            version: stored.meta.version,
+            version,
             doc: view.apply(&self.registry, rt, full),
             location: resource::location(base, rt, id),
         }
@@ -661,6 +311,31 @@ impl Service {
             ),
         }
     }
+}
+
+/// The full representation of a stored resource (before `returned` rules and the view), with the
+/// members and groups the read model relates to it.
+fn represent(
+    rt: ResourceType,
+    id: &str,
+    stored: StoredResource,
+    related: Related<'_>,
+    base: &str,
+) -> Value {
+    let mut full = resource::render(
+        rt,
+        id,
+        stored.attributes,
+        &stored.meta,
+        related.members,
+        base,
+    );
+    if let (Some(groups), Value::Object(doc)) = (related.groups, &mut full)
+        && !groups.is_empty()
+    {
+        doc.insert("groups".into(), resource::groups_value(groups, base));
+    }
+    full
 }
 
 /// What a representation shows besides the stored attributes.

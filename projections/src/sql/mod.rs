@@ -49,12 +49,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::error::DatabaseError;
-use sqlx::{Database, Transaction};
+use sqlx::{AssertSqlSafe, Database, Transaction};
 
 use crate::{Change, Projection, ProjectionError, ResourceKind};
 
@@ -462,6 +463,58 @@ fn pieces(sizes: &[usize], max_rows: usize, max_bytes: usize) -> Vec<Range<usize
 fn placeholders(rows: usize, per_row: usize) -> String {
     let row = format!("({})", vec!["?"; per_row].join(", "));
     vec![row; rows].join(", ")
+}
+
+/// Most rows in one multi-row statement of the dialects that bind a parameter per value
+/// (MySQL/MariaDB, SQLite); a power of two.
+const MAX_ROWS: usize = 256;
+
+/// The multi-row upsert and delete statements of one table for the dialects that bind a parameter
+/// per value, written once for each statement size [`pieces`] produces: 1, 2, 4 … [`MAX_ROWS`].
+#[derive(Debug)]
+struct RowStatements {
+    /// Indexed by log2 of the number of rows.
+    upsert: Vec<Arc<str>>,
+    delete: Vec<Arc<str>>,
+}
+
+impl RowStatements {
+    /// The statements of `table` (already quoted); `on_conflict` follows
+    /// `INSERT INTO table (id, details) VALUES …` to update a row that exists.
+    fn new(table: &str, on_conflict: &str) -> RowStatements {
+        let sizes = (0..=MAX_ROWS.trailing_zeros()).map(|log| 1usize << log);
+        RowStatements {
+            upsert: sizes
+                .clone()
+                .map(|n| {
+                    format!(
+                        "INSERT INTO {table} (id, details) VALUES {} {on_conflict}",
+                        placeholders(n, 2)
+                    )
+                    .into()
+                })
+                .collect(),
+            delete: sizes
+                .map(|n| {
+                    format!(
+                        "DELETE FROM {table} WHERE id IN ({})",
+                        vec!["?"; n].join(", ")
+                    )
+                    .into()
+                })
+                .collect(),
+        }
+    }
+
+    /// The upsert of `rows` rows (a power of two, at most [`MAX_ROWS`], as [`pieces`] cuts them).
+    fn upsert(&self, rows: usize) -> AssertSqlSafe<Arc<str>> {
+        AssertSqlSafe(self.upsert[rows.trailing_zeros() as usize].clone())
+    }
+
+    /// The delete of `rows` ids, sized as for [`RowStatements::upsert`].
+    fn delete(&self, rows: usize) -> AssertSqlSafe<Arc<str>> {
+        AssertSqlSafe(self.delete[rows.trailing_zeros() as usize].clone())
+    }
 }
 
 /// What each dialect provides for [`apply`].

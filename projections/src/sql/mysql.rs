@@ -6,7 +6,6 @@
 //! over-long id is an error (and the change rejected) rather than silently truncated.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
@@ -16,8 +15,8 @@ use sqlx::mysql::{
 use sqlx::{AssertSqlSafe, Connection, Transaction};
 
 use super::{
-    CONNECT_TIMEOUT, Dialect, Migration, Plan, Tables, connect_error, pieces, placeholders, render,
-    timed, unreachable_within,
+    CONNECT_TIMEOUT, Dialect, MAX_ROWS, Migration, Plan, RowStatements, Tables, connect_error,
+    pieces, render, timed, unreachable_within,
 };
 use crate::ProjectionError;
 
@@ -33,14 +32,8 @@ const BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS scimd_schema_version (
     version BIGINT NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
-/// Rows per statement (a power of two).
-const MAX_ROWS: usize = 256;
-
 /// Bytes of ids and documents per statement, unless one row alone is larger.
 const MAX_BYTES: usize = 1 << 20;
-
-/// Number of distinct statement sizes: 1, 2, 4 … `MAX_ROWS`.
-const SIZES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
 
 /// The MySQL/MariaDB dialect of [`super::SqlProjection`].
 #[derive(Debug)]
@@ -48,23 +41,11 @@ pub(super) struct MySql {
     pool: MySqlPool,
     tables: Tables,
     /// Per slot (Users, Groups).
-    sql: [TableSql; 2],
-}
-
-/// The statements of one table, indexed by log2 of their number of rows.
-#[derive(Debug)]
-struct TableSql {
-    upsert: Vec<Arc<str>>,
-    delete: Vec<Arc<str>>,
+    sql: [RowStatements; 2],
 }
 
 fn quote(name: &str) -> String {
     format!("`{name}`")
-}
-
-/// The statement of `statements` for `rows` rows (a power of two).
-fn sized(statements: &[Arc<str>], rows: usize) -> AssertSqlSafe<Arc<str>> {
-    AssertSqlSafe(statements[rows.trailing_zeros() as usize].clone())
 }
 
 /// Errors that mean the server refuses us: SQLSTATE class 28 (access denied), and 1044 (no
@@ -113,30 +94,10 @@ impl MySql {
             .connect_lazy_with(options);
 
         let sql = [0, 1].map(|slot| {
-            let table = quote(tables.name(slot));
-            let rows = (0..SIZES).map(|log| 1usize << log);
-            TableSql {
-                upsert: rows
-                    .clone()
-                    .map(|n| {
-                        format!(
-                            "INSERT INTO {table} (id, details) VALUES {} \
-                             ON DUPLICATE KEY UPDATE details = VALUES(details)",
-                            placeholders(n, 2)
-                        )
-                        .into()
-                    })
-                    .collect(),
-                delete: rows
-                    .map(|n| {
-                        format!(
-                            "DELETE FROM {table} WHERE id IN ({})",
-                            vec!["?"; n].join(", ")
-                        )
-                        .into()
-                    })
-                    .collect(),
-            }
+            RowStatements::new(
+                &quote(tables.name(slot)),
+                "ON DUPLICATE KEY UPDATE details = VALUES(details)",
+            )
         });
         Ok(Self { pool, tables, sql })
     }
@@ -223,7 +184,7 @@ impl Dialect for MySql {
             let ids = &plan.deletes[slot];
             let sizes: Vec<usize> = ids.iter().map(|id| id.len()).collect();
             for range in pieces(&sizes, MAX_ROWS, MAX_BYTES) {
-                let mut query = sqlx::query(sized(&sql.delete, range.len()));
+                let mut query = sqlx::query(sql.delete(range.len()));
                 for id in &ids[range] {
                     query = query.bind(*id);
                 }
@@ -238,7 +199,7 @@ impl Dialect for MySql {
                 .map(|((id, _), d)| id.len() + d.len())
                 .collect();
             for range in pieces(&sizes, MAX_ROWS, MAX_BYTES) {
-                let mut query = sqlx::query(sized(&sql.upsert, range.len()));
+                let mut query = sqlx::query(sql.upsert(range.len()));
                 for ((id, _), document) in rows[range.clone()].iter().zip(&documents[range]) {
                     query = query.bind(*id).bind(document.as_str());
                 }

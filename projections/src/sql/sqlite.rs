@@ -3,7 +3,6 @@
 //! WAL journal so that applications read while scimd writes, and `BEGIN IMMEDIATE` transactions.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
@@ -14,8 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Transaction};
 
 use super::{
-    CONNECT_TIMEOUT, Dialect, Migration, Plan, SqliteTarget, Tables, connect_error, pieces,
-    placeholders, render,
+    CONNECT_TIMEOUT, Dialect, MAX_ROWS, Migration, Plan, RowStatements, SqliteTarget, Tables,
+    connect_error, pieces, render,
 };
 use crate::ProjectionError;
 
@@ -31,35 +30,17 @@ const BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS scimd_schema_version (
     version INTEGER NOT NULL
 )";
 
-/// Rows per statement (a power of two; two parameters per row stay far below SQLite's limit).
-const MAX_ROWS: usize = 256;
-
-/// Number of distinct statement sizes: 1, 2, 4 … `MAX_ROWS`.
-const SIZES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
-
 /// The SQLite dialect of [`super::SqlProjection`].
 #[derive(Debug)]
 pub(super) struct Sqlite {
     pool: SqlitePool,
     tables: Tables,
     /// Per slot (Users, Groups).
-    sql: [TableSql; 2],
-}
-
-/// The statements of one table, indexed by log2 of their number of rows.
-#[derive(Debug)]
-struct TableSql {
-    upsert: Vec<Arc<str>>,
-    delete: Vec<Arc<str>>,
+    sql: [RowStatements; 2],
 }
 
 fn quote(name: &str) -> String {
     format!("\"{name}\"")
-}
-
-/// The statement of `statements` for `rows` rows (a power of two).
-fn sized(statements: &[Arc<str>], rows: usize) -> AssertSqlSafe<Arc<str>> {
-    AssertSqlSafe(statements[rows.trailing_zeros() as usize].clone())
 }
 
 /// The primary result code of a SQLite error (its extended code's low byte).
@@ -127,30 +108,10 @@ impl Sqlite {
         .map_err(|e| connect_error(e, refused))?;
 
         let sql = [0, 1].map(|slot| {
-            let table = quote(tables.name(slot));
-            let rows = (0..SIZES).map(|log| 1usize << log);
-            TableSql {
-                upsert: rows
-                    .clone()
-                    .map(|n| {
-                        format!(
-                            "INSERT INTO {table} (id, details) VALUES {} \
-                             ON CONFLICT (id) DO UPDATE SET details = excluded.details",
-                            placeholders(n, 2)
-                        )
-                        .into()
-                    })
-                    .collect(),
-                delete: rows
-                    .map(|n| {
-                        format!(
-                            "DELETE FROM {table} WHERE id IN ({})",
-                            vec!["?"; n].join(", ")
-                        )
-                        .into()
-                    })
-                    .collect(),
-            }
+            RowStatements::new(
+                &quote(tables.name(slot)),
+                "ON CONFLICT (id) DO UPDATE SET details = excluded.details",
+            )
         });
         let me = Self { pool, tables, sql };
         me.migrate().await.map_err(|e| connect_error(e, |_| true))?;
@@ -230,7 +191,7 @@ impl Dialect for Sqlite {
         for (slot, sql) in self.sql.iter().enumerate() {
             let ids = &plan.deletes[slot];
             for range in pieces(&vec![0; ids.len()], MAX_ROWS, usize::MAX) {
-                let mut query = sqlx::query(sized(&sql.delete, range.len()));
+                let mut query = sqlx::query(sql.delete(range.len()));
                 for id in &ids[range] {
                     query = query.bind(*id);
                 }
@@ -239,7 +200,7 @@ impl Dialect for Sqlite {
 
             let rows = &plan.upserts[slot];
             for range in pieces(&vec![0; rows.len()], MAX_ROWS, usize::MAX) {
-                let mut query = sqlx::query(sized(&sql.upsert, range.len()));
+                let mut query = sqlx::query(sql.upsert(range.len()));
                 for (id, document) in &rows[range] {
                     query = query.bind(*id).bind(document.to_string());
                 }
