@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::scim::schema::{Registry, SchemaError, SchemaMode};
+use scim::schema::{Registry, SchemaError, SchemaMode};
 
 /// Settings every subcommand shares.
 #[derive(Debug, Clone, clap::Args)]

@@ -7,7 +7,6 @@ mod cli;
 mod config;
 mod fanout;
 mod http;
-mod scim;
 mod service;
 mod store;
 

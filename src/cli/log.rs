@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::scim::schema::Registry;
+use scim::schema::Registry;
 use crate::store::{StoreReader, verify};
 
 /// Prints events from position `from` on as JSON lines; with `follow`, keeps printing new ones.

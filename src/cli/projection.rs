@@ -15,7 +15,7 @@ use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
 use crate::http::client_key;
-use crate::scim::schema::Registry;
+use scim::schema::Registry;
 use crate::store::{Store, StoreError};
 
 fn progress_bar(len: u64) -> ProgressBar {

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
-use crate::scim::ResourceType;
+use scim::ResourceType;
 use crate::store::{Event, EventKind, Snapshot, Store, StoreError, Write, WriteContext};
 
 /// The subscriber's name: its checkpoint key and its entry in `/status`.

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::scim::ResourceType;
-use crate::scim::resource::{self, MemberView, Meta};
+use scim::ResourceType;
+use scim::resource::{self, MemberView, Meta};
 use crate::store::{Event, EventKind, Snapshot, StoreError, StoredResource};
 
 /// How a group document shows its members.

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::backends::Backend;
 use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
-use crate::scim::{ResourceType, resource};
+use scim::{ResourceType, resource};
 use crate::store::{Event, EventKind, Parked, Snapshot, Store, StoreError, Write, WriteContext};
 
 /// Events read per batch.

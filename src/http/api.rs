@@ -19,9 +19,9 @@ use super::responses::{
 };
 use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
-use crate::scim::bulk;
-use crate::scim::schema::{Projection, Registry};
-use crate::scim::{ResourceType, ScimError};
+use scim::bulk;
+use scim::schema::{Projection, Registry};
+use scim::{ResourceType, ScimError};
 use crate::service::LIST_RESPONSE_SCHEMA;
 use crate::service::{ListQuery, Service};
 use crate::store::WriteContext;
@@ -145,8 +145,8 @@ impl ScimApi {
         view: &Projection,
     ) -> Result<ResourceResponse> {
         let doc = self.service.get(rt, id, &self.base(req), view)?;
-        if if_none_match.is_some_and(|h| crate::scim::etag::matches(h, doc.version)) {
-            return Ok(ResourceResponse::NotModified(crate::scim::etag::format(
+        if if_none_match.is_some_and(|h| scim::etag::matches(h, doc.version)) {
+            return Ok(ResourceResponse::NotModified(scim::etag::format(
                 doc.version,
             )));
         }
@@ -372,7 +372,7 @@ impl ScimApi {
                 &view,
             )
             .await?;
-        let etag = crate::scim::etag::format(doc.version);
+        let etag = scim::etag::format(doc.version);
         Ok(PatchedResponse::Ok(Json(doc.doc), etag))
     }
 
@@ -521,7 +521,7 @@ impl ScimApi {
                 &view,
             )
             .await?;
-        let etag = crate::scim::etag::format(doc.version);
+        let etag = scim::etag::format(doc.version);
         Ok(if asked {
             PatchedResponse::Ok(Json(doc.doc), etag)
         } else {

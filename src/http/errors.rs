@@ -9,7 +9,7 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::responses::SCIM_JSON;
-use crate::scim::{ScimError, ScimType};
+use scim::{ScimError, ScimType};
 
 /// The largest request body accepted; larger ones (chunked included) get 413.
 pub const MAX_BODY: usize = 1024 * 1024;

@@ -5,7 +5,7 @@ use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 use serde_json::Value;
 
-use crate::scim::ScimError;
+use scim::ScimError;
 use crate::service::ResourceDoc;
 
 /// The answer to a PATCH (RFC 7644 §3.5.2).
@@ -43,14 +43,14 @@ pub enum ResourceResponse {
 impl ResourceResponse {
     /// 200 with the resource and its ETag.
     pub fn ok(doc: ResourceDoc) -> Self {
-        ResourceResponse::Ok(Json(doc.doc), crate::scim::etag::format(doc.version))
+        ResourceResponse::Ok(Json(doc.doc), scim::etag::format(doc.version))
     }
 
     /// 201 with the resource, its ETag and Location.
     pub fn created(doc: ResourceDoc) -> Self {
         ResourceResponse::Created(
             Json(doc.doc),
-            crate::scim::etag::format(doc.version),
+            scim::etag::format(doc.version),
             doc.location,
         )
     }

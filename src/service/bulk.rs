@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Service;
-use crate::scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, Target};
-use crate::scim::{ScimError, etag, patch};
+use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, Target};
+use scim::{ScimError, etag, patch};
 use crate::store::{BulkWrite, Outcome, Write, WriteContext};
 
 /// What the answer to one operation echoes of it.
@@ -152,7 +152,7 @@ fn resolved(
     target: &Target,
     new_id: &Option<String>,
     ids: &HashMap<String, String>,
-) -> (crate::scim::ResourceType, Option<String>) {
+) -> (scim::ResourceType, Option<String>) {
     let id = match &target.id {
         Some(id) => Some(bulk::resolve_str(id, ids).unwrap_or_else(|| id.clone())),
         None => new_id.clone(),

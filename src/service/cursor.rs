@@ -11,8 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::scim::filter::SortKey;
-use crate::scim::{ResourceType, ScimError, ScimType};
+use scim::filter::SortKey;
+use scim::{ResourceType, ScimError, ScimType};
 
 /// Where the previous page ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

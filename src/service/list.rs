@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use super::cursor::Position;
 use super::{LIST_RESPONSE_SCHEMA, Related, Service, represent};
-use crate::scim::filter::plan::{self, Plan};
-use crate::scim::filter::{self, Bound, Filter, SortKey, Target};
-use crate::scim::schema::Projection;
-use crate::scim::{ResourceType, ScimError};
+use scim::filter::plan::{self, Plan};
+use scim::filter::{self, Bound, Filter, SortKey, Target};
+use scim::schema::Projection;
+use scim::{ResourceType, ScimError};
 use crate::store::{Snapshot, StoreError, StoredResource};
 
 impl Service {

@@ -15,11 +15,11 @@ use uuid::Uuid;
 use cursor::Cursors;
 pub use list::ListQuery;
 
-use crate::scim::filter::Limits;
-use crate::scim::patch;
-use crate::scim::resource::{self, GroupView, MemberView};
-use crate::scim::schema::{Projection, Registry};
-use crate::scim::{ResourceType, ScimError};
+use scim::filter::Limits;
+use scim::patch;
+use scim::resource::{self, GroupView, MemberView};
+use scim::schema::{Projection, Registry};
+use scim::{ResourceType, ScimError};
 use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext};
 
 /// URN of the ListResponse message (RFC 7644 §3.4.2).

@@ -7,7 +7,7 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
 use tokio::sync::Semaphore;
 
-use crate::scim::ScimError;
+use scim::ScimError;
 
 /// At most this many hashes run at once (one per core): each takes tens of ms of CPU and memory,
 /// so a burst of password writes queues here instead of starving every other request.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::scim::ResourceType;
+use scim::ResourceType;
 
 /// The envelope version this build writes. Readers accept every version up to this one.
 pub const ENVELOPE_VERSION: u8 = 1;

@@ -33,8 +33,8 @@ pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
 pub use writer::{BulkWrite, Outcome, Write, WriteContext};
 
-use crate::scim::ScimError;
-use crate::scim::schema::Registry;
+use scim::ScimError;
+use scim::schema::Registry;
 
 /// Errors of the storage layer. None of them is the client's fault: the API answers 503.
 #[derive(Debug, thiserror::Error)]

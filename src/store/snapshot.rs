@@ -11,9 +11,9 @@ use super::tables::{
     RESOURCES, STREAMS, UNIQUE,
 };
 use super::{Event, StoreError, StoredResource};
-use crate::scim::ResourceType;
-use crate::scim::filter::plan::Lookup;
-use crate::scim::resource::{self, GroupView, MemberView};
+use scim::ResourceType;
+use scim::filter::plan::Lookup;
+use scim::resource::{self, GroupView, MemberView};
 
 /// A consistent, read-only view of the log and the read model.
 pub struct Snapshot {
@@ -149,14 +149,14 @@ impl Snapshot {
     }
 
     /// The id holding a value in the uniqueness index, by its
-    /// [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key).
+    /// [`UniqueKey::index_key`](scim::resource::UniqueKey::index_key).
     pub fn unique_owner(&self, index_key: &str) -> Result<Option<String>, StoreError> {
         let table = self.txn.open_table(UNIQUE)?;
         Ok(table.get(index_key)?.map(|v| v.value().to_owned()))
     }
 
     /// The ids one index read yields, in id order (RFC 7644 §3.4.2.2 filters; see
-    /// [`plan`](crate::scim::filter::plan)).
+    /// [`plan`](scim::filter::plan)).
     pub fn lookup(
         &self,
         rt: ResourceType,

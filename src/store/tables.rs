@@ -5,8 +5,8 @@
 //! - `resources`: (resource type, id) → [`StoredResource`] (the read model)
 //! - `members`: (group id, member id) → member type; `member_of`: (member id, group id) → ()
 //! - `streams`: (resource id, version) → position of the event that made that version
-//! - `unique`: [`UniqueKey::index_key`](crate::scim::resource::UniqueKey::index_key) → id
-//! - `query_index`: ([`plan::index_keys`](crate::scim::filter::plan::index_keys) row, id) → (): the
+//! - `unique`: [`UniqueKey::index_key`](scim::resource::UniqueKey::index_key) → id
+//! - `query_index`: ([`plan::index_keys`](scim::filter::plan::index_keys) row, id) → (): the
 //!   filter indexes (userName, externalId, displayName, emails.value, meta.lastModified)
 //! - `parked`: (subscriber, resource id) → [`Parked`]: changes a projection backend refused for good
 //! - `counters`: `position` and `count:{type}`; `checkpoints`: subscriber name → position
@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::StoreError;
-use crate::scim::ResourceType;
-use crate::scim::resource::{self, MemberView, Meta};
+use scim::ResourceType;
+use scim::resource::{self, MemberView, Meta};
 
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 pub(crate) const RESOURCES: TableDefinition<(&str, &str), &[u8]> =

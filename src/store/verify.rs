@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::tables::{self, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, QUERY_INDEX, RESOURCES, UNIQUE};
 use super::{Event, EventKind, Snapshot, StoreError, StoredResource};
-use crate::scim::ResourceType;
-use crate::scim::filter::plan;
-use crate::scim::resource::Meta;
-use crate::scim::schema::Registry;
+use scim::ResourceType;
+use scim::filter::plan;
+use scim::resource::Meta;
+use scim::schema::Registry;
 
 /// What verification found. `problems` is empty for a healthy store.
 #[derive(Debug, Default, serde::Serialize)]

@@ -10,11 +10,11 @@ use serde_json::{Map, Value};
 
 use super::txn::{EventBody, Tables, event};
 use super::{BulkWrite, Outcome, Rejection, Write, WriteContext};
-use crate::scim::filter::Limits;
-use crate::scim::patch::{self, MemberOp};
-use crate::scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
-use crate::scim::schema::{Registry, validate};
-use crate::scim::{ResourceType, ScimError, etag};
+use scim::filter::Limits;
+use scim::patch::{self, MemberOp};
+use scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
+use scim::schema::{Registry, validate};
+use scim::{ResourceType, ScimError, etag};
 use crate::store::event::MemberRef;
 use crate::store::tables::{self};
 use crate::store::{Cause, EventKind, StoreError, StoredResource};

@@ -18,11 +18,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::tables::Parked;
 use super::tables::{self, POSITION, QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION};
 use super::{DbFile, SharedDb, StoreError, StoredResource};
-use crate::scim::filter::{Limits, plan};
-use crate::scim::patch;
-use crate::scim::resource::{MemberInput, MemberView};
-use crate::scim::schema::Registry;
-use crate::scim::{ResourceType, ScimError};
+use scim::filter::{Limits, plan};
+use scim::patch;
+use scim::resource::{MemberInput, MemberView};
+use scim::schema::Registry;
+use scim::{ResourceType, ScimError};
 
 mod commands;
 mod txn;
@@ -404,8 +404,8 @@ mod tests {
     use redb::ReadableDatabase;
 
     use super::*;
-    use crate::scim::resource::Meta;
-    use crate::scim::schema::SchemaMode;
+    use scim::resource::Meta;
+    use scim::schema::SchemaMode;
     use crate::store::tables::{COUNTERS, QUERY_INDEX, RESOURCES};
 
     #[test]

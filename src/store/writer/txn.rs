@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::WriteContext;
-use crate::scim::ResourceType;
-use crate::scim::filter::plan;
-use crate::scim::resource::UniqueKey;
+use scim::ResourceType;
+use scim::filter::plan;
+use scim::resource::UniqueKey;
 use crate::store::event::{ENVELOPE_VERSION, MemberRef};
 use crate::store::tables::{
     self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{AttributeType, Extension, Registry, ResourceSchemas, Schema, SchemaMode};
-use crate::scim::ResourceType;
+use crate::ResourceType;
 
 /// Why the schemas could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use super::{Attribute, AttributeType, Mutability, Registry, ResourceSchemas, Returned};
-use crate::scim::ResourceType;
+use crate::ResourceType;
 
 /// One path of `attributes` / `excludedAttributes`, resolved and lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::{Attribute, AttributeType, Mutability, Registry, ResourceSchemas, SchemaMode};
-use crate::scim::{ResourceType, ScimError, ScimType};
+use crate::{ResourceType, ScimError, ScimType};
 
 /// Validates a create or replace body and returns the attributes to store (everything but `id` and
 /// `meta`), with canonical names and `schemas` filled in.

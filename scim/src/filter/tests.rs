@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{Limits, parse};
-use crate::scim::ResourceType;
-use crate::scim::schema::{Attribute, Registry, ResourceSchemas, SchemaMode};
+use crate::ResourceType;
+use crate::schema::{Attribute, Registry, ResourceSchemas, SchemaMode};
 
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SRAM: &str = "urn:mace:surf.nl:sram:scim:extension:User";

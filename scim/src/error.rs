@@ -8,19 +8,29 @@ pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 /// The `scimType` keywords of RFC 7644 §3.12, Table 9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScimType {
+    /// The filter syntax is invalid or the filter names an unsupported comparison.
     InvalidFilter,
+    /// The filter yields more results than the server will answer.
     TooMany,
     /// RFC 9865 §2.2: the cursor is malformed, altered or unknown.
     InvalidCursor,
     /// RFC 9865 §2.2: the cursor has expired.
     ExpiredCursor,
+    /// A value would break a uniqueness rule (`userName`, a group's `displayName`).
     Uniqueness,
+    /// The request tries to change an attribute that is immutable or read-only.
     Mutability,
+    /// The request body is not a valid SCIM message.
     InvalidSyntax,
+    /// A PATCH `path` is malformed or names nothing the schemas know.
     InvalidPath,
+    /// A PATCH `path` with a value filter matched no value.
     NoTarget,
+    /// A value is missing, of the wrong type or otherwise not acceptable.
     InvalidValue,
+    /// The request asks for a protocol version the server does not support.
     InvalidVers,
+    /// The request carries sensitive information in its URL (a filter on a password, say).
     Sensitive,
 }
 
@@ -108,7 +118,7 @@ impl ScimError {
             412,
             format!(
                 "If-Match does not match the current version {}",
-                crate::scim::etag::format(current)
+                crate::etag::format(current)
             ),
         )
     }

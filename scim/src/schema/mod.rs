@@ -269,13 +269,30 @@ pub struct AttributePath<'a> {
 }
 
 /// How input that the schemas do not declare is treated (`SCHEMA_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchemaMode {
     /// Unknown attributes and undeclared extension URNs are a 400 `invalidValue`.
     #[default]
     Strict,
     /// They are kept verbatim (for migrations from schemaless stores).
     Lenient,
+}
+
+/// A `SCHEMA_MODE` value that is neither `strict` nor `lenient`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a schema mode (strict, lenient)")]
+pub struct UnknownSchemaMode(pub String);
+
+impl std::str::FromStr for SchemaMode {
+    type Err = UnknownSchemaMode;
+
+    fn from_str(s: &str) -> Result<SchemaMode, UnknownSchemaMode> {
+        match s.trim() {
+            m if m.eq_ignore_ascii_case("strict") => Ok(SchemaMode::Strict),
+            m if m.eq_ignore_ascii_case("lenient") => Ok(SchemaMode::Lenient),
+            other => Err(UnknownSchemaMode(other.to_owned())),
+        }
+    }
 }
 
 /// Every schema the server knows, per resource type.

@@ -22,9 +22,13 @@ const BULK_ID_PREFIX: &str = "bulkId:";
 /// An operation's HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// Create a resource (needs a `bulkId`).
     Post,
+    /// Replace a resource.
     Put,
+    /// Modify a resource with a PatchOp.
     Patch,
+    /// Delete a resource.
     Delete,
 }
 

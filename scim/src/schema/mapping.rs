@@ -163,7 +163,7 @@ mod tests {
 
     use super::super::{Registry, SchemaMode};
     use super::*;
-    use crate::scim::ResourceType;
+    use crate::ResourceType;
 
     const SRAM: &str = "urn:mace:surf.nl:sram:scim:extension:User";
 

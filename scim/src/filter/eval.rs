@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::number::Decimal;
 use super::{AttrPath, Filter, FilterError, Literal, Op};
-use crate::scim::get_ci;
-use crate::scim::schema::{Attribute, AttributeType, ResourceSchemas};
+use crate::get_ci;
+use crate::schema::{Attribute, AttributeType, ResourceSchemas};
 
 /// The common attributes of every resource (RFC 7643 §3.1), which no schema lists.
 fn common() -> &'static [Attribute] {

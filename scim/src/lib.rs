@@ -1,5 +1,10 @@
-//! The SCIM domain, pure: no I/O, no async (except reading the schema files once at start-up).
-//! Everything here can be unit-tested in isolation.
+//! The SCIM 2.0 domain (RFC 7643, RFC 7644), pure: resources, schemas and their validation, the
+//! filter language, the PATCH engine, BulkRequest parsing, SCIM errors and ETags.
+//!
+//! No I/O and no async, except reading schema files once at start-up ([`schema::Registry::load`]).
+//! The crate depends on no framework (HTTP, storage, messaging, CLI): scimd's HTTP layer, store and
+//! fan-out build on it, never the reverse, and Cargo enforces that. Everything here can be unit-tested
+//! and fuzzed in isolation.
 
 pub mod bulk;
 pub mod error;

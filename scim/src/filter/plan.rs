@@ -11,8 +11,8 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde_json::{Map, Value};
 
 use super::{Bound, Op, Target, Test};
-use crate::scim::ResourceType;
-use crate::scim::resource::Meta;
+use crate::ResourceType;
+use crate::resource::Meta;
 
 /// Separates the parts of an index key.
 const SEP: char = '\u{1f}';
@@ -195,8 +195,8 @@ fn indexed(rt: ResourceType, target: &Target, parent: Option<&Target>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::{Limits, parse};
-    use crate::scim::schema::{Registry, SchemaMode};
+    use crate::filter::{Limits, parse};
+    use crate::schema::{Registry, SchemaMode};
 
     fn planned(rt: ResourceType, filter: &str) -> Option<(Plan, bool)> {
         let registry = Registry::load(None, SchemaMode::Strict).unwrap();

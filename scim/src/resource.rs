@@ -15,7 +15,9 @@ use super::schema::validate::{self, wrong_type};
 /// The resource types scimd serves (RFC 7643 §4 and §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ResourceType {
+    /// `urn:ietf:params:scim:schemas:core:2.0:User`, served at `/Users`.
     User,
+    /// `urn:ietf:params:scim:schemas:core:2.0:Group`, served at `/Groups`.
     Group,
 }
 
@@ -300,7 +302,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::SchemaMode;
+    use crate::schema::SchemaMode;
 
     fn reg() -> Registry {
         Registry::load(None, SchemaMode::Strict).unwrap()
