@@ -4,8 +4,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use scim::schema::Registry;
 use crate::store::{StoreReader, verify};
+use scim::schema::Registry;
 
 /// Prints events from position `from` on as JSON lines; with `follow`, keeps printing new ones.
 pub async fn tail(data_path: &Path, from: u64, follow: bool) -> anyhow::Result<()> {

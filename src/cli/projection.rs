@@ -15,8 +15,8 @@ use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
 use crate::http::client_key;
-use scim::schema::Registry;
 use crate::store::{Store, StoreError};
+use scim::schema::Registry;
 
 fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);

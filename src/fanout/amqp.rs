@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
-use scim::ResourceType;
 use crate::store::{Event, EventKind, Snapshot, Store, StoreError, Write, WriteContext};
+use scim::ResourceType;
 
 /// The subscriber's name: its checkpoint key and its entry in `/status`.
 pub const NAME: &str = "amqp";

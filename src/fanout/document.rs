@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::store::{Event, EventKind, Snapshot, StoreError, StoredResource};
 use scim::ResourceType;
 use scim::resource::{self, MemberView, Meta};
-use crate::store::{Event, EventKind, Snapshot, StoreError, StoredResource};
 
 /// How a group document shows its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

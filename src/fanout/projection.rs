@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::backends::Backend;
 use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
-use scim::{ResourceType, resource};
 use crate::store::{Event, EventKind, Parked, Snapshot, Store, StoreError, Write, WriteContext};
+use scim::{ResourceType, resource};
 
 /// Events read per batch.
 const BATCH: usize = 1000;

@@ -19,12 +19,12 @@ use super::responses::{
 };
 use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
-use scim::bulk;
-use scim::schema::{Projection, Registry};
-use scim::{ResourceType, ScimError};
 use crate::service::LIST_RESPONSE_SCHEMA;
 use crate::service::{ListQuery, Service};
 use crate::store::WriteContext;
+use scim::bulk;
+use scim::schema::{Projection, Registry};
+use scim::{ResourceType, ScimError};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 

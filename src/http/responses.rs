@@ -5,8 +5,8 @@ use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 use serde_json::Value;
 
-use scim::ScimError;
 use crate::service::ResourceDoc;
+use scim::ScimError;
 
 /// The answer to a PATCH (RFC 7644 §3.5.2).
 #[derive(ApiResponse)]
@@ -48,11 +48,7 @@ impl ResourceResponse {
 
     /// 201 with the resource, its ETag and Location.
     pub fn created(doc: ResourceDoc) -> Self {
-        ResourceResponse::Created(
-            Json(doc.doc),
-            scim::etag::format(doc.version),
-            doc.location,
-        )
+        ResourceResponse::Created(Json(doc.doc), scim::etag::format(doc.version), doc.location)
     }
 }
 

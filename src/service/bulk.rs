@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Service;
+use crate::store::{BulkWrite, Outcome, Write, WriteContext};
 use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, Target};
 use scim::{ScimError, etag, patch};
-use crate::store::{BulkWrite, Outcome, Write, WriteContext};
 
 /// What the answer to one operation echoes of it.
 struct Echo {

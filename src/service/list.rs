@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use super::cursor::Position;
 use super::{LIST_RESPONSE_SCHEMA, Related, Service, represent};
+use crate::store::{Snapshot, StoreError, StoredResource};
 use scim::filter::plan::{self, Plan};
 use scim::filter::{self, Bound, Filter, SortKey, Target};
 use scim::schema::Projection;
 use scim::{ResourceType, ScimError};
-use crate::store::{Snapshot, StoreError, StoredResource};
 
 impl Service {
     /// RFC 7644 §3.4.2 and §3.4.3: a page of the resources of `types` that match `query.filter`,

@@ -15,12 +15,12 @@ use uuid::Uuid;
 use cursor::Cursors;
 pub use list::ListQuery;
 
+use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{self, GroupView, MemberView};
 use scim::schema::{Projection, Registry};
 use scim::{ResourceType, ScimError};
-use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext};
 
 /// URN of the ListResponse message (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";

@@ -10,14 +10,14 @@ use serde_json::{Map, Value};
 
 use super::txn::{EventBody, Tables, event};
 use super::{BulkWrite, Outcome, Rejection, Write, WriteContext};
+use crate::store::event::MemberRef;
+use crate::store::tables::{self};
+use crate::store::{Cause, EventKind, StoreError, StoredResource};
 use scim::filter::Limits;
 use scim::patch::{self, MemberOp};
 use scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
 use scim::schema::{Registry, validate};
 use scim::{ResourceType, ScimError, etag};
-use crate::store::event::MemberRef;
-use crate::store::tables::{self};
-use crate::store::{Cause, EventKind, StoreError, StoredResource};
 
 pub(super) fn apply(
     t: &mut Tables<'_>,

@@ -404,9 +404,9 @@ mod tests {
     use redb::ReadableDatabase;
 
     use super::*;
+    use crate::store::tables::{COUNTERS, QUERY_INDEX, RESOURCES};
     use scim::resource::Meta;
     use scim::schema::SchemaMode;
-    use crate::store::tables::{COUNTERS, QUERY_INDEX, RESOURCES};
 
     #[test]
     fn a_store_written_before_the_query_index_gets_it_at_start_up() {

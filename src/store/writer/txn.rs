@@ -7,15 +7,15 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::WriteContext;
-use scim::ResourceType;
-use scim::filter::plan;
-use scim::resource::UniqueKey;
 use crate::store::event::{ENVELOPE_VERSION, MemberRef};
 use crate::store::tables::{
     self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX,
     RESOURCES, STREAMS, UNIQUE,
 };
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
+use scim::ResourceType;
+use scim::filter::plan;
+use scim::resource::UniqueKey;
 
 /// The tables of one write transaction, opened once per batch.
 pub(super) struct Tables<'txn> {
