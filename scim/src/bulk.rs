@@ -54,9 +54,9 @@ impl Method {
     }
 }
 
-/// What an operation acts on, once its path is parsed.
+/// The resource a Bulk operation addresses (its `path`, parsed): `/Users`, `/Groups/{id}`…
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct OperationTarget {
     /// The resource type the path names.
     pub rt: ResourceType,
     /// The resource id (a `bulkId:` reference until [`Plan`] resolves it); `None` for POST.
@@ -73,7 +73,7 @@ pub struct Operation {
     /// `version`: acts as `If-Match`.
     pub version: Option<String>,
     /// The parsed method and target, or why the operation cannot run.
-    pub parsed: Result<(Method, Target), ScimError>,
+    pub parsed: Result<(Method, OperationTarget), ScimError>,
     /// `data`: the resource (POST, PUT) or PatchOp (PATCH).
     pub data: Option<Value>,
 }
@@ -181,7 +181,7 @@ fn method_and_target(
     method: &str,
     path: Option<&str>,
     bulk_id: &Option<String>,
-) -> Result<(Method, Target), ScimError> {
+) -> Result<(Method, OperationTarget), ScimError> {
     let method = Method::parse(method).ok_or_else(|| {
         ScimError::invalid_value(format!(
             "method {method:?} is not one of POST, PUT, PATCH, DELETE"
@@ -226,7 +226,7 @@ fn method_and_target(
         }
         (_, Some(_)) => {}
     }
-    Ok((method, Target { rt, id }))
+    Ok((method, OperationTarget { rt, id }))
 }
 
 /// The order to run a request's operations in and the ids their `bulkId` references stand for.
@@ -265,7 +265,7 @@ pub fn plan(ops: &[Operation], new_ids: &[Option<String>]) -> Plan {
     let mut refers_to = vec![Vec::new(); n];
     for (i, op) in ops.iter().enumerate() {
         let mut names = BTreeSet::new();
-        if let Ok((_, Target { id: Some(id), .. })) = &op.parsed {
+        if let Ok((_, OperationTarget { id: Some(id), .. })) = &op.parsed {
             collect_string_refs(id, &mut names);
         }
         if let Some(data) = &op.data {

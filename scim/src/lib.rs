@@ -12,9 +12,11 @@ pub mod etag;
 pub mod filter;
 pub mod patch;
 pub mod resource;
+pub mod resource_type;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
+pub use resource_type::ResourceType;
 
 use serde_json::{Map, Value};
 
@@ -27,4 +29,3 @@ pub(crate) fn get_ci<'m>(map: &'m Map<String, Value>, name: &str) -> Option<&'m 
             .map(|(_, v)| v)
     })
 }
-pub use resource::ResourceType;

@@ -7,57 +7,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::ScimError;
 use super::etag;
 use super::schema::Registry;
 use super::schema::validate::{self, wrong_type};
-
-/// The resource types scimd serves (RFC 7643 §4 and §4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ResourceType {
-    /// `urn:ietf:params:scim:schemas:core:2.0:User`, served at `/Users`.
-    User,
-    /// `urn:ietf:params:scim:schemas:core:2.0:Group`, served at `/Groups`.
-    Group,
-}
-
-impl ResourceType {
-    /// Every resource type, in the order discovery lists them.
-    pub const ALL: [ResourceType; 2] = [ResourceType::User, ResourceType::Group];
-
-    /// The resource type's name, as in `meta.resourceType`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ResourceType::User => "User",
-            ResourceType::Group => "Group",
-        }
-    }
-
-    /// The endpoint path segment: `Users` or `Groups`.
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            ResourceType::User => "Users",
-            ResourceType::Group => "Groups",
-        }
-    }
-
-    /// The core schema URN (RFC 7643 §8.7.1).
-    pub fn core_schema(self) -> &'static str {
-        match self {
-            ResourceType::User => "urn:ietf:params:scim:schemas:core:2.0:User",
-            ResourceType::Group => "urn:ietf:params:scim:schemas:core:2.0:Group",
-        }
-    }
-
-    /// Parses a `meta.resourceType` name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "User" => Some(ResourceType::User),
-            "Group" => Some(ResourceType::Group),
-            _ => None,
-        }
-    }
-}
+use super::{ResourceType, ScimError};
 
 /// A member reference as a client sent it in a Group's `members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,27 +30,6 @@ pub struct ResourceInput {
     pub members: Option<Vec<MemberInput>>,
     /// A clear-text password to hash before it is stored (Users only).
     pub password: Option<String>,
-}
-
-/// A value that must be unique (RFC 7643 §7 `uniqueness`), as the store's index holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UniqueKey {
-    /// The attribute: its name for core attributes (`userName`, `externalId`), `URN:name` for
-    /// extension attributes.
-    pub attribute: String,
-    /// The value as indexed: lower-cased for caseExact false attributes.
-    pub normalised: String,
-    /// `uniqueness: global`: unique among all resources, not only those of one type.
-    pub global: bool,
-}
-
-impl UniqueKey {
-    /// The index key: scope (the resource type, or `*` for global uniqueness), attribute and
-    /// normalised value, separated by U+001F.
-    pub fn index_key(&self, rt: ResourceType) -> String {
-        let scope = if self.global { "*" } else { rt.name() };
-        format!("{scope}\u{1f}{}\u{1f}{}", self.attribute, self.normalised)
-    }
 }
 
 /// A group a User belongs to, as `User.groups` shows it (RFC 7643 §4.1.2).

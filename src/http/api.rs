@@ -23,7 +23,7 @@ use crate::service::LIST_RESPONSE_SCHEMA;
 use crate::service::{ListQuery, Service};
 use crate::store::WriteContext;
 use scim::bulk;
-use scim::schema::{Projection, Registry};
+use scim::schema::{Registry, View};
 use scim::{ResourceType, ScimError};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -127,7 +127,7 @@ impl ScimApi {
         auth: &ApiKeyAuth,
         req: &Request,
         body: Value,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceResponse> {
         let doc = self
             .service
@@ -142,7 +142,7 @@ impl ScimApi {
         req: &Request,
         id: &str,
         if_none_match: Option<&str>,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceResponse> {
         let doc = self.service.get(rt, id, &self.base(req), view)?;
         if if_none_match.is_some_and(|h| scim::etag::matches(h, doc.version)) {
@@ -158,7 +158,7 @@ impl ScimApi {
         types: &[ResourceType],
         req: &Request,
         query: &ListQuery,
-        view: &Projection,
+        view: &View,
     ) -> Result<DocumentResponse> {
         let body = self.service.list(types, query, &self.base(req), view)?;
         Ok(DocumentResponse::Ok(Json(body)))
@@ -172,7 +172,7 @@ impl ScimApi {
         body: &Value,
     ) -> Result<DocumentResponse> {
         let search = SearchRequest::parse(body)?;
-        let view = Projection::new(search.attributes.as_deref(), search.excluded.as_deref());
+        let view = View::new(search.attributes.as_deref(), search.excluded.as_deref());
         self.list(types, req, &search.query, &view)
     }
 
@@ -186,7 +186,7 @@ impl ScimApi {
         id: &str,
         if_match: Option<String>,
         body: Value,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceResponse> {
         let doc = self
             .service
@@ -235,7 +235,7 @@ impl ScimApi {
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         self.create(ResourceType::User, &auth, req, body.0, &view)
             .await
     }
@@ -267,7 +267,7 @@ impl ScimApi {
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         let query = ListQuery {
             filter: filter.0,
             sort_by: sort_by.0,
@@ -291,7 +291,7 @@ impl ScimApi {
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<ResourceResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         self.get(
             ResourceType::User,
             req,
@@ -317,7 +317,7 @@ impl ScimApi {
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         self.replace(
             ResourceType::User,
             &auth,
@@ -359,7 +359,7 @@ impl ScimApi {
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<PatchedResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         let doc = self
             .service
             .patch(
@@ -388,7 +388,7 @@ impl ScimApi {
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         self.create(ResourceType::Group, &auth, req, body.0, &view)
             .await
     }
@@ -412,7 +412,7 @@ impl ScimApi {
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<DocumentResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         let query = ListQuery {
             filter: filter.0,
             sort_by: sort_by.0,
@@ -435,7 +435,7 @@ impl ScimApi {
         #[oai(name = "attributes")] attributes: Query<Option<String>>,
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
     ) -> Result<ResourceResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         self.get(
             ResourceType::Group,
             req,
@@ -459,7 +459,7 @@ impl ScimApi {
         #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
         body: Json<Value>,
     ) -> Result<ResourceResponse> {
-        let view = Projection::new(attributes.0.as_deref(), excluded.0.as_deref());
+        let view = View::new(attributes.0.as_deref(), excluded.0.as_deref());
         self.replace(
             ResourceType::Group,
             &auth,
@@ -505,9 +505,9 @@ impl ScimApi {
         // A 204 carries no representation, so the member list (100,000 entries, perhaps) is not
         // read at all: that keeps a one-member PATCH O(1) on a group of any size.
         let view = if asked {
-            Projection::new(attributes.0.as_deref(), excluded.0.as_deref())
+            View::new(attributes.0.as_deref(), excluded.0.as_deref())
         } else {
-            Projection::new(None, Some("members"))
+            View::new(None, Some("members"))
         };
         let doc = self
             .service

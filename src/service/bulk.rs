@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::Service;
 use crate::store::{BulkWrite, Outcome, Write, WriteContext};
-use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, Target};
+use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, OperationTarget};
 use scim::{ScimError, etag, patch};
 
 /// What the answer to one operation echoes of it.
@@ -117,7 +117,7 @@ impl Service {
     /// The store write for one operation, its bulkId references replaced by ids.
     async fn bulk_write(
         &self,
-        parsed: Result<(Method, Target), ScimError>,
+        parsed: Result<(Method, OperationTarget), ScimError>,
         if_match: Option<String>,
         mut data: Option<Value>,
         new_id: &Option<String>,
@@ -149,7 +149,7 @@ impl Service {
 /// The resource type and id an operation acts on: the new id for a POST, the id a `bulkId:` path
 /// stands for, or the path's id.
 fn resolved(
-    target: &Target,
+    target: &OperationTarget,
     new_id: &Option<String>,
     ids: &HashMap<String, String>,
 ) -> (scim::ResourceType, Option<String>) {

@@ -10,8 +10,8 @@ use super::cursor::Position;
 use super::{LIST_RESPONSE_SCHEMA, Related, Service, represent};
 use crate::store::{Snapshot, StoreError, StoredResource};
 use scim::filter::plan::{self, Plan};
-use scim::filter::{self, Bound, Filter, SortKey, Target};
-use scim::schema::Projection;
+use scim::filter::{self, Bound, BoundPath, Filter, SortKey};
+use scim::schema::View;
 use scim::{ResourceType, ScimError};
 
 impl Service {
@@ -23,7 +23,7 @@ impl Service {
         types: &[ResourceType],
         query: &ListQuery,
         base: &str,
-        view: &Projection,
+        view: &View,
     ) -> Result<Value, ScimError> {
         let start = query.start_index.unwrap_or(1).max(1);
         let count = query
@@ -171,7 +171,7 @@ impl Service {
         let sort = query
             .sort_by
             .as_deref()
-            .and_then(|p| Target::for_sort(schemas, p));
+            .and_then(|p| BoundPath::for_sort(schemas, p));
         let mentions = |name: &str| {
             filter.is_some_and(|f| f.mentions(name))
                 || sort

@@ -19,7 +19,7 @@ use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{self, GroupView, MemberView};
-use scim::schema::{Projection, Registry};
+use scim::schema::{Registry, View};
 use scim::{ResourceType, ScimError};
 
 /// URN of the ListResponse message (RFC 7644 §3.4.2).
@@ -88,7 +88,7 @@ impl Service {
         body: Value,
         ctx: WriteContext,
         base: &str,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceDoc, ScimError> {
         let write = self
             .create_write(rt, body, Uuid::new_v4().to_string())
@@ -138,7 +138,7 @@ impl Service {
         if_match: Option<String>,
         ctx: WriteContext,
         base: &str,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceDoc, ScimError> {
         let write = self.replace_write(rt, id, body, if_match).await?;
         let outcome = self.store.write(write, ctx).await?;
@@ -178,7 +178,7 @@ impl Service {
         if_match: Option<String>,
         ctx: WriteContext,
         base: &str,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceDoc, ScimError> {
         let operations = patch::parse(body)?;
         let view = &view
@@ -239,7 +239,7 @@ impl Service {
         rt: ResourceType,
         id: &str,
         base: &str,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceDoc, ScimError> {
         let snapshot = self.store.snapshot()?;
         let stored = snapshot
@@ -269,7 +269,7 @@ impl Service {
         stored: StoredResource,
         related: Related<'_>,
         base: &str,
-        view: &Projection,
+        view: &View,
     ) -> ResourceDoc {
         let version = stored.meta.version;
         let full = represent(rt, id, stored, related, base);
@@ -285,7 +285,7 @@ impl Service {
         rt: ResourceType,
         outcome: Outcome,
         base: &str,
-        view: &Projection,
+        view: &View,
     ) -> Result<ResourceDoc, ScimError> {
         match outcome {
             Outcome::Resource {
@@ -358,7 +358,7 @@ impl Service {
         snapshot: &Snapshot,
         rt: ResourceType,
         id: &str,
-        view: &Projection,
+        view: &View,
     ) -> Result<RelatedLists, ScimError> {
         let wanted = |name: &str| view.shows(&self.registry, rt, name);
         Ok(match rt {

@@ -149,7 +149,7 @@ impl Snapshot {
     }
 
     /// The id holding a value in the uniqueness index, by its
-    /// [`UniqueKey::index_key`](scim::resource::UniqueKey::index_key).
+    /// [`UniqueKey::index_key`](scim::schema::UniqueKey::index_key).
     pub fn unique_owner(&self, index_key: &str) -> Result<Option<String>, StoreError> {
         let table = self.txn.open_table(UNIQUE)?;
         Ok(table.get(index_key)?.map(|v| v.value().to_owned()))

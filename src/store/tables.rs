@@ -5,7 +5,7 @@
 //! - `resources`: (resource type, id) → [`StoredResource`] (the read model)
 //! - `members`: (group id, member id) → member type; `member_of`: (member id, group id) → ()
 //! - `streams`: (resource id, version) → position of the event that made that version
-//! - `unique`: [`UniqueKey::index_key`](scim::resource::UniqueKey::index_key) → id
+//! - `unique`: [`UniqueKey::index_key`](scim::schema::UniqueKey::index_key) → id
 //! - `query_index`: ([`plan::index_keys`](scim::filter::plan::index_keys) row, id) → (): the
 //!   filter indexes (userName, externalId, displayName, emails.value, meta.lastModified)
 //! - `parked`: (subscriber, resource id) → [`Parked`]: changes a projection backend refused for good

@@ -69,7 +69,7 @@ fn operations_are_parsed_case_insensitively_and_bad_ones_fail_alone() {
         ops[0].parsed.as_ref().ok(),
         Some(&(
             Method::Post,
-            Target {
+            OperationTarget {
                 rt: ResourceType::User,
                 id: None
             }
@@ -79,7 +79,7 @@ fn operations_are_parsed_case_insensitively_and_bad_ones_fail_alone() {
         ops[1].parsed.as_ref().ok(),
         Some(&(
             Method::Patch,
-            Target {
+            OperationTarget {
                 rt: ResourceType::Group,
                 id: Some("g1".into())
             }

@@ -31,9 +31,10 @@ fn common() -> &'static [Attribute] {
     })
 }
 
-/// Where an attribute's values live in a resource, and how they compare.
+/// An attribute path of a bound filter (or `sortBy`): where the attribute's values live in a
+/// resource, and how they compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct BoundPath {
     /// The extension schema URN holding the attribute (`None`: core or common).
     pub ext: Option<String>,
     /// The attribute's name.
@@ -78,11 +79,11 @@ pub enum Bound {
     /// The inner one does not hold.
     Not(Box<Bound>),
     /// The attribute has a non-empty value.
-    Present(Target),
+    Present(BoundPath),
     /// Some value compares as asked (for `ne`: no value is equal).
     Compare {
         /// The attribute.
-        target: Target,
+        target: BoundPath,
         /// The operator.
         op: Op,
         /// The operand.
@@ -91,7 +92,7 @@ pub enum Bound {
     /// Some element of the complex attribute matches the inner filter.
     Any {
         /// The complex attribute.
-        target: Target,
+        target: BoundPath,
         /// The test on each element.
         filter: Box<Bound>,
     },
@@ -200,7 +201,7 @@ fn bind(filter: &Filter, scope: Scope<'_>) -> Result<Bound, FilterError> {
 
 /// Type-checks `op value` against the attribute (RFC 7644 §3.4.2.2).
 fn check(
-    target: &Target,
+    target: &BoundPath,
     op: Op,
     value: &Literal,
     column: usize,
@@ -285,7 +286,7 @@ fn literal_name(lit: &Literal) -> &'static str {
 fn resolve<'a>(
     scope: Scope<'a>,
     path: &AttrPath,
-) -> Result<Option<(Target, &'a Attribute)>, FilterError> {
+) -> Result<Option<(BoundPath, &'a Attribute)>, FilterError> {
     let text = path.text.as_str();
     let s = match scope {
         Scope::Element(parent) => {
@@ -300,7 +301,7 @@ fn resolve<'a>(
             }
             return Ok(parent.sub_attribute(text).map(|a| {
                 (
-                    Target {
+                    BoundPath {
                         ext: None,
                         attr: a.name.clone(),
                         sub: None,
@@ -353,7 +354,7 @@ fn resolve<'a>(
     };
     let leaf = p.sub.unwrap_or(attr);
     Ok(Some((
-        Target {
+        BoundPath {
             ext: p.extension.map(|e| e.id.clone()),
             attr: attr.name.clone(),
             sub: p.sub.map(|a| a.name.clone()),
@@ -365,7 +366,7 @@ fn resolve<'a>(
 }
 
 /// `Some(None)` for a common path whose sub-attribute does not exist; `None` if not common at all.
-fn common_attribute(text: &str) -> Option<Option<(Target, &'static Attribute)>> {
+fn common_attribute(text: &str) -> Option<Option<(BoundPath, &'static Attribute)>> {
     let (name, sub) = match text.split_once('.') {
         Some((n, s)) => (n, Some(s)),
         None => (text, None),
@@ -382,7 +383,7 @@ fn common_attribute(text: &str) -> Option<Option<(Target, &'static Attribute)>> 
     };
     let leaf = sub.unwrap_or(attr);
     Some(Some((
-        Target {
+        BoundPath {
             ext: None,
             attr: attr.name.clone(),
             sub: sub.map(|a| a.name.clone()),
@@ -401,10 +402,10 @@ fn elements(v: &Value) -> Vec<&Value> {
     }
 }
 
-impl Target {
+impl BoundPath {
     /// Resolves a `sortBy` path; `None` when the type does not define it (every resource then
     /// lacks a value).
-    pub fn for_sort(schemas: &ResourceSchemas, path: &str) -> Option<Target> {
+    pub fn for_sort(schemas: &ResourceSchemas, path: &str) -> Option<BoundPath> {
         let p = AttrPath {
             text: path.to_owned(),
             column: 1,
@@ -535,7 +536,7 @@ fn pr(v: &Value) -> bool {
 
 impl Test {
     /// `value op self`, for one value; a value of another type never matches.
-    fn holds(&self, op: Op, value: &Value, target: &Target) -> bool {
+    fn holds(&self, op: Op, value: &Value, target: &BoundPath) -> bool {
         let ord: Option<Ordering> = match self {
             Test::Null => return false,
             Test::Bool(b) => return value.as_bool() == Some(*b),
@@ -604,7 +605,7 @@ impl Bound {
 
     /// The `attr eq "string"` tests that must all hold (the top-level `and` chain), for an index
     /// lookup: each with its attribute and the string as written.
-    pub fn required_equalities(&self) -> Vec<(&Target, &str)> {
+    pub fn required_equalities(&self) -> Vec<(&BoundPath, &str)> {
         match self {
             Bound::And(a, b) => {
                 let mut out = a.required_equalities();

@@ -23,7 +23,7 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{Bound, SortKey, Target, Test};
+pub use eval::{Bound, BoundPath, SortKey, Test};
 pub use parser::parse;
 
 use super::ScimError;

@@ -10,7 +10,7 @@
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde_json::{Map, Value};
 
-use super::{Bound, Op, Target, Test};
+use super::{Bound, BoundPath, Op, Test};
 use crate::ResourceType;
 use crate::resource::Meta;
 
@@ -103,7 +103,7 @@ pub fn plan(rt: ResourceType, bound: &Bound) -> Option<(Plan, bool)> {
     plan_in(rt, bound, None)
 }
 
-fn plan_in(rt: ResourceType, bound: &Bound, parent: Option<&Target>) -> Option<(Plan, bool)> {
+fn plan_in(rt: ResourceType, bound: &Bound, parent: Option<&BoundPath>) -> Option<(Plan, bool)> {
     match bound {
         Bound::Const(false) => Some((Plan::Nothing, true)),
         Bound::Const(true) | Bound::Not(_) => None,
@@ -171,7 +171,7 @@ fn plan_in(rt: ResourceType, bound: &Bound, parent: Option<&Target>) -> Option<(
 }
 
 /// The index name of an attribute, if it is indexed for `rt`.
-fn indexed(rt: ResourceType, target: &Target, parent: Option<&Target>) -> Option<String> {
+fn indexed(rt: ResourceType, target: &BoundPath, parent: Option<&BoundPath>) -> Option<String> {
     let (attr, sub) = match parent {
         Some(p) if p.ext.is_none() && p.sub.is_none() && target.sub.is_none() => {
             (p.attr.as_str(), Some(target.attr.as_str()))

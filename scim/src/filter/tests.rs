@@ -391,7 +391,7 @@ fn hostile_filters_fail_fast_without_panicking() {
 fn sort_keys_take_the_primary_value_else_the_first() {
     let s = schemas();
     let doc = bjensen();
-    let key = |p: &str| super::Target::for_sort(&s, p).and_then(|t| t.sort_key(&doc));
+    let key = |p: &str| super::BoundPath::for_sort(&s, p).and_then(|t| t.sort_key(&doc));
     assert_eq!(
         key("emails.value"),
         Some(super::SortKey::Str("bjensen@example.com".into()))

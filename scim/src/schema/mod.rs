@@ -2,23 +2,24 @@
 //! into the binary and optionally extended or replaced from `SCHEMA_PATH`.
 //!
 //! Everything the server decides about an attribute (its type, whether it is required, read-only,
-//! unique, returned) comes from here: [`validate`] normalises input, [`project`] shapes output, and
+//! unique, returned) comes from here: [`validate`] normalises input, [`view`] shapes output, and
 //! [`Registry::unique_keys`] feeds the store's uniqueness index.
 
 mod load;
 pub mod mapping;
-pub mod project;
+mod unique;
 pub mod validate;
+pub mod view;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::ResourceType;
-use super::resource::UniqueKey;
+use crate::ResourceType;
 
 pub use load::SchemaError;
 pub use mapping::Mapping;
-pub use project::Projection;
+pub use unique::UniqueKey;
+pub use view::View;
 
 /// URN of the schema that describes schemas (RFC 7643 §7).
 pub const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
@@ -384,116 +385,6 @@ impl Registry {
             },
         })
     }
-
-    /// A fingerprint of everything that decides which index keys [`Registry::unique_keys`] produces
-    /// (which attributes are unique, in what scope, case-exact or not). The store rebuilds its
-    /// uniqueness index when it changes, e.g. after SCHEMA_PATH declares a new unique attribute.
-    pub fn uniqueness_fingerprint(&self) -> u64 {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(b"v1 externalId per type, caseExact\n");
-        for s in [&self.users, &self.groups] {
-            let scoped = std::iter::once((None, &s.core))
-                .chain(s.extensions.iter().map(|e| (Some(&e.schema.id), &e.schema)));
-            for (urn, schema) in scoped {
-                for a in &schema.attributes {
-                    if a.uniqueness == Uniqueness::None {
-                        continue;
-                    }
-                    let value = a.sub_attribute("value");
-                    h.update(format!(
-                        "{}|{}|{}|{:?}|{:?}|{}|{}\n",
-                        s.rt.name(),
-                        urn.map_or("", String::as_str),
-                        a.name,
-                        a.uniqueness,
-                        a.kind,
-                        a.case_exact,
-                        value.is_some_and(|v| v.case_exact),
-                    ));
-                }
-            }
-        }
-        let digest = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        u64::from_be_bytes(first)
-    }
-
-    /// The values of `attributes` that must be unique (RFC 7643 §7 `uniqueness`), for the store's
-    /// index. `externalId` is unique per resource type (case-exact), as the server always enforced.
-    /// A multi-valued attribute contributes each value; a complex one its `value` sub-attribute.
-    /// `caseExact: false` values are indexed lower-cased, so `BJensen` and `bjensen` collide.
-    pub fn unique_keys(&self, rt: ResourceType, attributes: &Map<String, Value>) -> Vec<UniqueKey> {
-        let s = self.schemas(rt);
-        let mut keys: Vec<UniqueKey> = Vec::new();
-        let mut push = |key: UniqueKey| {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        };
-        for attr in &s.core.attributes {
-            if let Some(v) = attributes.get(&attr.name) {
-                for key in attribute_keys(attr.name.clone(), attr, v) {
-                    push(key);
-                }
-            }
-        }
-        for e in &s.extensions {
-            let Some(Value::Object(ext)) = attributes.get(&e.schema.id) else {
-                continue;
-            };
-            for attr in &e.schema.attributes {
-                if let Some(v) = ext.get(&attr.name) {
-                    for key in attribute_keys(format!("{}:{}", e.schema.id, attr.name), attr, v) {
-                        push(key);
-                    }
-                }
-            }
-        }
-        if let Some(Value::String(ext)) = attributes.get("externalId") {
-            push(UniqueKey {
-                attribute: "externalId".into(),
-                normalised: ext.clone(),
-                global: false,
-            });
-        }
-        keys
-    }
-}
-
-/// The index keys of one attribute's value(s).
-fn attribute_keys(label: String, attr: &Attribute, value: &Value) -> Vec<UniqueKey> {
-    if attr.uniqueness == Uniqueness::None {
-        return Vec::new();
-    }
-    let (case_exact, values): (bool, Vec<&Value>) = match value {
-        Value::Array(items) => (attr.case_exact, items.iter().collect()),
-        other => (attr.case_exact, vec![other]),
-    };
-    let case_exact = if attr.kind == AttributeType::Complex {
-        attr.sub_attribute("value")
-            .map_or(case_exact, |v| v.case_exact)
-    } else {
-        case_exact
-    };
-    values
-        .into_iter()
-        .filter_map(|v| match v {
-            Value::Object(o) if attr.kind == AttributeType::Complex => o.get("value"),
-            other => Some(other),
-        })
-        .filter_map(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        })
-        .map(|s| UniqueKey {
-            attribute: label.clone(),
-            normalised: if case_exact { s } else { s.to_lowercase() },
-            global: attr.uniqueness == Uniqueness::Global,
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -540,27 +431,5 @@ mod tests {
         assert!(p.attribute.is_none());
         assert!(u.resolve("nope").is_none());
         assert!(u.resolve("urn:x:y:userName").is_none());
-    }
-
-    #[test]
-    fn unique_keys_follow_uniqueness_and_case_exactness() {
-        let r = builtin();
-        let vo = "urn:temporaryNamespace:scim:schemas:voPerson:User";
-        let attrs = json!({
-            "userName": "BJensen",
-            "externalId": "X1",
-            vo: {"voPersonID": [{"value": "ID-1"}, {"value": "ID-2"}], "voPersonToken": [{"value": "Tok"}]}
-        });
-        let keys = r.unique_keys(ResourceType::User, attrs.as_object().unwrap());
-        let found: Vec<(String, String, bool)> = keys
-            .iter()
-            .map(|k| (k.attribute.clone(), k.normalised.clone(), k.global))
-            .collect();
-        assert!(found.contains(&("userName".into(), "bjensen".into(), false)));
-        assert!(found.contains(&("externalId".into(), "X1".into(), false)));
-        assert!(found.contains(&(format!("{vo}:voPersonID"), "id-1".into(), true)));
-        assert!(found.contains(&(format!("{vo}:voPersonID"), "id-2".into(), true)));
-        assert!(found.contains(&(format!("{vo}:voPersonToken"), "Tok".into(), false)));
-        assert_eq!(keys.len(), 5);
     }
 }

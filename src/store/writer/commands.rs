@@ -15,8 +15,8 @@ use crate::store::tables::{self};
 use crate::store::{Cause, EventKind, StoreError, StoredResource};
 use scim::filter::Limits;
 use scim::patch::{self, MemberOp};
-use scim::resource::{self, MemberInput, MemberView, Meta, UniqueKey};
-use scim::schema::{Registry, validate};
+use scim::resource::{self, MemberInput, MemberView, Meta};
+use scim::schema::{Registry, UniqueKey, validate};
 use scim::{ResourceType, ScimError, etag};
 
 pub(super) fn apply(

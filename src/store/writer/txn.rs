@@ -15,7 +15,7 @@ use crate::store::tables::{
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
 use scim::ResourceType;
 use scim::filter::plan;
-use scim::resource::UniqueKey;
+use scim::schema::UniqueKey;
 
 /// The tables of one write transaction, opened once per batch.
 pub(super) struct Tables<'txn> {

@@ -29,7 +29,7 @@ struct Path {
 
 /// The `attributes` and `excludedAttributes` of one request (RFC 7644 §3.4.2.5).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Projection {
+pub struct View {
     attributes: Vec<String>,
     excluded: Vec<String>,
     /// Paths the client specified in a write (RFC 7643 §7: `returned: request` attributes are
@@ -37,9 +37,9 @@ pub struct Projection {
     specified: Vec<String>,
 }
 
-impl Projection {
+impl View {
     /// From the raw, comma-separated query parameter values.
-    pub fn new(attributes: Option<&str>, excluded: Option<&str>) -> Projection {
+    pub fn new(attributes: Option<&str>, excluded: Option<&str>) -> View {
         let split = |s: Option<&str>| -> Vec<String> {
             s.unwrap_or_default()
                 .split(',')
@@ -48,16 +48,16 @@ impl Projection {
                 .map(str::to_owned)
                 .collect()
         };
-        Projection {
+        View {
             attributes: split(attributes),
             excluded: split(excluded),
             specified: Vec::new(),
         }
     }
 
-    /// This projection, also showing the `returned: request` attributes among `paths` (those a
+    /// This view, also showing the `returned: request` attributes among `paths` (those a
     /// write specified).
-    pub fn with_specified(mut self, paths: Vec<String>) -> Projection {
+    pub fn with_specified(mut self, paths: Vec<String>) -> View {
         self.specified = paths;
         self
     }
@@ -77,17 +77,18 @@ impl Projection {
     pub fn shows(&self, registry: &Registry, rt: ResourceType, name: &str) -> bool {
         let s = registry.schemas(rt);
         let [attributes, excluded, specified] = self.resolved(s);
-        let view = View {
+        let selection = Selection {
             attributes: &attributes,
             excluded: &excluded,
             specified: &specified,
             only: !self.attributes.is_empty(),
         };
-        view.attribute(None, name, s.core.attribute(name), Value::Null)
+        selection
+            .attribute(None, name, s.core.attribute(name), Value::Null)
             .is_some()
     }
 
-    /// Applies the projection and the `returned` rules to a full representation of `rt`, and sets
+    /// Applies the view and the `returned` rules to a full representation of `rt`, and sets
     /// `schemas` to the core URN plus the extensions left in it.
     pub fn apply(&self, registry: &Registry, rt: ResourceType, doc: Value) -> Value {
         let Value::Object(doc) = doc else {
@@ -95,7 +96,7 @@ impl Projection {
         };
         let s = registry.schemas(rt);
         let [attributes, excluded, specified] = self.resolved(s);
-        let view = View {
+        let selection = Selection {
             attributes: &attributes,
             excluded: &excluded,
             specified: &specified,
@@ -115,7 +116,7 @@ impl Projection {
                 let mut kept = Map::new();
                 for (name, v) in fields {
                     let attr = ext.schema.attribute(&name);
-                    if let Some(v) = view.attribute(Some(&ext_id), &name, attr, v) {
+                    if let Some(v) = selection.attribute(Some(&ext_id), &name, attr, v) {
                         kept.insert(name, v);
                     }
                 }
@@ -125,7 +126,7 @@ impl Projection {
                 continue;
             }
             let attr = s.core.attribute(&key);
-            if let Some(v) = view.attribute(None, &key, attr, value) {
+            if let Some(v) = selection.attribute(None, &key, attr, value) {
                 out.insert(key, v);
             }
         }
@@ -144,15 +145,15 @@ impl Projection {
     }
 }
 
-/// The resolved paths of one request.
-struct View<'a> {
+/// The resolved paths of one request, as the rules for one attribute read them.
+struct Selection<'a> {
     attributes: &'a [Path],
     excluded: &'a [Path],
     specified: &'a [Path],
     only: bool,
 }
 
-impl View<'_> {
+impl Selection<'_> {
     /// What is shown of one top-level attribute (`attr`: its definition, if declared).
     fn attribute(
         &self,
@@ -296,7 +297,7 @@ mod tests {
 
     fn apply(attributes: Option<&str>, excluded: Option<&str>) -> Value {
         let r = Registry::load(None, SchemaMode::Strict).unwrap();
-        Projection::new(attributes, excluded).apply(&r, ResourceType::User, doc())
+        View::new(attributes, excluded).apply(&r, ResourceType::User, doc())
     }
 
     #[test]
@@ -312,10 +313,10 @@ mod tests {
     fn shows_tells_whether_an_attribute_can_appear() {
         let r = Registry::load(None, SchemaMode::Strict).unwrap();
         let g = ResourceType::Group;
-        assert!(Projection::new(None, None).shows(&r, g, "members"));
-        assert!(!Projection::new(None, Some("MEMBERS")).shows(&r, g, "members"));
-        assert!(!Projection::new(Some("displayName"), None).shows(&r, g, "members"));
-        assert!(Projection::new(Some("members.value"), None).shows(&r, g, "members"));
+        assert!(View::new(None, None).shows(&r, g, "members"));
+        assert!(!View::new(None, Some("MEMBERS")).shows(&r, g, "members"));
+        assert!(!View::new(Some("displayName"), None).shows(&r, g, "members"));
+        assert!(View::new(Some("members.value"), None).shows(&r, g, "members"));
     }
 
     #[test]
