@@ -15,16 +15,19 @@
 //! - [`Limits`] bound the length, nesting depth and number of terms, so a hostile filter cannot
 //!   tie up the server.
 
+mod bind;
 mod eval;
 mod lexer;
 pub mod number;
 mod parser;
 pub mod plan;
+mod sort;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{Bound, BoundPath, SortKey, Test};
+pub use bind::{Bound, BoundPath, Test};
 pub use parser::parse;
+pub use sort::SortKey;
 
 use super::ScimError;
 

@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::schema::SchemaMode;
+use crate::ResourceType;
+use crate::filter::Limits;
+use crate::schema::{Registry, SchemaMode};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
