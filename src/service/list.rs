@@ -176,14 +176,14 @@ impl Service {
             filter.is_some_and(|f| f.mentions(name))
                 || sort
                     .as_ref()
-                    .is_some_and(|t| t.ext.is_none() && t.attr == name)
+                    .is_some_and(|t| t.location.extension.is_none() && t.location.attribute == name)
         };
         let planned = bound.as_ref().and_then(|b| plan::plan(rt, b));
         // An exact plan's candidates all match: the filter need not be evaluated (nor member lists read).
         let evaluate = !planned.as_ref().is_some_and(|(_, exact)| *exact);
         let sorts_by = |name: &str| {
             sort.as_ref()
-                .is_some_and(|t| t.ext.is_none() && t.attr == name)
+                .is_some_and(|t| t.location.extension.is_none() && t.location.attribute == name)
         };
         let needs = |name: &str| sorts_by(name) || (evaluate && mentions(name));
         let with_members = rt == ResourceType::Group && needs("members");
@@ -245,20 +245,13 @@ impl Service {
         bound: &Bound,
     ) -> Result<Option<BTreeSet<String>>, ScimError> {
         for (target, value) in bound.required_equalities() {
-            if target.sub.is_some() {
+            let at = &target.location;
+            if at.sub.is_some() {
                 continue;
             }
             let mut attributes = serde_json::Map::new();
-            let label = match &target.ext {
-                None => {
-                    attributes.insert(target.attr.clone(), json!(value));
-                    target.attr.clone()
-                }
-                Some(urn) => {
-                    attributes.insert(urn.clone(), json!({ target.attr.clone(): value }));
-                    format!("{urn}:{}", target.attr)
-                }
-            };
+            at.set(&mut attributes, json!(value));
+            let label = at.to_string();
             let keys = self.registry.unique_keys(rt, &attributes);
             if let Some(key) = keys.into_iter().find(|k| k.attribute == label) {
                 let owner = snapshot.unique_owner(&key.index_key(rt))?;

@@ -1,49 +1,46 @@
 //! Binding a parsed filter to a resource type's schemas (RFC 7644 §3.4.2.2): every attribute path
 //! resolved, every comparison type-checked against the attribute's type.
 
-use std::sync::OnceLock;
-
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::number::Decimal;
-use super::{AttrPath, Filter, FilterError, Literal, Op};
-use crate::schema::{Attribute, AttributeType, ResourceSchemas};
-
-/// The common attributes of every resource (RFC 7643 §3.1), which no schema lists.
-fn common() -> &'static [Attribute] {
-    static COMMON: OnceLock<Vec<Attribute>> = OnceLock::new();
-    COMMON.get_or_init(|| {
-        serde_json::from_value(json!([
-            {"name": "id", "caseExact": true},
-            {"name": "externalId", "caseExact": true},
-            {"name": "schemas", "type": "reference", "multiValued": true},
-            {"name": "meta", "type": "complex", "subAttributes": [
-                {"name": "resourceType", "caseExact": true},
-                {"name": "created", "type": "dateTime"},
-                {"name": "lastModified", "type": "dateTime"},
-                {"name": "version", "caseExact": true},
-                {"name": "location", "type": "reference", "caseExact": true}
-            ]}
-        ]))
-        .unwrap_or_default()
-    })
-}
+use super::{Filter, FilterError, Literal, Op, PathText};
+use crate::schema::{Attribute, AttributeType, Location, ResourceSchemas};
 
 /// An attribute path of a bound filter (or `sortBy`): where the attribute's values live in a
 /// resource, and how they compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundPath {
-    /// The extension schema URN holding the attribute (`None`: core or common).
-    pub ext: Option<String>,
-    /// The attribute's name.
-    pub attr: String,
-    /// The sub-attribute, if any.
-    pub sub: Option<String>,
+    /// Where the values live.
+    pub location: Location,
     /// The type of the values compared.
     pub kind: AttributeType,
     /// Whether strings compare case-sensitively.
     pub case_exact: bool,
+}
+
+impl BoundPath {
+    /// The values at `location`, compared as `leaf` (the attribute the path ends at) says.
+    fn new(location: Location, leaf: &Attribute) -> BoundPath {
+        BoundPath {
+            location,
+            kind: leaf.kind,
+            case_exact: leaf.case_exact,
+        }
+    }
+
+    /// A comparison on a complex attribute applies to its `value` sub-attribute (`attr` is the
+    /// path's top-level attribute); `None` when it has none.
+    fn complex_value(mut self, attr: &Attribute) -> Option<BoundPath> {
+        if self.kind != AttributeType::Complex {
+            return Some(self);
+        }
+        let v = attr.sub_attribute("value")?;
+        self.location.sub = Some(v.name.clone());
+        self.kind = v.kind;
+        self.case_exact = v.case_exact;
+        Some(self)
+    }
 }
 
 /// A value to compare with, checked against the attribute's type.
@@ -115,7 +112,7 @@ impl Filter {
 
     /// Whether the filter names the top-level attribute `name` (case-insensitively) anywhere.
     pub fn mentions(&self, name: &str) -> bool {
-        let head = |p: &AttrPath| {
+        let head = |p: &PathText| {
             let t = p.text.rsplit(':').next().unwrap_or_default();
             t.split('.')
                 .next()
@@ -146,7 +143,7 @@ fn bind(filter: &Filter, scope: Scope<'_>) -> Result<Bound, FilterError> {
                 // No value, so no element can match.
                 return Ok(Bound::Const(false));
             };
-            if attr.kind != AttributeType::Complex || target.sub.is_some() {
+            if attr.kind != AttributeType::Complex || target.location.sub.is_some() {
                 return Err(FilterError::new(
                     path.column,
                     format!(
@@ -166,28 +163,22 @@ fn bind(filter: &Filter, scope: Scope<'_>) -> Result<Bound, FilterError> {
             value,
             column,
         } => {
-            let Some((mut target, attr)) = resolve(scope, path)? else {
+            let Some((target, attr)) = resolve(scope, path)? else {
                 // RFC 7644 §3.4.2.1: no value, so only `eq null` and `ne <value>` hold.
                 return Ok(Bound::Const(match value {
                     Literal::Null => *op == Op::Eq,
                     _ => *op == Op::Ne,
                 }));
             };
-            if target.kind == AttributeType::Complex {
-                // A comparison on a complex attribute applies to its `value` sub-attribute.
-                let Some(v) = attr.sub_attribute("value") else {
-                    return Err(FilterError::new(
-                        *column,
-                        format!(
-                            "'{}' is complex; compare one of its sub-attributes",
-                            path.text
-                        ),
-                    ));
-                };
-                target.sub = Some(v.name.clone());
-                target.kind = v.kind;
-                target.case_exact = v.case_exact;
-            }
+            let Some(target) = target.complex_value(attr) else {
+                return Err(FilterError::new(
+                    *column,
+                    format!(
+                        "'{}' is complex; compare one of its sub-attributes",
+                        path.text
+                    ),
+                ));
+            };
             let test = check(&target, *op, value, *column, &path.text)?;
             Bound::Compare {
                 target,
@@ -284,7 +275,7 @@ fn literal_name(lit: &Literal) -> &'static str {
 /// Resolves a path in `scope`: `Ok(None)` when the type does not define it.
 fn resolve<'a>(
     scope: Scope<'a>,
-    path: &AttrPath,
+    path: &PathText,
 ) -> Result<Option<(BoundPath, &'a Attribute)>, FilterError> {
     let text = path.text.as_str();
     let s = match scope {
@@ -299,115 +290,37 @@ fn resolve<'a>(
                 ));
             }
             return Ok(parent.sub_attribute(text).map(|a| {
-                (
-                    BoundPath {
-                        ext: None,
-                        attr: a.name.clone(),
-                        sub: None,
-                        kind: a.kind,
-                        case_exact: a.case_exact,
-                    },
-                    a,
-                )
+                let location = Location {
+                    extension: None,
+                    attribute: a.name.clone(),
+                    sub: None,
+                };
+                (BoundPath::new(location, a), a)
             }));
         }
         Scope::Resource(s) => s,
     };
-    // The dotted form `urn:…:User.attr` of some clients, and the core URN before a common attribute.
-    let mut text = text.to_owned();
-    if text.to_ascii_lowercase().starts_with("urn:") {
-        let mut ids: Vec<&str> = std::iter::once(s.core.id.as_str())
-            .chain(s.extensions.iter().map(|e| e.schema.id.as_str()))
-            .collect();
-        ids.sort_by_key(|id| std::cmp::Reverse(id.len()));
-        for id in ids {
-            let n = id.len();
-            if text.get(..n).is_some_and(|p| p.eq_ignore_ascii_case(id))
-                && text.get(n..n + 1) == Some(".")
-            {
-                text = format!("{id}:{}", &text[n + 1..]);
-                break;
-            }
-        }
-        let core = &s.core.id;
-        if let Some(rest) = text
-            .get(..core.len() + 1)
-            .filter(|p| p.eq_ignore_ascii_case(&format!("{core}:")))
-            .map(|_| text[core.len() + 1..].to_owned())
-            && common_attribute(&rest).is_some()
-        {
-            text = rest;
-        }
-    }
-    if let Some(found) = common_attribute(&text) {
-        return Ok(found);
-    }
-    let Some(p) = s.resolve(&text) else {
+    let Some(p) = s.resolve(&s.undotted(text)) else {
         return Ok(None);
     };
-    let Some(attr) = p.attribute else {
+    let (Some(location), Some(attr), Some(leaf)) = (p.location(), p.attribute, p.leaf()) else {
         return Err(FilterError::new(
             path.column,
             format!("'{}' names a schema, not an attribute", path.text),
         ));
     };
-    let leaf = p.sub.unwrap_or(attr);
-    Ok(Some((
-        BoundPath {
-            ext: p.extension.map(|e| e.id.clone()),
-            attr: attr.name.clone(),
-            sub: p.sub.map(|a| a.name.clone()),
-            kind: leaf.kind,
-            case_exact: leaf.case_exact,
-        },
-        attr,
-    )))
-}
-
-/// `Some(None)` for a common path whose sub-attribute does not exist; `None` if not common at all.
-fn common_attribute(text: &str) -> Option<Option<(BoundPath, &'static Attribute)>> {
-    let (name, sub) = match text.split_once('.') {
-        Some((n, s)) => (n, Some(s)),
-        None => (text, None),
-    };
-    let attr = common()
-        .iter()
-        .find(|a| a.name.eq_ignore_ascii_case(name))?;
-    let sub = match sub {
-        Some(s) => match attr.sub_attribute(s) {
-            Some(a) => Some(a),
-            None => return Some(None),
-        },
-        None => None,
-    };
-    let leaf = sub.unwrap_or(attr);
-    Some(Some((
-        BoundPath {
-            ext: None,
-            attr: attr.name.clone(),
-            sub: sub.map(|a| a.name.clone()),
-            kind: leaf.kind,
-            case_exact: leaf.case_exact,
-        },
-        attr,
-    )))
+    Ok(Some((BoundPath::new(location, leaf), attr)))
 }
 
 impl BoundPath {
     /// Resolves a `sortBy` path; `None` when the type does not define it (every resource then
     /// lacks a value).
     pub fn for_sort(schemas: &ResourceSchemas, path: &str) -> Option<BoundPath> {
-        let p = AttrPath {
+        let p = PathText {
             text: path.to_owned(),
             column: 1,
         };
-        let (mut target, attr) = resolve(Scope::Resource(schemas), &p).ok()??;
-        if target.kind == AttributeType::Complex {
-            let v = attr.sub_attribute("value")?;
-            target.sub = Some(v.name.clone());
-            target.kind = v.kind;
-            target.case_exact = v.case_exact;
-        }
-        Some(target)
+        let (target, attr) = resolve(Scope::Resource(schemas), &p).ok()??;
+        target.complex_value(attr)
     }
 }

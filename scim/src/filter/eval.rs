@@ -18,20 +18,12 @@ pub(super) fn elements(v: &Value) -> Vec<&Value> {
 }
 
 impl BoundPath {
-    pub(super) fn top<'a>(&self, doc: &'a Map<String, Value>) -> Option<&'a Value> {
-        let container = match &self.ext {
-            Some(urn) => get_ci(doc, urn)?.as_object()?,
-            None => doc,
-        };
-        get_ci(container, &self.attr)
-    }
-
     /// Every value of the attribute in `doc`, arrays flattened, nulls left out.
     fn values<'a>(&self, doc: &'a Map<String, Value>) -> Vec<&'a Value> {
-        let Some(top) = self.top(doc) else {
+        let Some(top) = self.location.top(doc) else {
             return Vec::new();
         };
-        match &self.sub {
+        match &self.location.sub {
             None => elements(top),
             Some(sub) => elements(top)
                 .into_iter()

@@ -149,7 +149,7 @@ pub enum Literal {
 
 /// An attribute path as written in a filter, with the column it starts at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttrPath {
+pub struct PathText {
     /// The path text (`name.familyName`, `urn:…:User:employeeNumber`).
     pub text: String,
     /// 1-based column of its first character.
@@ -166,11 +166,11 @@ pub enum Filter {
     /// The inner filter does not hold.
     Not(Box<Filter>),
     /// `path pr`: the attribute has a non-empty value.
-    Present(AttrPath),
+    Present(PathText),
     /// `path op value`.
     Compare {
         /// The attribute.
-        path: AttrPath,
+        path: PathText,
         /// The operator.
         op: Op,
         /// The value, with the column it starts at.
@@ -182,7 +182,7 @@ pub enum Filter {
     /// filter, whose paths name sub-attributes.
     ValuePath {
         /// The complex attribute.
-        path: AttrPath,
+        path: PathText,
         /// The test on each element.
         filter: Box<Filter>,
     },

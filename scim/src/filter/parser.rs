@@ -9,7 +9,7 @@
 
 use super::lexer::{Token, tokens};
 use super::number::Decimal;
-use super::{AttrPath, Filter, FilterError, Limits, Literal, Op};
+use super::{Filter, FilterError, Limits, Literal, Op, PathText};
 
 /// Parses `input` within `limits`. Every failure says at which column and why.
 pub fn parse(input: &str, limits: &Limits) -> Result<Filter, FilterError> {
@@ -171,7 +171,7 @@ impl Parser<'_> {
                 ),
             ));
         }
-        let path = AttrPath { text, column };
+        let path = PathText { text, column };
         if matches!(self.peek(), Some((Token::LBracket, _))) {
             let (_, bracket) = self.next().unwrap_or((Token::LBracket, column));
             if self.in_value_path {

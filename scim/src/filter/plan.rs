@@ -127,7 +127,10 @@ fn plan_in(rt: ResourceType, bound: &Bound, parent: Option<&BoundPath>) -> Optio
             })
         }
         Bound::Compare { target, op, test } => {
-            if parent.is_none() && target.ext.is_none() && target.attr == "id" {
+            if parent.is_none()
+                && target.location.extension.is_none()
+                && target.location.attribute == "id"
+            {
                 if let (Op::Eq, Test::Str { raw, .. }) = (op, test) {
                     return Some((Plan::Read(Lookup::Id(raw.clone())), false));
                 }
@@ -173,11 +176,21 @@ fn plan_in(rt: ResourceType, bound: &Bound, parent: Option<&BoundPath>) -> Optio
 /// The index name of an attribute, if it is indexed for `rt`.
 fn indexed(rt: ResourceType, target: &BoundPath, parent: Option<&BoundPath>) -> Option<String> {
     let (attr, sub) = match parent {
-        Some(p) if p.ext.is_none() && p.sub.is_none() && target.sub.is_none() => {
-            (p.attr.as_str(), Some(target.attr.as_str()))
+        Some(p)
+            if p.location.extension.is_none()
+                && p.location.sub.is_none()
+                && target.location.sub.is_none() =>
+        {
+            (
+                p.location.attribute.as_str(),
+                Some(target.location.attribute.as_str()),
+            )
         }
         Some(_) => return None,
-        None if target.ext.is_none() => (target.attr.as_str(), target.sub.as_deref()),
+        None if target.location.extension.is_none() => (
+            target.location.attribute.as_str(),
+            target.location.sub.as_deref(),
+        ),
         None => return None,
     };
     let name = match (rt, attr, sub) {

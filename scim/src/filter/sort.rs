@@ -14,13 +14,13 @@ impl BoundPath {
     /// RFC 7644 §3.4.2.3: the value `doc` sorts by: for a multi-valued attribute the primary
     /// element's, else the first one's.
     pub fn sort_key(&self, doc: &Value) -> Option<SortKey> {
-        let top = self.top(doc.as_object()?)?;
+        let top = self.location.top(doc.as_object()?)?;
         let items = elements(top);
         let chosen = items
             .iter()
             .find(|v| v.get("primary").and_then(Value::as_bool) == Some(true))
             .or_else(|| items.first())?;
-        let v = match &self.sub {
+        let v = match &self.location.sub {
             Some(sub) => get_ci(chosen.as_object()?, sub)?,
             None => chosen,
         };

@@ -1,16 +1,15 @@
 //! The PATCH engine: applies operations in order to a copy of the stored attributes, resolving each
 //! path against the schemas and deciding what it means (members, extensions, mutability).
 
-use std::sync::OnceLock;
-
 use serde_json::{Map, Value};
 
 use super::edit::{as_array, remove_at, set_at};
 use super::{MemberOp, OpKind, Operation, Patched, invalid_path};
 use crate::filter::{self, Bound, Limits, Test};
 use crate::resource;
+use crate::schema::path::server_assigned;
 use crate::schema::validate;
-use crate::schema::{Attribute, Mutability, Registry, ResourceSchemas, Schema, SchemaMode};
+use crate::schema::{AttrPath, Mutability, Registry, ResourceSchemas, Schema, SchemaMode};
 use crate::{ResourceType, ScimError, ScimType};
 
 /// Applies `ops` in order to `current` (a resource's stored attributes) and validates the result as
@@ -51,18 +50,15 @@ pub fn apply(
     })
 }
 
-/// A path resolved against the schemas.
-pub(super) struct Path<'s> {
+/// What an operation's `path` addresses: an attribute path resolved against the schemas, narrowed
+/// by a value filter (`emails[type eq "work"].value`).
+pub(super) struct OpPath<'s> {
     /// The path as written, for messages.
     pub(super) text: String,
-    /// The extension holding the attribute (`None`: core).
-    pub(super) ext: Option<&'s Schema>,
-    /// The attribute (`None`: the whole extension).
-    pub(super) attr: Option<&'s Attribute>,
+    /// The attribute (or extension) it names.
+    pub(super) at: AttrPath<'s>,
     /// The value filter's test on each element.
     pub(super) filter: Option<Bound>,
-    /// The sub-attribute.
-    pub(super) sub: Option<&'s Attribute>,
 }
 
 struct Engine<'a> {
@@ -108,7 +104,7 @@ impl<'a> Engine<'a> {
     /// or (a client habit) any attribute path.
     fn pathless(&mut self, kind: OpKind, fields: Map<String, Value>) -> Result<(), ScimError> {
         for (key, value) in fields {
-            if server_key(&key) {
+            if server_assigned(&key) {
                 continue;
             }
             if let Some(ext) = self.s.extension(&key) {
@@ -116,7 +112,7 @@ impl<'a> Engine<'a> {
                     return Err(validate::wrong_type(&ext.schema.id, "an object", &value));
                 };
                 let id = ext.schema.id.clone();
-                for (name, v) in inner.into_iter().filter(|(k, _)| !server_key(k)) {
+                for (name, v) in inner.into_iter().filter(|(k, _)| !server_assigned(k)) {
                     let path = self.path(&format!("{id}:{name}"))?;
                     self.set(kind, &path, v)?;
                 }
@@ -145,37 +141,17 @@ impl<'a> Engine<'a> {
 
     /// Resolves `text`: `attr`, `attr.sub`, `attr[filter]`, `attr[filter].sub`, each optionally
     /// behind a schema URN, or an extension URN alone.
-    fn path(&self, text: &str) -> Result<Path<'a>, ScimError> {
+    fn path(&self, text: &str) -> Result<OpPath<'a>, ScimError> {
         let unknown = || {
             invalid_path(format!(
                 "{text} is not an attribute path of this resource type"
             ))
         };
-        let lower = text.to_ascii_lowercase();
-        if lower == "id" || lower == "meta" || lower.starts_with("meta.") {
-            return Err(ScimError::typed(
-                400,
-                ScimType::Mutability,
-                format!("{text} is readOnly: only the server sets it"),
-            ));
-        }
         let Some(open) = text.find('[') else {
-            if text.eq_ignore_ascii_case("externalId") {
-                return Ok(Path {
-                    text: text.to_owned(),
-                    ext: None,
-                    attr: Some(external_id()),
-                    filter: None,
-                    sub: None,
-                });
-            }
-            let r = self.s.resolve(text).ok_or_else(unknown)?;
-            return Ok(Path {
+            return Ok(OpPath {
                 text: text.to_owned(),
-                ext: r.extension,
-                attr: r.attribute,
+                at: self.s.resolve(text).ok_or_else(unknown)?,
                 filter: None,
-                sub: r.sub,
             });
         };
         let close = text.rfind(']').ok_or_else(unknown)?;
@@ -207,26 +183,28 @@ impl<'a> Engine<'a> {
         let Bound::Any { filter, .. } = bound else {
             return Err(invalid_path(format!("{text}: not a value filter")));
         };
-        Ok(Path {
+        Ok(OpPath {
             text: text.to_owned(),
-            ext: r.extension,
-            attr: Some(attr),
+            at: AttrPath {
+                sub,
+                attribute: Some(attr),
+                ..r
+            },
             filter: Some(*filter),
-            sub,
         })
     }
 
-    fn is_members(&self, path: &Path<'_>) -> bool {
+    fn is_members(&self, path: &OpPath<'_>) -> bool {
         self.s.rt == ResourceType::Group
-            && path.ext.is_none()
-            && path.attr.is_some_and(|a| a.name == "members")
+            && path.at.extension.is_none()
+            && path.at.attribute.is_some_and(|a| a.name == "members")
     }
 
     /// `add` or `replace` at a path.
-    fn set(&mut self, kind: OpKind, path: &Path<'a>, value: Value) -> Result<(), ScimError> {
+    fn set(&mut self, kind: OpKind, path: &OpPath<'a>, value: Value) -> Result<(), ScimError> {
         writable(path)?;
         if self.is_members(path) {
-            if path.filter.is_some() || path.sub.is_some() {
+            if path.filter.is_some() || path.at.sub.is_some() {
                 return Err(invalid_path(format!(
                     "{}: members are added or replaced as a list; remove takes a filter",
                     path.text
@@ -239,13 +217,13 @@ impl<'a> Engine<'a> {
             });
             return Ok(());
         }
-        let Some(attr) = path.attr else {
+        let Some(attr) = path.at.attribute else {
             // A whole extension: each of its attributes in turn.
             let Value::Object(fields) = value else {
                 return Err(validate::wrong_type(&path.text, "an object", &value));
             };
-            let id = path.ext.map(|e| e.id.clone()).unwrap_or_default();
-            for (name, v) in fields.into_iter().filter(|(k, _)| !server_key(k)) {
+            let id = path.at.extension.map(|e| e.id.clone()).unwrap_or_default();
+            for (name, v) in fields.into_iter().filter(|(k, _)| !server_assigned(k)) {
                 let inner = self.path(&format!("{id}:{name}"))?;
                 self.set(kind, &inner, v)?;
             }
@@ -253,16 +231,16 @@ impl<'a> Engine<'a> {
         };
         let lenient = self.lenient;
         let label = path.text.clone();
-        with_container(&mut self.doc, path.ext, |container| {
+        with_container(&mut self.doc, path.at.extension, |container| {
             set_at(container, attr, path, &label, kind, value, lenient)
         })
     }
 
     /// RFC 7644 §3.5.2.2.
-    fn remove(&mut self, path: &Path<'a>, value: Option<Value>) -> Result<(), ScimError> {
+    fn remove(&mut self, path: &OpPath<'a>, value: Option<Value>) -> Result<(), ScimError> {
         writable(path)?;
         if self.is_members(path) {
-            let op = match (&path.filter, path.sub, value) {
+            let op = match (&path.filter, path.at.sub, value) {
                 (None, None, Some(v)) if !v.is_null() => {
                     // Entra ID: the value lists the members to remove.
                     let list = resource::parse_members(Some(as_array(v)))?;
@@ -283,11 +261,12 @@ impl<'a> Engine<'a> {
             self.members.push(op);
             return Ok(());
         }
-        let Some(attr) = path.attr else {
+        let Some(attr) = path.at.attribute else {
             // A whole extension, unless it holds a set immutable attribute. The core schema is
             // not an extension: its required attributes cannot go.
             if path
-                .ext
+                .at
+                .extension
                 .is_some_and(|e| e.id.eq_ignore_ascii_case(&self.s.core.id))
             {
                 return Err(invalid_path(format!(
@@ -295,7 +274,7 @@ impl<'a> Engine<'a> {
                     path.text
                 )));
             }
-            if let Some(ext) = path.ext {
+            if let Some(ext) = path.at.extension {
                 let before = self.current.get(&ext.id).and_then(Value::as_object);
                 let fixed = ext.attributes.iter().find(|a| {
                     a.mutability == Mutability::Immutable
@@ -315,7 +294,7 @@ impl<'a> Engine<'a> {
             }
             return Ok(());
         };
-        let before = match path.ext {
+        let before = match path.at.extension {
             Some(e) => self.current.get(&e.id).and_then(|o| o.get(&attr.name)),
             None => self.current.get(&attr.name),
         };
@@ -326,7 +305,7 @@ impl<'a> Engine<'a> {
                 format!("{} is immutable: it cannot be removed once set", path.text),
             ));
         }
-        with_container(&mut self.doc, path.ext, |container| {
+        with_container(&mut self.doc, path.at.extension, |container| {
             remove_at(container, attr, path, value)
         })
     }
@@ -340,7 +319,7 @@ fn value_ids(filter: &Bound) -> Option<Vec<String>> {
             target,
             op: filter::Op::Eq,
             test: Test::Str { raw, .. },
-        } if target.attr == "value" && target.sub.is_none() => {
+        } if target.location.attribute == "value" && target.location.sub.is_none() => {
             // Ids are lowercase UUIDs and `members.value` is not caseExact: the filter matches
             // whatever case the client used, as it does in a query.
             Some(vec![raw.to_ascii_lowercase()])
@@ -355,8 +334,8 @@ fn value_ids(filter: &Bound) -> Option<Vec<String>> {
 }
 
 /// readOnly attributes cannot be the target of any operation (RFC 7643 §7).
-fn writable(path: &Path<'_>) -> Result<(), ScimError> {
-    let read_only = [path.attr, path.sub]
+fn writable(path: &OpPath<'_>) -> Result<(), ScimError> {
+    let read_only = [path.at.attribute, path.at.sub]
         .into_iter()
         .flatten()
         .any(|a| a.mutability == Mutability::ReadOnly);
@@ -387,30 +366,4 @@ fn with_container<R>(
         doc.insert(ext.id.clone(), Value::Object(inner));
     }
     result
-}
-
-/// `externalId` (RFC 7643 §3.1) is common to every resource and in no schema.
-fn external_id() -> &'static Attribute {
-    static ATTR: OnceLock<Attribute> = OnceLock::new();
-    ATTR.get_or_init(|| Attribute {
-        name: "externalId".into(),
-        kind: Default::default(),
-        multi_valued: false,
-        description: String::new(),
-        required: false,
-        case_exact: true,
-        mutability: Mutability::ReadWrite,
-        returned: Default::default(),
-        uniqueness: Default::default(),
-        sub_attributes: Vec::new(),
-        reference_types: Vec::new(),
-        canonical_values: Vec::new(),
-    })
-}
-
-/// Keys a client may echo from a representation but never sets: `schemas`, `id`, `meta`.
-fn server_key(key: &str) -> bool {
-    ["schemas", "id", "meta"]
-        .iter()
-        .any(|k| key.eq_ignore_ascii_case(k))
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::apply::Path;
+use super::apply::OpPath;
 use super::{OpKind, invalid_path};
 use crate::filter::Bound;
 use crate::schema::{Attribute, validate};
@@ -15,10 +15,10 @@ use crate::{ScimError, ScimType};
 pub(super) fn remove_at(
     container: &mut Map<String, Value>,
     attr: &Attribute,
-    path: &Path<'_>,
+    path: &OpPath<'_>,
     value: Option<Value>,
 ) -> Result<(), ScimError> {
-    match (&path.filter, path.sub) {
+    match (&path.filter, path.at.sub) {
         (None, None) => {
             if attr.required {
                 return Err(ScimError::invalid_value(format!(
@@ -91,13 +91,13 @@ pub(super) fn remove_at(
 pub(super) fn set_at(
     container: &mut Map<String, Value>,
     attr: &Attribute,
-    path: &Path<'_>,
+    path: &OpPath<'_>,
     label: &str,
     kind: OpKind,
     value: Value,
     lenient: bool,
 ) -> Result<(), ScimError> {
-    match (&path.filter, path.sub) {
+    match (&path.filter, path.at.sub) {
         (None, None) if attr.multi_valued => {
             let new = match validate::attribute_value(attr, label, bare(attr, value), lenient)? {
                 Some(Value::Array(items)) => items,
@@ -153,7 +153,7 @@ pub(super) fn set_at(
             return Err(invalid_path(format!(
                 "{label}: name the values to change with a filter, as {}[type eq \"work\"].{}",
                 attr.name,
-                path.sub.map_or("", |s| s.name.as_str())
+                path.at.sub.map_or("", |s| s.name.as_str())
             )));
         }
         (Some(filter), sub) => {
@@ -262,7 +262,10 @@ fn set_matching(
 fn equalities(filter: &Bound) -> Map<String, Value> {
     let mut out = Map::new();
     for (target, raw) in filter.required_equalities() {
-        out.insert(target.attr.clone(), Value::String(raw.to_owned()));
+        out.insert(
+            target.location.attribute.clone(),
+            Value::String(raw.to_owned()),
+        );
     }
     out
 }

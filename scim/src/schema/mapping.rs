@@ -5,60 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{AttributePath, Mutability, ResourceSchemas, SchemaError};
-
-/// Where a mapped value lives in a stored resource: `[URN,] attribute [, sub-attribute]`, each in the
-/// schema's spelling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Location {
-    ext: Option<String>,
-    attribute: String,
-    sub: Option<String>,
-}
-
-impl Location {
-    fn get<'a>(&self, attrs: &'a Map<String, Value>) -> Option<&'a Value> {
-        let container = match &self.ext {
-            Some(urn) => attrs.get(urn)?.as_object()?,
-            None => attrs,
-        };
-        let v = container.get(&self.attribute)?;
-        match &self.sub {
-            Some(sub) => v.as_object()?.get(sub),
-            None => Some(v),
-        }
-    }
-
-    fn set(&self, attrs: &mut Map<String, Value>, value: Value) {
-        let mut container = attrs;
-        if let Some(urn) = &self.ext {
-            let slot = container
-                .entry(urn.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            let Value::Object(obj) = slot else { return };
-            container = obj;
-        }
-        match &self.sub {
-            None => {
-                container.insert(self.attribute.clone(), value);
-            }
-            Some(sub) => {
-                let slot = container
-                    .entry(self.attribute.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !slot.is_object() {
-                    *slot = Value::Object(Map::new());
-                }
-                if let Value::Object(obj) = slot {
-                    obj.insert(sub.clone(), value);
-                }
-            }
-        }
-    }
-}
+use super::{AttrPath, Attribute, Location, Mutability, ResourceSchemas, SchemaError};
 
 /// One `target ← source` rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,18 +40,12 @@ impl Mapping {
                     "the source of {target} must be a string path"
                 )));
             };
-            let t = s
-                .resolve(&target)
-                .and_then(|p| leaf(&p).map(|l| (p, l)))
-                .ok_or_else(|| {
-                    invalid(format!("{target} is not an attribute of {}", s.rt.name()))
-                })?;
-            let src = s
-                .resolve(&source)
-                .and_then(|p| leaf(&p).map(|l| (p, l)))
-                .ok_or_else(|| {
-                    invalid(format!("{source} is not an attribute of {}", s.rt.name()))
-                })?;
+            let t = declared(s, &target).ok_or_else(|| {
+                invalid(format!("{target} is not an attribute of {}", s.rt.name()))
+            })?;
+            let src = declared(s, &source).ok_or_else(|| {
+                invalid(format!("{source} is not an attribute of {}", s.rt.name()))
+            })?;
             let (t_leaf, s_leaf) = (t.1, src.1);
             if t_leaf.mutability == Mutability::ReadOnly
                 || t.0
@@ -118,18 +59,17 @@ impl Mapping {
                     "{target} and {source} differ in type or plurality"
                 )));
             }
-            let in_multi = |p: &AttributePath<'_>| {
-                p.sub.is_some() && p.attribute.is_some_and(|a| a.multi_valued)
-            };
+            let in_multi =
+                |p: &AttrPath<'_>| p.sub.is_some() && p.attribute.is_some_and(|a| a.multi_valued);
             if in_multi(&t.0) || in_multi(&src.0) {
                 return Err(invalid(format!(
                     "{target} ← {source}: a sub-attribute of a multi-valued attribute is ambiguous"
                 )));
             }
-            rules.push(Rule {
-                target: location(&t.0),
-                source: location(&src.0),
-            });
+            let (Some(target), Some(source)) = (t.0.location(), src.0.location()) else {
+                continue; // `declared` paths name an attribute
+            };
+            rules.push(Rule { target, source });
         }
         Ok(Mapping { rules })
     }
@@ -144,17 +84,12 @@ impl Mapping {
     }
 }
 
-/// The attribute a path ends at (its sub-attribute, else its attribute).
-fn leaf<'a>(p: &AttributePath<'a>) -> Option<&'a super::Attribute> {
-    p.sub.or(p.attribute)
-}
-
-fn location(p: &AttributePath<'_>) -> Location {
-    Location {
-        ext: p.extension.map(|e| e.id.clone()),
-        attribute: p.attribute.map(|a| a.name.clone()).unwrap_or_default(),
-        sub: p.sub.map(|a| a.name.clone()),
-    }
+/// `path` resolved, with the attribute it ends at, if it names an attribute the schemas declare:
+/// a mapping works on stored attributes, and of the common ones (RFC 7643 §3.1) the server keeps
+/// `id`, `meta` and `schemas` itself.
+fn declared<'s>(s: &'s ResourceSchemas, path: &str) -> Option<(AttrPath<'s>, &'s Attribute)> {
+    let p = s.resolve(path).filter(|p| !p.is_common())?;
+    Some((p, p.leaf()?))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod load;
 pub mod mapping;
+pub mod path;
 mod unique;
 pub mod validate;
 pub mod view;
@@ -18,6 +19,7 @@ use crate::ResourceType;
 
 pub use load::SchemaError;
 pub use mapping::Mapping;
+pub use path::{AttrPath, Location};
 pub use unique::UniqueKey;
 pub use view::View;
 
@@ -200,73 +202,6 @@ impl ResourceSchemas {
             .iter()
             .find(|e| e.schema.id.eq_ignore_ascii_case(urn))
     }
-
-    /// Resolves an attribute path (RFC 7644 §3.10): `name`, `name.sub`, `urn:…:name`,
-    /// `urn:…:name.sub`, or an extension URN alone. Names match case-insensitively.
-    pub fn resolve(&self, path: &str) -> Option<AttributePath<'_>> {
-        let (schema, rest) = self.split_urn(path)?;
-        let Some(rest) = rest else {
-            return Some(AttributePath {
-                extension: Some(schema),
-                attribute: None,
-                sub: None,
-            });
-        };
-        let (name, sub) = match rest.split_once('.') {
-            Some((n, s)) => (n, Some(s)),
-            None => (rest, None),
-        };
-        let attribute = schema.attribute(name)?;
-        let sub = match sub {
-            Some(s) => Some(attribute.sub_attribute(s)?),
-            None => None,
-        };
-        let extension = (schema.id != self.core.id).then_some(schema);
-        Some(AttributePath {
-            extension,
-            attribute: Some(attribute),
-            sub,
-        })
-    }
-
-    /// Splits a path into the schema it belongs to and the rest (`None`: the schema itself).
-    fn split_urn<'a>(&self, path: &'a str) -> Option<(&Schema, Option<&'a str>)> {
-        if !path.to_ascii_lowercase().starts_with("urn:") {
-            return Some((&self.core, Some(path)));
-        }
-        // The longest matching URN wins, so `urn:x:User:v2:attr` is not read as `urn:x:User` + `v2:attr`.
-        let mut schemas: Vec<&Schema> = std::iter::once(&self.core)
-            .chain(self.extensions.iter().map(|e| &e.schema))
-            .collect();
-        schemas.sort_by_key(|s| std::cmp::Reverse(s.id.len()));
-        for schema in schemas {
-            let n = schema.id.len();
-            let (Some(prefix), tail) = (path.get(..n), path.get(n..).unwrap_or_default()) else {
-                continue;
-            };
-            if !prefix.eq_ignore_ascii_case(&schema.id) {
-                continue;
-            }
-            if tail.is_empty() {
-                return Some((schema, None));
-            }
-            if let Some(rest) = tail.strip_prefix(':') {
-                return Some((schema, Some(rest)));
-            }
-        }
-        None
-    }
-}
-
-/// An attribute path resolved against the schemas.
-#[derive(Debug, Clone, Copy)]
-pub struct AttributePath<'a> {
-    /// The extension it lives in (`None`: the core schema).
-    pub extension: Option<&'a Schema>,
-    /// The top-level attribute (`None`: the whole extension).
-    pub attribute: Option<&'a Attribute>,
-    /// The sub-attribute, if the path names one.
-    pub sub: Option<&'a Attribute>,
 }
 
 /// How input that the schemas do not declare is treated (`SCHEMA_MODE`).
@@ -405,31 +340,5 @@ mod tests {
         let user = r.schemas(ResourceType::User);
         assert_eq!(user.extensions.len(), 3);
         assert!(user.core.attribute("x509certificates").is_some());
-    }
-
-    #[test]
-    fn attributes_resolve_case_insensitively_and_by_urn() {
-        let r = builtin();
-        let u = r.schemas(ResourceType::User);
-        let p = u.resolve("USERNAME").unwrap();
-        assert_eq!(p.attribute.unwrap().name, "userName");
-        assert!(p.extension.is_none());
-        let p = u.resolve("name.GIVENNAME").unwrap();
-        assert_eq!(p.sub.unwrap().name, "givenName");
-        let p = u
-            .resolve("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value")
-            .unwrap();
-        assert_eq!(p.attribute.unwrap().name, "manager");
-        assert_eq!(p.sub.unwrap().name, "value");
-        let p = u
-            .resolve("urn:ietf:params:scim:schemas:core:2.0:User:userName")
-            .unwrap();
-        assert!(p.extension.is_none());
-        let p = u
-            .resolve("urn:mace:surf.nl:sram:scim:extension:user")
-            .unwrap();
-        assert!(p.attribute.is_none());
-        assert!(u.resolve("nope").is_none());
-        assert!(u.resolve("urn:x:y:userName").is_none());
     }
 }

@@ -40,7 +40,7 @@ pub fn normalise(
             continue;
         }
         // RFC 7643 §3.1: `id` and `meta` are assigned by the service provider.
-        if key.eq_ignore_ascii_case("id") || key.eq_ignore_ascii_case("meta") || value.is_null() {
+        if super::path::server_assigned(&key) || value.is_null() {
             continue;
         }
         if key.eq_ignore_ascii_case("externalId") {

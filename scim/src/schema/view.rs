@@ -13,18 +13,17 @@
 
 use serde_json::{Map, Value};
 
-use super::{Attribute, AttributeType, Mutability, Registry, ResourceSchemas, Returned};
+use super::path::{common_attribute, is_urn};
+use super::{Attribute, AttributeType, Location, Mutability, Registry, ResourceSchemas, Returned};
 use crate::ResourceType;
 
-/// One path of `attributes` / `excludedAttributes`, resolved and lower-cased.
+/// One path of `attributes` / `excludedAttributes`, resolved; names compare case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Path {
-    /// The extension URN (`None`: core or common attribute).
-    ext: Option<String>,
-    /// The top-level attribute (`None`: the whole extension).
-    attr: Option<String>,
-    /// The sub-attribute.
-    sub: Option<String>,
+enum Selected {
+    /// A schema URN alone: every attribute of that extension.
+    Schema(String),
+    /// An attribute or sub-attribute.
+    At(Location),
 }
 
 /// The `attributes` and `excludedAttributes` of one request (RFC 7644 §3.4.2.5).
@@ -63,7 +62,7 @@ impl View {
     }
 
     /// The request's `attributes`, `excludedAttributes` and specified paths, resolved against `s`.
-    fn resolved(&self, s: &ResourceSchemas) -> [Vec<Path>; 3] {
+    fn resolved(&self, s: &ResourceSchemas) -> [Vec<Selected>; 3] {
         let all = |paths: &[String]| paths.iter().filter_map(|p| resolve(s, p)).collect();
         [
             all(&self.attributes),
@@ -104,7 +103,8 @@ impl View {
         };
         let mut out = Map::new();
         for (key, value) in doc {
-            if key == "schemas" || key == "id" {
+            // `schemas` and `id` are `returned: always` (RFC 7643 §3.1).
+            if common_attribute(&key).is_some_and(|a| a.returned == Returned::Always) {
                 out.insert(key, value);
                 continue;
             }
@@ -112,11 +112,11 @@ impl View {
                 let Value::Object(fields) = value else {
                     continue;
                 };
-                let ext_id = ext.schema.id.to_ascii_lowercase();
+                let ext_id = &ext.schema.id;
                 let mut kept = Map::new();
                 for (name, v) in fields {
                     let attr = ext.schema.attribute(&name);
-                    if let Some(v) = selection.attribute(Some(&ext_id), &name, attr, v) {
+                    if let Some(v) = selection.attribute(Some(ext_id), &name, attr, v) {
                         kept.insert(name, v);
                     }
                 }
@@ -147,9 +147,9 @@ impl View {
 
 /// The resolved paths of one request, as the rules for one attribute read them.
 struct Selection<'a> {
-    attributes: &'a [Path],
-    excluded: &'a [Path],
-    specified: &'a [Path],
+    attributes: &'a [Selected],
+    excluded: &'a [Selected],
+    specified: &'a [Selected],
     only: bool,
 }
 
@@ -163,33 +163,40 @@ impl Selection<'_> {
         value: Value,
     ) -> Option<Value> {
         let returned = attr.map_or(Returned::Default, shown_as);
-        let name = name.to_ascii_lowercase();
-        let on = |p: &Path| p.ext.as_deref() == ext && p.attr.as_deref() == Some(name.as_str());
-        let whole_ext = |p: &Path| ext.is_some() && p.ext.as_deref() == ext && p.attr.is_none();
-        let named = self.attributes.iter().any(|p| on(p) && p.sub.is_none());
-        let named_subs: Vec<&str> = self
-            .attributes
-            .iter()
-            .filter(|p| on(p))
-            .filter_map(|p| p.sub.as_deref())
-            .collect();
+        let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        // The selected location of this attribute, if `p` selects it or one of its sub-attributes.
+        let on = |p: &'_ Selected| -> Option<Option<String>> {
+            match p {
+                Selected::At(l)
+                    if same(l.extension.as_deref(), ext)
+                        && l.attribute.eq_ignore_ascii_case(name) =>
+                {
+                    Some(l.sub.as_ref().map(|s| s.to_ascii_lowercase()))
+                }
+                _ => None,
+            }
+        };
+        let whole_ext = |p: &Selected| matches!(p, Selected::Schema(urn) if same(Some(urn), ext));
+        let named = self.attributes.iter().any(|p| on(p) == Some(None));
+        let named_subs: Vec<String> = self.attributes.iter().filter_map(on).flatten().collect();
         let excluded_whole = self
             .excluded
             .iter()
-            .any(|p| (on(p) && p.sub.is_none()) || whole_ext(p));
-        let excluded_subs: Vec<&str> = self
-            .excluded
-            .iter()
-            .filter(|p| on(p))
-            .filter_map(|p| p.sub.as_deref())
-            .collect();
+            .any(|p| on(p) == Some(None) || whole_ext(p));
+        let excluded_subs: Vec<String> = self.excluded.iter().filter_map(on).flatten().collect();
         let show = match returned {
             Returned::Never => false,
             Returned::Always => true,
             Returned::Request => {
                 named
                     || !named_subs.is_empty()
-                    || self.specified.iter().any(|p| on(p) || whole_ext(p))
+                    || self
+                        .specified
+                        .iter()
+                        .any(|p| on(p).is_some() || whole_ext(p))
             }
             Returned::Default if self.only => {
                 named || !named_subs.is_empty() || self.attributes.iter().any(whole_ext)
@@ -212,13 +219,13 @@ impl Selection<'_> {
                 .filter(|(k, _)| {
                     let sub = attr.sub_attribute(k);
                     let k = k.to_ascii_lowercase();
-                    let asked = only_subs.contains(&k.as_str());
+                    let asked = only_subs.contains(&k);
                     match sub.map_or(Returned::Default, shown_as) {
                         Returned::Never => false,
                         Returned::Always => true,
                         Returned::Request => asked,
                         Returned::Default => {
-                            (only_subs.is_empty() || asked) && !excluded_subs.contains(&k.as_str())
+                            (only_subs.is_empty() || asked) && !excluded_subs.contains(&k)
                         }
                     }
                 })
@@ -246,29 +253,28 @@ fn shown_as(attr: &Attribute) -> Returned {
     }
 }
 
-/// Resolves one path; names outside the schemas (`meta`, `externalId`, lenient extras) are kept as
-/// written, lower-cased.
-fn resolve(s: &ResourceSchemas, path: &str) -> Option<Path> {
+/// Resolves one path; names outside the schemas (lenient extras) are kept as written, and URNs the
+/// type does not use are dropped.
+fn resolve(s: &ResourceSchemas, path: &str) -> Option<Selected> {
     if let Some(p) = s.resolve(path) {
-        return Some(Path {
-            ext: p.extension.map(|e| e.id.to_ascii_lowercase()),
-            attr: p.attribute.map(|a| a.name.to_ascii_lowercase()),
-            sub: p.sub.map(|a| a.name.to_ascii_lowercase()),
-        });
+        return match (p.location(), p.extension) {
+            (Some(at), _) => Some(Selected::At(at)),
+            (None, Some(schema)) => Some(Selected::Schema(schema.id.clone())),
+            (None, None) => None,
+        };
     }
-    if path.to_ascii_lowercase().starts_with("urn:") {
+    if is_urn(path) {
         return None;
     }
-    let lower = path.to_ascii_lowercase();
-    let (attr, sub) = match lower.split_once('.') {
+    let (attribute, sub) = match path.split_once('.') {
         Some((a, s)) => (a.to_owned(), Some(s.to_owned())),
-        None => (lower, None),
+        None => (path.to_owned(), None),
     };
-    Some(Path {
-        ext: None,
-        attr: Some(attr),
+    Some(Selected::At(Location {
+        extension: None,
+        attribute,
         sub,
-    })
+    }))
 }
 
 #[cfg(test)]
