@@ -9,6 +9,7 @@ use super::number::Decimal;
 use super::{Bound, BoundPath, Op, Test};
 use crate::get_ci;
 
+/// The values of `v`: an array's non-null elements, nothing for `null`, else `v` itself.
 pub(super) fn elements(v: &Value) -> Vec<&Value> {
     match v {
         Value::Array(items) => items.iter().filter(|v| !v.is_null()).collect(),
@@ -34,6 +35,7 @@ impl BoundPath {
         }
     }
 
+    /// `s` as compared: lower-cased unless the attribute is caseExact.
     pub(super) fn norm(&self, s: &str) -> String {
         if self.case_exact {
             s.to_owned()
@@ -43,6 +45,7 @@ impl BoundPath {
     }
 }
 
+/// An RFC 3339 dateTime as an instant.
 pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()

@@ -288,6 +288,7 @@ fn bare(attr: &Attribute, value: Value) -> Value {
     }
 }
 
+/// `value` as a list: an array as it is, `null` as empty, anything else as one element.
 pub(super) fn as_array(value: Value) -> Value {
     match value {
         v @ Value::Array(_) => v,

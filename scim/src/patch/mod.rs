@@ -1,4 +1,4 @@
-//! PATCH (RFC 7644 §3.5.2), pure: [`parse`] reads a PatchOp message, [`apply`] applies its
+//! PATCH (RFC 7644 §3.5.2), pure: [`parse()`] reads a PatchOp message, [`apply()`] applies its
 //! operations to a resource's stored attributes and returns the new attributes (validated exactly as
 //! a replace would be) and, for Groups, the membership changes as [`MemberOp`]s, so that the store
 //! can apply them without reading the whole member list.
@@ -20,7 +20,7 @@
 //!   (Entra's `emails[type eq "work"].value`);
 //! - `replace` of `members` with an empty array empties the group.
 //!
-//! [`parse`](parse()) (in `parse.rs`) reads the message; the engine (`apply.rs`) resolves each
+//! [`parse()`] (in `parse.rs`) reads the message; the engine (`apply.rs`) resolves each
 //! operation's path and decides what it means; `edit.rs` makes the edits on the values.
 
 mod apply;
@@ -77,7 +77,7 @@ pub enum MemberOp {
     Replace(Vec<MemberInput>),
 }
 
-/// The outcome of [`apply`].
+/// The outcome of [`apply()`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Patched {
     /// The attributes to store, normalised as for a replace.

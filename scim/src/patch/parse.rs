@@ -71,7 +71,7 @@ fn operation(item: &Value) -> Result<Operation, ScimError> {
     Ok(Operation { op, path, value })
 }
 
-/// The clear-text passwords `ops` set, for the caller to hash before [`apply`] stores them: path
+/// The clear-text passwords `ops` set, for the caller to hash before [`apply`](super::apply()) stores them: path
 /// `password`, a `password` key of a path-less value, and either inside the core schema's URN (path
 /// `urn:…:core:2.0:User` with an object value, or that URN as a key of a path-less value).
 pub fn passwords(ops: &mut [Operation]) -> Vec<&mut String> {
