@@ -1,5 +1,5 @@
 //! The SCIM 2.0 domain (RFC 7643, RFC 7644), pure: resources, schemas and their validation, the
-//! filter language, the PATCH engine, BulkRequest parsing, SCIM errors and ETags.
+//! filter language, the PATCH engine, BulkRequest and SearchRequest parsing, SCIM errors and ETags.
 //!
 //! No I/O and no async, except reading schema files once at start-up ([`schema::Registry::load`]).
 //! The crate depends on no framework (HTTP, storage, messaging, CLI): scimd's HTTP layer, store and
@@ -51,6 +51,7 @@ pub mod patch;
 pub mod resource;
 pub mod resource_type;
 pub mod schema;
+pub mod search;
 
 pub use error::{ScimError, ScimType};
 pub use resource_type::ResourceType;
