@@ -26,7 +26,7 @@ use http::ApiKeys;
 /// and under load glibc's malloc/free took a fifth of the CPU of a filtered GET.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use service::Service;
+use service::{Service, Subscribers};
 use store::Store;
 
 /// SCIM 2.0 provisioning server backed by an append-only event log.
@@ -185,7 +185,8 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         limits,
         config.cursor_timeout,
     ));
-    let app = http::app(service, Arc::new(keys), board, Arc::new(controls), &config);
+    let subscribers = Arc::new(Subscribers::new(board, controls));
+    let app = http::app(service, subscribers, Arc::new(keys), &config);
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
     let served = http::serve(app, &config).await;
     store.close().await;

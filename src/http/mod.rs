@@ -7,41 +7,35 @@ mod base_url;
 mod errors;
 mod responses;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use poem::listener::TcpListener;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
-use tokio::sync::mpsc;
 
 pub use auth::{ApiKeys, client_key};
 
 use crate::config::ServeConfig;
-use crate::fanout::projection::Control;
-use crate::fanout::status::StatusBoard;
-use crate::service::Service;
+use crate::service::{Service, Subscribers};
 
 /// Builds the whole HTTP application: the SCIM API under BASE_PATH, `/health` also at the root.
 pub fn app(
     service: Arc<Service>,
+    subscribers: Arc<Subscribers>,
     keys: Arc<ApiKeys>,
-    board: Arc<StatusBoard>,
-    projections: Arc<BTreeMap<String, mpsc::Sender<Control>>>,
     config: &ServeConfig,
 ) -> impl Endpoint + use<> {
     let base_path = config.base_path();
     let explorer = Arc::new(api::Explorer::default());
-    let api = api::ScimApi {
+    let api = api::api(api::Parts {
         service,
+        subscribers,
         base_path: base_path.clone(),
         public_url: config.public_url(),
         page_size: config.page_size,
         explorer: explorer.clone(),
-        board,
-        projections,
-    };
+    });
     let server = if base_path.is_empty() {
         "/".to_owned()
     } else {

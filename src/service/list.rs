@@ -12,6 +12,7 @@ use crate::store::{Snapshot, StoreError, StoredResource};
 use scim::filter::plan::{self, Plan};
 use scim::filter::{self, Bound, BoundPath, Filter, SortKey};
 use scim::schema::View;
+use scim::search::ListQuery;
 use scim::{ResourceType, ScimError};
 
 impl Service {
@@ -285,23 +286,6 @@ fn run(snapshot: &Snapshot, rt: ResourceType, plan: &Plan) -> Result<BTreeSet<St
             out
         }
     })
-}
-
-/// What a list request asks for besides the view (RFC 7644 §3.4.2, §3.4.3 SearchRequest).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListQuery {
-    /// The filter (RFC 7644 §3.4.2.2).
-    pub filter: Option<String>,
-    /// The attribute path to sort by (RFC 7644 §3.4.2.3).
-    pub sort_by: Option<String>,
-    /// `ascending` (default) or `descending`.
-    pub sort_order: Option<String>,
-    /// 1-based index of the first result.
-    pub start_index: Option<i64>,
-    /// Most results to return.
-    pub count: Option<i64>,
-    /// RFC 9865: `""` for the first page by cursor, else the `nextCursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 /// A resource that matched, with the value it sorts by (and, once on a page, its stored state).

@@ -1,11 +1,13 @@
 //! The SCIM service: commands (create, replace, patch, delete; Bulk in `bulk`) turned into store
-//! writes, single resources rendered from the read model, and lists (in `list`). The HTTP layer
-//! calls only this; it knows nothing of redb.
+//! writes, single resources rendered from the read model, lists (in `list`), and the log
+//! subscribers' progress and controls (in `subscribers`). The HTTP layer calls only this; it knows
+//! nothing of redb or of the subscribers.
 
 mod bulk;
 mod cursor;
 mod list;
 mod password;
+mod subscribers;
 
 use std::sync::Arc;
 
@@ -13,9 +15,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use cursor::Cursors;
-pub use list::ListQuery;
+pub use subscribers::Subscribers;
 
-use crate::store::{Outcome, Snapshot, Store, StoredResource, Write, WriteContext};
+/// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
+pub use crate::store::WriteContext;
+use crate::store::{Outcome, Snapshot, Store, StoredResource, Write};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{self, GroupView, MemberView};
@@ -68,11 +72,6 @@ impl Service {
     /// The schemas this service validates against.
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    /// The store this service writes to.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
     }
 
     /// The last committed log position.

@@ -1,0 +1,101 @@
+//! Health, readiness and operations: `/health`, `/ready`, `/status` and the projection controls
+//! `scimd replay` and `scimd projection retry` call while the server holds the store.
+
+use std::sync::Arc;
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use serde_json::{Value, json};
+
+use super::{Result, Shared, Tag};
+use crate::http::auth::ApiKeyAuth;
+use crate::http::responses::DocumentResponse;
+use crate::service::Subscribers;
+
+/// The result of `GET /health`.
+#[derive(ApiResponse)]
+enum HealthResponse {
+    /// scimd is up.
+    #[oai(status = 200)]
+    Ok(Json<Value>),
+    /// The store cannot be read.
+    #[oai(status = 503)]
+    Unavailable(Json<Value>),
+}
+
+/// The operations routes.
+pub struct AdminApi {
+    pub(super) shared: Arc<Shared>,
+    /// Progress and controls of the log subscribers.
+    pub(super) subscribers: Arc<Subscribers>,
+}
+
+#[OpenApi]
+impl AdminApi {
+    /// The log position and, for each log subscriber (AMQP publisher, projections), its checkpoint,
+    /// lag (events not yet handled), state, parked changes and last error.
+    #[oai(path = "/status", method = "get", tag = "Tag::Operations")]
+    async fn status(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
+        let position = self.shared.service.position()?;
+        let status = self
+            .subscribers
+            .status(position)
+            .inspect_err(|e| tracing::error!(error = %e, "GET /status failed"))?;
+        Ok(DocumentResponse::Ok(Json(status)))
+    }
+
+    /// Rebuild a projection from position 0 while scimd runs (`scimd replay` calls this when the
+    /// server holds the store). `fresh=true` empties the backend first. Answers the log position
+    /// the rebuild must reach; follow it in `/status`.
+    #[oai(
+        path = "/admin/projections/:name/rebuild",
+        method = "post",
+        tag = "Tag::Operations"
+    )]
+    async fn rebuild_projection(
+        &self,
+        _auth: ApiKeyAuth,
+        name: Path<String>,
+        fresh: Query<Option<bool>>,
+    ) -> Result<DocumentResponse> {
+        let target = self
+            .subscribers
+            .rebuild(&name.0, fresh.0.unwrap_or(false))
+            .await?;
+        Ok(DocumentResponse::Ok(Json(
+            json!({"projection": name.0, "target": target}),
+        )))
+    }
+
+    /// Re-apply a projection's parked changes (`scimd projection retry` calls this when the server
+    /// holds the store).
+    #[oai(
+        path = "/admin/projections/:name/retry",
+        method = "post",
+        tag = "Tag::Operations"
+    )]
+    async fn retry_projection(
+        &self,
+        _auth: ApiKeyAuth,
+        name: Path<String>,
+    ) -> Result<DocumentResponse> {
+        self.subscribers.retry_parked(&name.0).await?;
+        Ok(DocumentResponse::Ok(Json(json!({"projection": name.0}))))
+    }
+
+    /// Liveness: `{"status":"OK"}` while the process serves requests. No key needed.
+    #[oai(path = "/health", method = "get", tag = "Tag::Operations")]
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(json!({"status": "OK"})))
+    }
+
+    /// Readiness: 200 when the store can be read, else 503. No key needed.
+    #[oai(path = "/ready", method = "get", tag = "Tag::Operations")]
+    async fn ready(&self) -> HealthResponse {
+        match self.shared.service.position() {
+            Ok(position) => HealthResponse::Ok(Json(json!({"status": "OK", "position": position}))),
+            Err(_) => HealthResponse::Unavailable(Json(json!({"status": "unavailable"}))),
+        }
+    }
+}
