@@ -63,7 +63,8 @@ impl Cursors {
     }
 
     /// The cursor for the page after `position`, valid only for `query` (a digest of the request).
-    pub fn issue(&self, position: &Position, query: &str) -> String {
+    /// A payload that cannot be encoded is a 500: never a cursor signed over an empty payload.
+    pub fn issue(&self, position: &Position, query: &str) -> Result<String, ScimError> {
         let payload = Payload {
             k: position.key.as_ref().map(SortKey::encode),
             r: position.rt.name().to_owned(),
@@ -71,13 +72,14 @@ impl Cursors {
             q: query.to_owned(),
             t: chrono::Utc::now().timestamp(),
         };
-        // A struct of strings and an integer always serialises.
-        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-        format!(
+        let bytes = serde_json::to_vec(&payload).map_err(|e| {
+            ScimError::new(500, format!("the next cursor could not be encoded: {e}"))
+        })?;
+        Ok(format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(&bytes),
             URL_SAFE_NO_PAD.encode(self.mac(&bytes))
-        )
+        ))
     }
 
     /// Reads a cursor this server issued for `query`: 400 `invalidCursor` if it was altered, is
@@ -154,7 +156,7 @@ mod tests {
     #[test]
     fn a_cursor_reads_back_for_its_query_only() {
         let c = Cursors::new(60);
-        let token = c.issue(&position(), "q1");
+        let token = c.issue(&position(), "q1").unwrap();
         assert_eq!(c.read(&token, "q1").unwrap(), position());
         let e = c.read(&token, "q2").unwrap_err();
         assert_eq!(e.scim_type, Some(ScimType::InvalidCursor));
@@ -163,7 +165,7 @@ mod tests {
     #[test]
     fn altered_foreign_and_expired_cursors_are_refused() {
         let c = Cursors::new(60);
-        let token = c.issue(&position(), "q");
+        let token = c.issue(&position(), "q").unwrap();
         let mut altered = token.clone().into_bytes();
         altered[3] ^= 1;
         let altered = String::from_utf8(altered).unwrap();

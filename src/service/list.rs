@@ -110,14 +110,18 @@ impl Service {
             }
         };
         let next = match page.last() {
-            Some(last) if paging_by_cursor && more => Some(self.cursors.issue(
-                &Position {
-                    key: last.key.clone(),
-                    rt: last.rt,
-                    id: last.id.clone(),
-                },
-                &digest,
-            )),
+            Some(last) if paging_by_cursor && more => Some(
+                self.cursors
+                    .issue(
+                        &Position {
+                            key: last.key.clone(),
+                            rt: last.rt,
+                            id: last.id.clone(),
+                        },
+                        &digest,
+                    )
+                    .inspect_err(|e| tracing::error!(error = %e, "list: no next cursor"))?,
+            ),
             _ => None,
         };
         let page: Vec<(ResourceType, String, StoredResource)> = page
