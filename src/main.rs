@@ -11,6 +11,7 @@ mod service;
 mod store;
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -60,6 +61,9 @@ enum Command {
     /// Operate on a projection.
     #[command(subcommand)]
     Projection(ProjectionCommand),
+    /// Ask a running server for `GET /health`: exit 0 when it answers 200, 1 otherwise (the
+    /// container's HEALTHCHECK).
+    Health(cli::health::HealthConfig),
 }
 
 #[derive(Subcommand)]
@@ -117,14 +121,19 @@ fn main() -> anyhow::Result<()> {
         Command::Projection(ProjectionCommand::Retry { name, config }) => runtime.block_on(
             cli::projection::retry(data_path, cli.common.registry()?, &config, &name),
         ),
+        Command::Health(config) => runtime.block_on(cli::health::check(&config)),
     }
 }
 
+/// Log lines go to stderr. Text lines are coloured only when stderr is a terminal and `NO_COLOR` is
+/// not set: a container's log, a pipe or a file gets plain text, never escape sequences.
 fn init_tracing(common: &CommonConfig) {
     let filter = tracing_subscriber::EnvFilter::try_new(&common.loglevel)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .with_writer(std::io::stderr);
     match common.log_format {
         LogFormat::Json => builder.json().init(),

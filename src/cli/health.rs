@@ -1,0 +1,107 @@
+//! `scimd health`: asks a running `scimd serve` for `GET /health` and exits 0 when it answers 200,
+//! 1 otherwise. It is the container's `HEALTHCHECK` (no curl in the image) and works for any
+//! supervisor that runs a command.
+//!
+//! `/health` always answers at the root, whatever `BASE_PATH` is (see `http::app`), so the URL is
+//! `http://LISTEN/health`. A wildcard `LISTEN` (`0.0.0.0`, `::`) is reached on the loopback address
+//! of the same family.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Settings of `scimd health`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthConfig {
+    /// The address `scimd serve` listens on; a wildcard address is reached on loopback.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Check this URL instead of `http://LISTEN/health` (plain HTTP).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Seconds to wait for the answer (connecting included).
+    #[arg(long, default_value_t = 3)]
+    pub timeout: u64,
+}
+
+impl HealthConfig {
+    /// The URL to check: `--url`, or `/health` on LISTEN (wildcards replaced by loopback).
+    pub fn url(&self) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        format!("http://{}/health", connect_addr(self.listen))
+    }
+}
+
+/// Where a client reaches a server that listens on `listen`: the same address, except that the
+/// wildcard addresses (`0.0.0.0`, `::`), which cannot be connected to portably, become loopback.
+pub fn connect_addr(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// Checks the server once. `Ok` (after printing the answer's body) when it answered 200 within the
+/// timeout; an error naming the URL and what went wrong otherwise.
+pub async fn check(config: &HealthConfig) -> anyhow::Result<()> {
+    let url = config.url();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(config.timeout.max(1)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot build the HTTP client")?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url}: no answer"))?;
+    let status = resp.status();
+    // The body is only shown; a broken one does not change the verdict.
+    let body = resp.text().await.unwrap_or_default();
+    let body = body.trim();
+    if status.as_u16() != 200 {
+        anyhow::bail!("{url}: {status} {body}");
+    }
+    println!("{url}: {status} {body}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str) -> HealthConfig {
+        HealthConfig {
+            listen: listen.parse().expect("a socket address"),
+            url: None,
+            timeout: 3,
+        }
+    }
+
+    #[test]
+    fn wildcard_listen_is_reached_on_loopback() {
+        assert_eq!(config("0.0.0.0:8000").url(), "http://127.0.0.1:8000/health");
+        assert_eq!(config("[::]:8000").url(), "http://[::1]:8000/health");
+    }
+
+    #[test]
+    fn specific_listen_is_kept() {
+        assert_eq!(config("10.1.2.3:9000").url(), "http://10.1.2.3:9000/health");
+        assert_eq!(
+            config("127.0.0.1:8000").url(),
+            "http://127.0.0.1:8000/health"
+        );
+    }
+
+    #[test]
+    fn url_wins() {
+        let mut c = config("0.0.0.0:8000");
+        c.url = Some("http://example.test:1/health".into());
+        assert_eq!(c.url(), "http://example.test:1/health");
+    }
+}
