@@ -28,16 +28,6 @@ FROM ${BINARY_FROM} AS binary
 
 # ---- runtime ---------------------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="scimd" \
-      org.opencontainers.image.description="SCIM 2.0 provisioning server backed by an append-only event log" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="debian:bookworm-slim"
-
 # ca-certificates: outbound TLS (amqps://, database URLs with TLS). A fixed uid/gid, so that volumes and
 # Kubernetes' runAsUser/fsGroup can name it. /data belongs to it: a fresh named volume inherits that.
 RUN apt-get update \
@@ -60,3 +50,14 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["scimd", "health"]
 ENTRYPOINT ["scimd"]
 CMD ["serve"]
+
+# Last, so that a new revision or date does not invalidate the cached layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="scimd" \
+      org.opencontainers.image.description="SCIM 2.0 provisioning server backed by an append-only event log" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="debian:bookworm-slim"
