@@ -18,6 +18,7 @@ mod event;
 mod snapshot;
 mod tables;
 pub mod verify;
+mod write;
 mod writer;
 
 use std::fs::File;
@@ -31,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
-pub use writer::{BulkWrite, Outcome, Write, WriteContext};
+pub use write::{BulkWrite, Outcome, Write, WriteContext};
 
 use scim::ScimError;
 use scim::schema::Registry;

@@ -6,7 +6,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::WriteContext;
+use crate::store::WriteContext;
 use crate::store::event::{ENVELOPE_VERSION, MemberRef};
 use crate::store::tables::{
     self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX,
@@ -18,7 +18,7 @@ use scim::filter::plan;
 use scim::schema::UniqueKey;
 
 /// The tables of one write transaction, opened once per batch.
-pub(super) struct Tables<'txn> {
+pub(super) struct TxnTables<'txn> {
     pub(super) events: Table<'txn, u64, &'static [u8]>,
     pub(super) resources: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) members: Table<'txn, (&'static str, &'static str), &'static str>,
@@ -33,11 +33,11 @@ pub(super) struct Tables<'txn> {
     pub(super) now: DateTime<Utc>,
 }
 
-impl<'txn> Tables<'txn> {
+impl<'txn> TxnTables<'txn> {
     pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
         let counters = txn.open_table(COUNTERS)?;
         let position = tables::counter(&counters, POSITION)?;
-        Ok(Tables {
+        Ok(TxnTables {
             events: txn.open_table(EVENTS)?,
             resources: txn.open_table(RESOURCES)?,
             members: txn.open_table(MEMBERS)?,
@@ -98,7 +98,7 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Removes a uniqueness index row if `id` owns it. A value shared since before it was declared
-    /// unique (see [`reindex_unique`]) belongs to another resource, whose row must stay.
+    /// unique (see `reindex::reindex_unique`) belongs to another resource, whose row must stay.
     pub(super) fn release(
         &mut self,
         rt: ResourceType,
@@ -151,7 +151,7 @@ pub(super) struct EventBody {
     pub(super) members_removed: Vec<MemberRef>,
 }
 
-pub(super) fn event(t: &Tables<'_>, ctx: &WriteContext, body: EventBody) -> Event {
+pub(super) fn event(t: &TxnTables<'_>, ctx: &WriteContext, body: EventBody) -> Event {
     Event {
         v: ENVELOPE_VERSION,
         position: 0,
