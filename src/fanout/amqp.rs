@@ -20,10 +20,9 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
 
-use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
-use crate::store::{Event, EventKind, Snapshot, Store, StoreError, Write, WriteContext};
+use crate::store::{Event, EventKind, Members, Snapshot, Store, StoreError, Write, WriteContext};
 use scim::ResourceType;
 
 /// The subscriber's name: its checkpoint key and its entry in `/status`.
@@ -293,7 +292,7 @@ fn message_body(
         GroupMembers::Full => Members::DisplayAsOfEvent,
         GroupMembers::Changes => Members::Omit,
     };
-    let resource = document::as_of(snapshot, event.clone(), base, members)?;
+    let resource = snapshot.as_of(event.clone(), base, members)?;
     let mut body = json!({"operation": operation(event.kind)});
     if event.resource_type == ResourceType::Group && group_members == GroupMembers::Changes {
         let refs = |list: &[crate::store::MemberRef]| -> Vec<Value> {

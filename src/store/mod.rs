@@ -14,6 +14,7 @@
 //!   snapshots (redb `ConcurrencyMode::SingleWriter`).
 //! - **Gap-free log.** Positions start at 1 and increase by one per event, in commit order.
 
+mod as_of;
 mod event;
 mod snapshot;
 mod tables;
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use as_of::Members;
 pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
