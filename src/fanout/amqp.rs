@@ -44,6 +44,15 @@ enum SessionError {
     Amqp(#[from] lapin::Error),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// serde_json fails only on non-string map keys or a failing `Serialize` impl, which a JSON
+    /// value does not have; should it ever fail, the session ends and the message is retried,
+    /// never published empty.
+    #[error("the message for position {position} does not serialise: {source}")]
+    Encode {
+        position: u64,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("the broker refused (nack) the message for position {0}")]
     Nack(u64),
     #[error("no confirm for position {0} within {CONFIRM_TIMEOUT:?}")]
@@ -214,6 +223,10 @@ impl Publisher {
             let mut confirms = Vec::with_capacity(events.len());
             for event in &events {
                 let body = message_body(&snapshot, event, &self.base, self.config.group_members)?;
+                let body = serde_json::to_vec(&body).map_err(|source| SessionError::Encode {
+                    position: event.position,
+                    source,
+                })?;
                 let routing_key = fixed_key.clone().unwrap_or_else(|| {
                     format!("{}.{}", event.resource_type.name(), operation(event.kind)).into()
                 });
@@ -222,7 +235,7 @@ impl Publisher {
                         exchange.clone(),
                         routing_key,
                         BasicPublishOptions::default(),
-                        &serde_json::to_vec(&body).unwrap_or_default(),
+                        &body,
                         properties(event),
                     )
                     .await?;

@@ -67,6 +67,17 @@ pub enum StoreError {
     /// Stored bytes do not decode.
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    /// A value did not serialise for storage. serde_json fails only on a map with non-string keys
+    /// or a `Serialize` impl that errs, which the stored types do not have; should one ever fail,
+    /// the write fails with it (its batch is abandoned and answered 503) rather than storing empty
+    /// bytes.
+    #[error("cannot serialise {what} for the store: {source}")]
+    Encode {
+        /// What was being serialised (an event, a resource, a parked change).
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The store is being reopened after a failed commit, or is shut down.
     #[error("the store is not available right now")]
     Unavailable,

@@ -90,7 +90,7 @@ pub(super) fn apply(
             id,
             parked,
         } => {
-            let bytes = serde_json::to_vec(&parked).unwrap_or_default();
+            let bytes = parked.encode()?;
             t.parked
                 .insert((subscriber.as_str(), id.as_str()), bytes.as_slice())?;
             Ok(Outcome::Checkpointed)

@@ -122,7 +122,7 @@ mod tests {
         {
             let mut resources = txn.open_table(RESOURCES).unwrap();
             resources
-                .insert(("User", "u1"), r.encode().as_slice())
+                .insert(("User", "u1"), r.encode().unwrap().as_slice())
                 .unwrap();
             let mut counters = txn.open_table(COUNTERS).unwrap();
             counters.remove(QUERY_INDEX_VERSION).unwrap();

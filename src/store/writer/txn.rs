@@ -58,7 +58,7 @@ impl<'txn> TxnTables<'txn> {
         self.position += 1;
         event.position = self.position;
         self.events
-            .insert(self.position, event.encode().as_slice())?;
+            .insert(self.position, event.encode()?.as_slice())?;
         self.streams
             .insert((event.resource_id.as_str(), event.version), self.position)?;
         Ok(self.position)
@@ -73,7 +73,7 @@ impl<'txn> TxnTables<'txn> {
     ) -> Result<(), StoreError> {
         self.unindex(rt, id)?;
         self.resources
-            .insert((rt.name(), id), r.encode().as_slice())?;
+            .insert((rt.name(), id), r.encode()?.as_slice())?;
         for key in plan::index_keys(rt, &r.attributes, &r.meta) {
             self.query_index.insert((key.as_str(), id), ())?;
         }
