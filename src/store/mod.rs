@@ -99,9 +99,10 @@ storage_error_from!(
     redb::CommitError
 );
 
+/// What a client is told of a store failure: 503, retry. The conversion only converts: whoever
+/// answers the client logs the cause, which the response does not carry.
 impl From<StoreError> for ScimError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
+    fn from(_: StoreError) -> Self {
         ScimError::unavailable("the store is temporarily unavailable; retry the request")
     }
 }
@@ -173,12 +174,15 @@ impl Store {
     pub async fn write(&self, write: Write, ctx: WriteContext) -> Result<Outcome, ScimError> {
         let (reply, answer) = oneshot::channel();
         let request = writer::Request::Write { write, ctx, reply };
+        // Either error means the writer thread is gone (shut down, or never started).
+        let stopped = || {
+            tracing::warn!("the store writer has stopped; answering the write 503");
+            Err(StoreError::Unavailable.into())
+        };
         if self.writer.send(request).await.is_err() {
-            return Err(StoreError::Unavailable.into());
+            return stopped();
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable.into()))
+        answer.await.unwrap_or_else(|_| stopped())
     }
 
     /// A consistent read-only view of everything committed so far.
