@@ -539,8 +539,10 @@ fn delete(
         },
     );
     t.append(e)?;
-    // Cascade (DESIGN.md): the deleted resource leaves every group it was in, and each of those
-    // groups gets a new version, in this same transaction.
+    // Cascade: the deleted resource leaves every group it was in, and each of those groups gets a
+    // new version and its own event, in this same transaction: no committed state has a group
+    // naming a member that does not exist, and subscribers see every group that changed
+    // (docs/ARCHITECTURE.md, "The flow of one write").
     for group_id in tables::groups_of(&t.member_of, id)? {
         t.remove_member(&group_id, id)?;
         let Some(mut group) = tables::get_resource(&t.resources, ResourceType::Group, &group_id)?
