@@ -54,6 +54,10 @@ impl<'txn> TxnTables<'txn> {
     }
 
     /// Appends an event at the next position and returns that position.
+    ///
+    /// Keeps the log gap-free: positions go up by one per event in the order the writer applies
+    /// commands, and since a batch commits whole or not at all, no committed log skips one. The
+    /// `streams` row goes in with the event, so a resource's versions always find their events.
     pub(super) fn append(&mut self, mut event: Event) -> Result<u64, StoreError> {
         self.position += 1;
         event.position = self.position;
