@@ -20,10 +20,9 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
 
-use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
-use crate::store::{Event, EventKind, Snapshot, Store, StoreError, Write, WriteContext};
+use crate::store::{Event, EventKind, Members, Snapshot, Store, StoreError, Write, WriteContext};
 use scim::ResourceType;
 
 /// The subscriber's name: its checkpoint key and its entry in `/status`.
@@ -45,6 +44,15 @@ enum SessionError {
     Amqp(#[from] lapin::Error),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// serde_json fails only on non-string map keys or a failing `Serialize` impl, which a JSON
+    /// value does not have; should it ever fail, the session ends and the message is retried,
+    /// never published empty.
+    #[error("the message for position {position} does not serialise: {source}")]
+    Encode {
+        position: u64,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("the broker refused (nack) the message for position {0}")]
     Nack(u64),
     #[error("no confirm for position {0} within {CONFIRM_TIMEOUT:?}")]
@@ -215,6 +223,10 @@ impl Publisher {
             let mut confirms = Vec::with_capacity(events.len());
             for event in &events {
                 let body = message_body(&snapshot, event, &self.base, self.config.group_members)?;
+                let body = serde_json::to_vec(&body).map_err(|source| SessionError::Encode {
+                    position: event.position,
+                    source,
+                })?;
                 let routing_key = fixed_key.clone().unwrap_or_else(|| {
                     format!("{}.{}", event.resource_type.name(), operation(event.kind)).into()
                 });
@@ -223,7 +235,7 @@ impl Publisher {
                         exchange.clone(),
                         routing_key,
                         BasicPublishOptions::default(),
-                        &serde_json::to_vec(&body).unwrap_or_default(),
+                        &body,
                         properties(event),
                     )
                     .await?;
@@ -293,7 +305,7 @@ fn message_body(
         GroupMembers::Full => Members::DisplayAsOfEvent,
         GroupMembers::Changes => Members::Omit,
     };
-    let resource = document::as_of(snapshot, event.clone(), base, members)?;
+    let resource = snapshot.as_of(event.clone(), base, members)?;
     let mut body = json!({"operation": operation(event.kind)});
     if event.resource_type == ResourceType::Group && group_members == GroupMembers::Changes {
         let refs = |list: &[crate::store::MemberRef]| -> Vec<Value> {

@@ -4,6 +4,5 @@
 
 pub mod amqp;
 pub mod backends;
-pub mod document;
 pub mod projection;
 pub mod status;

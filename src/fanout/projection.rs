@@ -15,9 +15,10 @@ use projections::{Change, Projection, ProjectionError, ResourceKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backends::Backend;
-use super::document::{self, Members};
 use super::status::{StatusBoard, SubscriberState};
-use crate::store::{Event, EventKind, Parked, Snapshot, Store, StoreError, Write, WriteContext};
+use crate::store::{
+    Event, EventKind, Members, Parked, Snapshot, Store, StoreError, Write, WriteContext,
+};
 use scim::{ResourceType, resource};
 
 /// Events read per batch.
@@ -393,7 +394,7 @@ fn coalesce(
                 kind,
                 id: e.resource_id.clone(),
                 version: e.version,
-                document: document::as_of(snapshot, e, base, Members::CurrentDisplay)?,
+                document: snapshot.as_of(e, base, Members::CurrentDisplay)?,
             }
         };
         changes.push(change);

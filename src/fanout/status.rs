@@ -1,7 +1,7 @@
 //! The state of every log subscriber, for `GET /status` and the logs.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -43,6 +43,15 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
+    /// The board's entries. A thread that panicked while holding the lock cannot have left them
+    /// half-written (each change is one insert or one assignment), so a poisoned lock still yields
+    /// them: `/status` never shows an empty board, nor drops a report, because of an unrelated panic.
+    fn entries(&self) -> MutexGuard<'_, BTreeMap<String, SubscriberStatus>> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Records a subscriber's progress; state changes and new errors are also logged.
     pub fn report(
         &self,
@@ -51,9 +60,7 @@ impl StatusBoard {
         state: SubscriberState,
         error: Option<String>,
     ) {
-        let Ok(mut subscribers) = self.subscribers.lock() else {
-            return;
-        };
+        let mut subscribers = self.entries();
         let previous = subscribers.get(name).cloned();
         let parked = previous.as_ref().map_or(0, |p| p.parked);
         let changed = previous
@@ -85,18 +92,13 @@ impl StatusBoard {
 
     /// Records how many changes a subscriber has parked.
     pub fn set_parked(&self, name: &str, parked: u64) {
-        if let Ok(mut subscribers) = self.subscribers.lock()
-            && let Some(s) = subscribers.get_mut(name)
-        {
+        if let Some(s) = self.entries().get_mut(name) {
             s.parked = parked;
         }
     }
 
     /// Every subscriber's status.
     pub fn all(&self) -> BTreeMap<String, SubscriberStatus> {
-        self.subscribers
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.entries().clone()
     }
 }

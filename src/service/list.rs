@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::cursor::Position;
+use super::unavailable;
 use super::{LIST_RESPONSE_SCHEMA, Related, Service, represent};
 use crate::store::{Snapshot, StoreError, StoredResource};
 use scim::filter::plan::{self, Plan};
@@ -59,18 +60,20 @@ impl Service {
             Some(c) => Some(self.cursors.read(c, &digest)?),
         };
         let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
-        let snapshot = self.store.snapshot()?;
+        let snapshot = self.store.snapshot().map_err(unavailable)?;
         let (total, page, more) = match (types, &filter, &query.sort_by) {
             // Unfiltered and unsorted: straight from the table, in id order.
             ([rt], None, None) => {
-                let total = usize::try_from(snapshot.count(*rt)?).unwrap_or(usize::MAX);
+                let total = snapshot.count(*rt).map_err(unavailable)?;
+                let total = usize::try_from(total).unwrap_or(usize::MAX);
                 let mut page: Vec<Hit> = if count == 0 {
                     Vec::new()
                 } else {
                     let rows = match &after {
-                        Some(p) => snapshot.list_after(*rt, &p.id, count.saturating_add(1))?,
-                        None => snapshot.list(*rt, skip as u64, count.saturating_add(1))?,
+                        Some(p) => snapshot.list_after(*rt, &p.id, count.saturating_add(1)),
+                        None => snapshot.list(*rt, skip as u64, count.saturating_add(1)),
                     };
+                    let rows = rows.map_err(unavailable)?;
                     rows.into_iter()
                         .map(|(id, stored)| Hit {
                             key: None,
@@ -102,7 +105,7 @@ impl Service {
                 let mut page = Vec::new();
                 for mut hit in hits.into_iter().skip(from).take(count) {
                     if hit.stored.is_none() {
-                        hit.stored = snapshot.get(hit.rt, &hit.id)?;
+                        hit.stored = snapshot.get(hit.rt, &hit.id).map_err(unavailable)?;
                     }
                     page.push(hit);
                 }
@@ -130,7 +133,9 @@ impl Service {
             .collect();
         let mut resources = Vec::with_capacity(page.len());
         for (rt, id, stored) in page {
-            let (members, groups) = self.related(&snapshot, rt, &id, view)?;
+            let (members, groups) = self
+                .related(&snapshot, rt, &id, view)
+                .map_err(unavailable)?;
             let related = Related {
                 members: members.as_deref(),
                 groups: groups.as_deref(),
@@ -222,22 +227,25 @@ impl Service {
             }
             Ok(())
         };
-        let candidates = match (&planned, &bound) {
-            (Some((p, _)), _) => Some(run(snapshot, rt, p)?),
-            (None, Some(b)) => self.candidates(snapshot, rt, b)?,
-            (None, None) => None,
-        };
-        match candidates {
-            Some(ids) => {
-                for id in ids {
-                    if let Some(stored) = snapshot.get(rt, &id)? {
-                        visit(&id, stored, true)?;
+        let mut read = || -> Result<(), StoreError> {
+            let candidates = match (&planned, &bound) {
+                (Some((p, _)), _) => Some(run(snapshot, rt, p)?),
+                (None, Some(b)) => self.candidates(snapshot, rt, b)?,
+                (None, None) => None,
+            };
+            match candidates {
+                Some(ids) => {
+                    for id in ids {
+                        if let Some(stored) = snapshot.get(rt, &id)? {
+                            visit(&id, stored, true)?;
+                        }
                     }
+                    Ok(())
                 }
+                None => snapshot.scan(rt, |id, stored| visit(id, stored, false)),
             }
-            None => snapshot.scan(rt, |id, stored| visit(id, stored, false))?,
-        }
-        Ok(())
+        };
+        read().map_err(unavailable)
     }
 
     /// The only ids that can match `bound`, when one of its required equalities is on an attribute
@@ -248,7 +256,7 @@ impl Service {
         snapshot: &Snapshot,
         rt: ResourceType,
         bound: &Bound,
-    ) -> Result<Option<BTreeSet<String>>, ScimError> {
+    ) -> Result<Option<BTreeSet<String>>, StoreError> {
         for (target, value) in bound.required_equalities() {
             let at = &target.location;
             if at.sub.is_some() {
@@ -268,7 +276,7 @@ impl Service {
 }
 
 /// The candidate ids of `plan` on `rt`, in id order.
-fn run(snapshot: &Snapshot, rt: ResourceType, plan: &Plan) -> Result<BTreeSet<String>, ScimError> {
+fn run(snapshot: &Snapshot, rt: ResourceType, plan: &Plan) -> Result<BTreeSet<String>, StoreError> {
     Ok(match plan {
         Plan::Nothing => BTreeSet::new(),
         Plan::Read(lookup) => snapshot.lookup(rt, lookup)?,

@@ -19,7 +19,7 @@ pub use subscribers::Subscribers;
 
 /// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
 pub use crate::store::WriteContext;
-use crate::store::{Outcome, Snapshot, Store, StoredResource, Write};
+use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{self, GroupView, MemberView};
@@ -28,6 +28,13 @@ use scim::{ResourceType, ScimError};
 
 /// URN of the ListResponse message (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// Answers a failed store read: the client gets 503 (retry), and the cause, which the response
+/// does not carry, is logged here where the service gives up on the request.
+fn unavailable(e: StoreError) -> ScimError {
+    tracing::error!(error = %e, "a store read failed; answering 503");
+    e.into()
+}
 
 /// A single resource as the API returns it.
 #[derive(Debug)]
@@ -76,7 +83,10 @@ impl Service {
 
     /// The last committed log position.
     pub fn position(&self) -> Result<u64, ScimError> {
-        Ok(self.store.snapshot()?.position()?)
+        self.store
+            .snapshot()
+            .and_then(|s| s.position())
+            .map_err(unavailable)
     }
 
     /// RFC 7644 §3.3: creates a resource; `base` is the URL prefix for `meta.location`; the
@@ -240,11 +250,12 @@ impl Service {
         base: &str,
         view: &View,
     ) -> Result<ResourceDoc, ScimError> {
-        let snapshot = self.store.snapshot()?;
+        let snapshot = self.store.snapshot().map_err(unavailable)?;
         let stored = snapshot
-            .get(rt, id)?
+            .get(rt, id)
+            .map_err(unavailable)?
             .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", rt.name())))?;
-        let (members, groups) = self.related(&snapshot, rt, id, view)?;
+        let (members, groups) = self.related(&snapshot, rt, id, view).map_err(unavailable)?;
         Ok(self.doc(
             rt,
             id,
@@ -294,7 +305,8 @@ impl Service {
             } => {
                 let groups = match rt {
                     ResourceType::User if view.shows(&self.registry, rt, "groups") => {
-                        Some(self.store.snapshot()?.groups_of(&id)?)
+                        let groups = self.store.snapshot().and_then(|s| s.groups_of(&id));
+                        Some(groups.map_err(unavailable)?)
                     }
                     _ => None,
                 };
@@ -358,7 +370,7 @@ impl Service {
         rt: ResourceType,
         id: &str,
         view: &View,
-    ) -> Result<RelatedLists, ScimError> {
+    ) -> Result<RelatedLists, StoreError> {
         let wanted = |name: &str| view.shows(&self.registry, rt, name);
         Ok(match rt {
             ResourceType::Group if wanted("members") => (Some(snapshot.members(id)?), None),

@@ -1,5 +1,7 @@
-//! Password hashing: a clear-text `password` never enters an event or the read model
-//! (DESIGN.md: secrets are hashed with argon2 before they are stored).
+//! Password hashing: a clear-text `password` never enters an event or the read model. It is hashed
+//! with argon2 here, before the write reaches the store, because the log is append-only (a secret
+//! written to it once could never be taken back), and here rather than in the store so that the
+//! CPU work stays off the writer thread (docs/ARCHITECTURE.md, "The flow of one write").
 
 use std::sync::LazyLock;
 

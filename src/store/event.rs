@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::StoreError;
 use scim::ResourceType;
 
 /// The envelope version this build writes. Readers accept every version up to this one.
@@ -100,10 +101,12 @@ pub enum DecodeError {
 }
 
 impl Event {
-    /// Serialises the envelope for the events table.
-    pub fn encode(&self) -> Vec<u8> {
-        // Serialising a struct of strings, numbers and JSON values cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// Serialises the envelope for the events table. A failure is an error, never an empty event.
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(|source| StoreError::Encode {
+            what: "an event",
+            source,
+        })
     }
 
     /// Parses an envelope read from the events table.

@@ -14,10 +14,12 @@
 //!   snapshots (redb `ConcurrencyMode::SingleWriter`).
 //! - **Gap-free log.** Positions start at 1 and increase by one per event, in commit order.
 
+mod as_of;
 mod event;
 mod snapshot;
 mod tables;
 pub mod verify;
+mod write;
 mod writer;
 
 use std::fs::File;
@@ -28,10 +30,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use as_of::Members;
 pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
-pub use writer::{BulkWrite, Outcome, Write, WriteContext};
+pub use write::{BulkWrite, Outcome, Write, WriteContext};
 
 use scim::ScimError;
 use scim::schema::Registry;
@@ -64,6 +67,17 @@ pub enum StoreError {
     /// Stored bytes do not decode.
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    /// A value did not serialise for storage. serde_json fails only on a map with non-string keys
+    /// or a `Serialize` impl that errs, which the stored types do not have; should one ever fail,
+    /// the write fails with it (its batch is abandoned and answered 503) rather than storing empty
+    /// bytes.
+    #[error("cannot serialise {what} for the store: {source}")]
+    Encode {
+        /// What was being serialised (an event, a resource, a parked change).
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The store is being reopened after a failed commit, or is shut down.
     #[error("the store is not available right now")]
     Unavailable,
@@ -85,9 +99,10 @@ storage_error_from!(
     redb::CommitError
 );
 
+/// What a client is told of a store failure: 503, retry. The conversion only converts: whoever
+/// answers the client logs the cause, which the response does not carry.
 impl From<StoreError> for ScimError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
+    fn from(_: StoreError) -> Self {
         ScimError::unavailable("the store is temporarily unavailable; retry the request")
     }
 }
@@ -159,12 +174,15 @@ impl Store {
     pub async fn write(&self, write: Write, ctx: WriteContext) -> Result<Outcome, ScimError> {
         let (reply, answer) = oneshot::channel();
         let request = writer::Request::Write { write, ctx, reply };
+        // Either error means the writer thread is gone (shut down, or never started).
+        let stopped = || {
+            tracing::warn!("the store writer has stopped; answering the write 503");
+            Err(StoreError::Unavailable.into())
+        };
         if self.writer.send(request).await.is_err() {
-            return Err(StoreError::Unavailable.into());
+            return stopped();
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable.into()))
+        answer.await.unwrap_or_else(|_| stopped())
     }
 
     /// A consistent read-only view of everything committed so far.

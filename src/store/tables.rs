@@ -59,9 +59,12 @@ pub struct StoredResource {
 }
 
 impl StoredResource {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        // A struct of timestamps, integers and JSON values always serialises.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// Serialises the resource for the resources table. A failure is an error, never empty bytes.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(|source| StoreError::Encode {
+            what: "a resource",
+            source,
+        })
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
@@ -79,6 +82,16 @@ pub struct Parked {
     pub position: u64,
     /// The backend's reason.
     pub error: String,
+}
+
+impl Parked {
+    /// Serialises the parked change for the parked table. A failure is an error, never empty bytes.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(|source| StoreError::Encode {
+            what: "a parked change",
+            source,
+        })
+    }
 }
 
 pub(crate) fn get_resource(

@@ -8,11 +8,13 @@ use chrono::Utc;
 use redb::ReadableTable;
 use serde_json::{Map, Value};
 
-use super::txn::{EventBody, Tables, event};
-use super::{BulkWrite, Outcome, Rejection, Write, WriteContext};
+use super::Rejection;
+use super::txn::{EventBody, TxnTables, event};
 use crate::store::event::MemberRef;
 use crate::store::tables::{self};
-use crate::store::{Cause, EventKind, StoreError, StoredResource};
+use crate::store::{
+    BulkWrite, Cause, EventKind, Outcome, StoreError, StoredResource, Write, WriteContext,
+};
 use scim::filter::Limits;
 use scim::patch::{self, MemberOp};
 use scim::resource::{self, MemberInput, MemberView, Meta};
@@ -20,7 +22,7 @@ use scim::schema::{Registry, UniqueKey, validate};
 use scim::{ResourceType, ScimError, etag};
 
 pub(super) fn apply(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     registry: &Registry,
     write: Write,
     ctx: &WriteContext,
@@ -45,7 +47,7 @@ pub(super) fn apply(
             t,
             registry,
             ctx,
-            Target {
+            Addressed {
                 rt,
                 id,
                 if_match: if_match.as_deref(),
@@ -64,7 +66,7 @@ pub(super) fn apply(
             t,
             registry,
             ctx,
-            Target {
+            Addressed {
                 rt,
                 id,
                 if_match: if_match.as_deref(),
@@ -88,7 +90,7 @@ pub(super) fn apply(
             id,
             parked,
         } => {
-            let bytes = serde_json::to_vec(&parked).unwrap_or_default();
+            let bytes = parked.encode()?;
             t.parked
                 .insert((subscriber.as_str(), id.as_str()), bytes.as_slice())?;
             Ok(Outcome::Checkpointed)
@@ -101,7 +103,7 @@ pub(super) fn apply(
 }
 
 fn bulk(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     registry: &Registry,
     ctx: &WriteContext,
     operations: Vec<BulkWrite>,
@@ -140,7 +142,7 @@ fn bulk(
 }
 
 fn create(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     ctx: &WriteContext,
     rt: ResourceType,
     id: String,
@@ -198,22 +200,22 @@ fn create(
     })
 }
 
-/// The resource a replace addresses.
-struct Target<'a> {
+/// The existing resource a replace or a PATCH addresses, and the version `If-Match` expects of it.
+struct Addressed<'a> {
     rt: ResourceType,
     id: String,
     if_match: Option<&'a str>,
 }
 
 fn replace(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     registry: &Registry,
     ctx: &WriteContext,
-    target: Target<'_>,
+    target: Addressed<'_>,
     mut attributes: Map<String, Value>,
     members: Option<Vec<MemberInput>>,
 ) -> Result<Outcome, Rejection> {
-    let Target { rt, id, if_match } = target;
+    let Addressed { rt, id, if_match } = target;
     let current = current(t, rt, &id, if_match)?;
     // RFC 7644 §3.5.1: immutable attributes keep their value (checked against the state this
     // transaction sees, so a concurrent write cannot slip a change past the check).
@@ -292,7 +294,7 @@ struct NewVersion<'a> {
 /// Writes the next version of a resource (its checks already done): the membership changes, the
 /// resource with `meta` moved on, and its event.
 fn new_version(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     ctx: &WriteContext,
     v: NewVersion<'_>,
 ) -> Result<StoredResource, Rejection> {
@@ -347,7 +349,7 @@ fn new_version(
 
 /// Moves a resource's uniqueness index rows from its `before` attributes to `unique`.
 fn reindex(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     registry: &Registry,
     rt: ResourceType,
     id: &str,
@@ -369,14 +371,14 @@ fn reindex(
 /// PATCHes cannot lose each other's changes. Membership changes touch only the members named
 /// (one members-table lookup each) and the event carries only the delta.
 fn patch(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     registry: &Registry,
     ctx: &WriteContext,
-    target: Target<'_>,
+    target: Addressed<'_>,
     (operations, limits): (Vec<patch::Operation>, &Limits),
     with_members: bool,
 ) -> Result<Outcome, Rejection> {
-    let Target { rt, id, if_match } = target;
+    let Addressed { rt, id, if_match } = target;
     let current = current(t, rt, &id, if_match)?;
     let patched = patch::apply(registry, rt, &current.attributes, operations, limits)?;
     let attributes = patched.attributes;
@@ -413,7 +415,7 @@ fn patch(
 /// so the cost follows the operations, not the group's size. Only `replace` of the whole list and
 /// a `remove` filter on something other than `value` read every member.
 fn member_changes(
-    t: &Tables<'_>,
+    t: &TxnTables<'_>,
     group: &str,
     ops: Vec<MemberOp>,
 ) -> Result<(Vec<MemberRef>, Vec<MemberRef>), Rejection> {
@@ -497,7 +499,7 @@ impl Touched {
 }
 
 fn delete(
-    t: &mut Tables<'_>,
+    t: &mut TxnTables<'_>,
     registry: &Registry,
     ctx: &WriteContext,
     rt: ResourceType,
@@ -537,8 +539,10 @@ fn delete(
         },
     );
     t.append(e)?;
-    // Cascade (DESIGN.md): the deleted resource leaves every group it was in, and each of those
-    // groups gets a new version, in this same transaction.
+    // Cascade: the deleted resource leaves every group it was in, and each of those groups gets a
+    // new version and its own event, in this same transaction: no committed state has a group
+    // naming a member that does not exist, and subscribers see every group that changed
+    // (docs/ARCHITECTURE.md, "The flow of one write").
     for group_id in tables::groups_of(&t.member_of, id)? {
         t.remove_member(&group_id, id)?;
         let Some(mut group) = tables::get_resource(&t.resources, ResourceType::Group, &group_id)?
@@ -580,7 +584,7 @@ fn delete(
 
 /// The current state of a resource that must exist and, if `If-Match` was sent, match it.
 fn current(
-    t: &Tables<'_>,
+    t: &TxnTables<'_>,
     rt: ResourceType,
     id: &str,
     if_match: Option<&str>,
@@ -597,7 +601,7 @@ fn current(
 }
 
 fn check_unique(
-    t: &Tables<'_>,
+    t: &TxnTables<'_>,
     rt: ResourceType,
     id: &str,
     unique: &[UniqueKey],
@@ -619,7 +623,7 @@ fn check_unique(
 
 /// Checks that every member exists and returns them with their types and display names.
 fn resolve_members(
-    t: &Tables<'_>,
+    t: &TxnTables<'_>,
     group_id: &str,
     members: &[MemberInput],
 ) -> Result<Vec<MemberView>, Rejection> {

@@ -6,7 +6,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::WriteContext;
+use crate::store::WriteContext;
 use crate::store::event::{ENVELOPE_VERSION, MemberRef};
 use crate::store::tables::{
     self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX,
@@ -18,7 +18,7 @@ use scim::filter::plan;
 use scim::schema::UniqueKey;
 
 /// The tables of one write transaction, opened once per batch.
-pub(super) struct Tables<'txn> {
+pub(super) struct TxnTables<'txn> {
     pub(super) events: Table<'txn, u64, &'static [u8]>,
     pub(super) resources: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) members: Table<'txn, (&'static str, &'static str), &'static str>,
@@ -33,11 +33,11 @@ pub(super) struct Tables<'txn> {
     pub(super) now: DateTime<Utc>,
 }
 
-impl<'txn> Tables<'txn> {
+impl<'txn> TxnTables<'txn> {
     pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
         let counters = txn.open_table(COUNTERS)?;
         let position = tables::counter(&counters, POSITION)?;
-        Ok(Tables {
+        Ok(TxnTables {
             events: txn.open_table(EVENTS)?,
             resources: txn.open_table(RESOURCES)?,
             members: txn.open_table(MEMBERS)?,
@@ -54,11 +54,15 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Appends an event at the next position and returns that position.
+    ///
+    /// Keeps the log gap-free: positions go up by one per event in the order the writer applies
+    /// commands, and since a batch commits whole or not at all, no committed log skips one. The
+    /// `streams` row goes in with the event, so a resource's versions always find their events.
     pub(super) fn append(&mut self, mut event: Event) -> Result<u64, StoreError> {
         self.position += 1;
         event.position = self.position;
         self.events
-            .insert(self.position, event.encode().as_slice())?;
+            .insert(self.position, event.encode()?.as_slice())?;
         self.streams
             .insert((event.resource_id.as_str(), event.version), self.position)?;
         Ok(self.position)
@@ -73,7 +77,7 @@ impl<'txn> Tables<'txn> {
     ) -> Result<(), StoreError> {
         self.unindex(rt, id)?;
         self.resources
-            .insert((rt.name(), id), r.encode().as_slice())?;
+            .insert((rt.name(), id), r.encode()?.as_slice())?;
         for key in plan::index_keys(rt, &r.attributes, &r.meta) {
             self.query_index.insert((key.as_str(), id), ())?;
         }
@@ -98,7 +102,7 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Removes a uniqueness index row if `id` owns it. A value shared since before it was declared
-    /// unique (see [`reindex_unique`]) belongs to another resource, whose row must stay.
+    /// unique (see `reindex::reindex_unique`) belongs to another resource, whose row must stay.
     pub(super) fn release(
         &mut self,
         rt: ResourceType,
@@ -151,7 +155,7 @@ pub(super) struct EventBody {
     pub(super) members_removed: Vec<MemberRef>,
 }
 
-pub(super) fn event(t: &Tables<'_>, ctx: &WriteContext, body: EventBody) -> Event {
+pub(super) fn event(t: &TxnTables<'_>, ctx: &WriteContext, body: EventBody) -> Event {
     Event {
         v: ENVELOPE_VERSION,
         position: 0,

@@ -1,0 +1,113 @@
+//! The store's write vocabulary: what the service layer may ask of the store ([`Write`]), who asked
+//! ([`WriteContext`]) and what a durable write produced ([`Outcome`]).
+//!
+//! Every [`Write`] is applied by the writer thread (`store/writer/`) in a batch that commits once
+//! with fsync. A write is answered only after that commit: an `Ok` [`Outcome`] means the change is
+//! durable, a 4xx means it changed nothing, and a 503 means its outcome is unknown (see the store's
+//! Guarantees and docs/ARCHITECTURE.md, "The flow of one write").
+
+use serde_json::{Map, Value};
+
+use super::StoredResource;
+use super::tables::Parked;
+use scim::filter::Limits;
+use scim::patch;
+use scim::resource::{MemberInput, MemberView};
+use scim::{ResourceType, ScimError};
+
+/// A change to the store, as the service layer asks for it. Inputs are already validated and
+/// normalised; the writer checks what needs the current state (existence, versions, immutable
+/// attributes, uniqueness, member references).
+#[derive(Debug)]
+pub enum Write {
+    /// Create a resource with a server-assigned id.
+    Create {
+        rt: ResourceType,
+        id: String,
+        attributes: Map<String, Value>,
+        members: Option<Vec<MemberInput>>,
+    },
+    /// Replace every attribute of a resource (RFC 7644 §3.5.1).
+    Replace {
+        rt: ResourceType,
+        id: String,
+        if_match: Option<String>,
+        attributes: Map<String, Value>,
+        members: Option<Vec<MemberInput>>,
+    },
+    /// Apply a PATCH (RFC 7644 §3.5.2) to the current state: all operations or none, one event.
+    /// The writer applies it to the state its transaction holds, so two concurrent PATCHes of one
+    /// resource never lose each other's changes. `with_members` asks for the Group's member list
+    /// in the outcome (read only then).
+    Patch {
+        rt: ResourceType,
+        id: String,
+        if_match: Option<String>,
+        operations: Vec<patch::Operation>,
+        limits: Limits,
+        with_members: bool,
+    },
+    /// The operations of one Bulk request (RFC 7644 §3.7), in order, in the same transaction as
+    /// the rest of the batch: each succeeds or fails on its own, one that refers to an operation
+    /// that failed fails too, and after `fail_on_errors` failures the rest are not attempted.
+    Bulk {
+        operations: Vec<BulkWrite>,
+        fail_on_errors: Option<usize>,
+    },
+    /// Delete a resource and remove it from every group it belongs to: each such group gets its
+    /// own event, in the same transaction as the delete.
+    Delete {
+        rt: ResourceType,
+        id: String,
+        if_match: Option<String>,
+    },
+    /// Save a log subscriber's checkpoint (no event). It commits like any write, so a checkpoint
+    /// is as durable as the events it follows.
+    Checkpoint { name: String, position: u64 },
+    /// Record a change a projection refused for good (no event).
+    Park {
+        subscriber: String,
+        id: String,
+        parked: Parked,
+    },
+    /// Forget a parked change once it has been applied (no event).
+    Unpark { subscriber: String, id: String },
+}
+
+/// One operation of a [`Write::Bulk`].
+#[derive(Debug)]
+pub struct BulkWrite {
+    /// The write, or why the service already refused it (a failure in its turn all the same).
+    pub write: Result<Write, ScimError>,
+    /// Earlier operations of the same Bulk (indices into its list) whose new resources this one
+    /// refers to by bulkId: if any of them failed, so does this one.
+    pub after: Vec<usize>,
+}
+
+/// Who asked for a write, recorded on every event it produces.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    /// The API key's name, or a short hash of it.
+    pub actor: String,
+    /// The request id.
+    pub txn_id: String,
+}
+
+/// What a durable write produced: the writer answers with an `Outcome` only after the batch that
+/// holds the write has committed with fsync.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The resource as stored after a create or replace.
+    Resource {
+        id: String,
+        resource: StoredResource,
+        members: Option<Vec<MemberView>>,
+    },
+    /// The resource is gone.
+    Deleted,
+    /// Subscriber bookkeeping (checkpoint, parked change) is saved.
+    Checkpointed,
+    /// Each Bulk operation's outcome, in the order given; `None` for those not attempted once
+    /// `fail_on_errors` was reached.
+    Bulk(Vec<Option<Result<Outcome, ScimError>>>),
+}
