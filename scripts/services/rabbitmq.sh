@@ -55,7 +55,10 @@ if [ "${1:-start}" = stop ]; then
     for _ in $(seq 1 100); do stopped && break; sleep 0.1; done
   fi
   # the wrapper shell (server.pid) exits with the VM; make sure it does
-  if [ -s "$D/server.pid" ]; then kill "$(cat "$D/server.pid")" 2>/dev/null || true; fi
+  # (only if that pid is still the wrapper: once it has exited, the number may belong to another process)
+  if [ -s "$D/server.pid" ] && grep -qa rabbitmq "/proc/$(cat "$D/server.pid")/cmdline" 2>/dev/null; then
+    kill "$(cat "$D/server.pid")" 2>/dev/null || true
+  fi
   rm -f "$D/server.pid"
   stopped
   exit
