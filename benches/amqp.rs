@@ -40,12 +40,15 @@
 //! of the last write). Without `--url` it prints this usage and exits 0 (what `cargo test
 //! --all-targets` runs). The users it creates are left on the server.
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -57,78 +60,45 @@ const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const MAX_IN_FLIGHT: usize = 2048;
 /// How long to wait for the last messages after the last write.
 const DRAIN: Duration = Duration::from_secs(60);
-const USAGE: &str = "usage: cargo bench --bench amqp -- --url BASE_URL [--token TOKEN] --amqp AMQP_URL \
-                     [--queue NAME] [--rate R] [--seconds S] | [--burst N [--concurrency C]]";
-
+/// AMQP fan-out benchmark: publish throughput and end-to-end lag of scimd's RabbitMQ messages; see
+/// the doc comment of `benches/amqp.rs` for the modes and what they print.
+#[derive(Parser)]
+#[command(name = "amqp", bin_name = "cargo bench --bench amqp --")]
 struct Args {
+    /// scimd's SCIM base URL, with its base path if any; http only
+    #[arg(long, value_name = "BASE_URL", value_parser = common::base_url)]
     url: String,
+    /// Sent as `Authorization: Bearer TOKEN`
+    #[arg(long)]
     token: Option<String>,
+    /// The broker scimd publishes to (its `AMQP`)
+    #[arg(long, value_name = "URL")]
     amqp: String,
+    /// The queue scimd publishes to (its `QUEUE`); the benchmark consumes from it, so nothing else
+    /// should
+    #[arg(long, value_name = "NAME", default_value = "SCIM")]
     queue: String,
+    /// Open-loop mode: creates per second
+    #[arg(long, value_name = "R", default_value_t = 1000.0, value_parser = common::positive)]
     rate: f64,
+    /// Open-loop mode: how long to write
+    #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = common::positive)]
     seconds: f64,
+    /// Burst mode instead: N creates as fast as `--concurrency` workers go
+    #[arg(long, value_name = "N", value_parser = count)]
     burst: Option<usize>,
+    /// Burst mode: workers
+    #[arg(long, value_name = "C", default_value_t = 32, value_parser = count)]
     concurrency: usize,
     /// userName prefix of this run's users: `amqp-bench-<uuid>-`.
+    #[arg(skip = format!("amqp-bench-{}-", uuid::Uuid::new_v4().simple()))]
     prefix: String,
 }
 
-/// `Ok(None)`: nothing to do (no `--url`, or `--help`).
-fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
-    let has_url = args.iter().any(|a| a == "--url" || a.starts_with("--url="));
-    if !has_url || args.iter().any(|a| a == "--help" || a == "-h") {
-        return Ok(None);
-    }
-    let mut a = Args {
-        url: String::new(),
-        token: None,
-        amqp: String::new(),
-        queue: "SCIM".into(),
-        rate: 1000.0,
-        seconds: 10.0,
-        burst: None,
-        concurrency: 32,
-        prefix: format!("amqp-bench-{}-", uuid::Uuid::new_v4().simple()),
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "--bench" {
-            continue; // appended by `cargo bench`
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        let number = |v: String| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|n| *n > 0.0 && n.is_finite())
-                .ok_or_else(|| format!("{flag}: not a positive number: {v}"))
-        };
-        match flag {
-            "--url" => a.url = value()?.trim_end_matches('/').to_string(),
-            "--token" => a.token = Some(value()?),
-            "--amqp" => a.amqp = value()?,
-            "--queue" => a.queue = value()?,
-            "--rate" => a.rate = number(value()?)?,
-            "--seconds" => a.seconds = number(value()?)?,
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            "--burst" => a.burst = Some(number(value()?)? as usize),
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            "--concurrency" => a.concurrency = (number(value()?)? as usize).max(1),
-            _ => return Err(format!("unknown argument {arg}")),
-        }
-    }
-    if a.amqp.is_empty() {
-        return Err("--amqp needs a value (the broker scimd publishes to)".into());
-    }
-    Ok(Some(a))
+/// A positive number, as a count (any fraction dropped, at least 1 for `--concurrency`).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn count(s: &str) -> Result<usize, String> {
+    common::positive(s).map(|n| n as usize)
 }
 
 /// When each created user's 201 and Create message arrived.
@@ -504,18 +474,10 @@ async fn run(args: Args) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let Some(mut args) = common::parse::<Args>(&["--url"]) else {
+        return ExitCode::SUCCESS;
     };
+    args.concurrency = args.concurrency.max(1);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -36,12 +36,15 @@
 //! cargo bench --bench load -- --url http://127.0.0.1:18000 --token k
 //! ```
 
+mod common;
+
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 
@@ -49,69 +52,43 @@ const SCIM_JSON: &str = "application/scim+json";
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// Errors printed in full per phase; the rest are only counted.
 const ERRORS_SHOWN: usize = 5;
-const USAGE: &str = "usage: cargo bench --bench load -- --url BASE_URL [--token TOKEN] [--users N] \
-                     [--concurrency C] [--gets M] [--queries Q] [--rounds R] [--bulk B]";
-
+/// Load generator for any SCIM 2.0 server (scimd or another one); see the doc comment of
+/// `benches/load.rs` for the phases and what they print.
+#[derive(Parser)]
+#[command(name = "load", bin_name = "cargo bench --bench load --")]
 struct Args {
+    /// The SCIM base URL, with its base path if any (`http://host:8000/scim/v2`); http only
+    #[arg(long, value_name = "BASE_URL", value_parser = common::base_url)]
     url: String,
+    /// Sent as `Authorization: Bearer TOKEN` (omit for a server without auth)
+    #[arg(long)]
     token: Option<String>,
+    /// Users to create
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     users: usize,
+    /// Concurrent workers; each keeps its own keep-alive connection
+    #[arg(long, value_name = "C", default_value_t = 64)]
     concurrency: usize,
-    gets: usize,
+    /// `GET /Users/{id}` requests [default: 3 × N]
+    #[arg(long, value_name = "M")]
+    gets: Option<usize>,
+    /// Filtered `GET /Users` requests per query kind (`userName eq`, `externalId eq`,
+    /// `emails.value eq`, `userName sw`, `meta.lastModified gt`)
+    #[arg(long, value_name = "Q", default_value_t = 0)]
     queries: usize,
+    /// Run the query phases R times (the first round also fills the store's page cache)
+    #[arg(long, value_name = "R", default_value_t = 1)]
     rounds: usize,
+    /// Also create N more users through `POST /Bulk`, B users per request (0: no bulk phase)
+    #[arg(long, value_name = "B", default_value_t = 0)]
     bulk: usize,
 }
 
-/// `Ok(None)`: nothing to do (no `--url`, or `--help`).
-fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
-    let has_url = args.iter().any(|a| a == "--url" || a.starts_with("--url="));
-    if !has_url || args.iter().any(|a| a == "--help" || a == "-h") {
-        return Ok(None);
+impl Args {
+    /// `--gets`, by default 3 × `--users`.
+    fn gets(&self) -> usize {
+        self.gets.unwrap_or(self.users * 3)
     }
-    let (mut url, mut token, mut users, mut concurrency, mut gets) = (None, None, 10_000, 64, None);
-    let (mut queries, mut rounds, mut bulk) = (0, 1, 0);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "--bench" {
-            continue; // appended by `cargo bench`
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        let number = |v: String| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: not a number: {v}"))
-        };
-        match flag {
-            "--url" => url = Some(value()?.trim_end_matches('/').to_string()),
-            "--token" => token = Some(value()?),
-            "--users" => users = number(value()?)?,
-            "--concurrency" => concurrency = number(value()?)?.max(1),
-            "--gets" => gets = Some(number(value()?)?),
-            "--queries" => queries = number(value()?)?,
-            "--rounds" => rounds = number(value()?)?.max(1),
-            "--bulk" => bulk = number(value()?)?,
-            _ => return Err(format!("unknown argument {arg}")),
-        }
-    }
-    Ok(Some(Args {
-        url: url.ok_or("--url needs a value")?,
-        token,
-        users,
-        concurrency,
-        gets: gets.unwrap_or(users * 3),
-        queries,
-        rounds,
-        bulk,
-    }))
 }
 
 /// What one phase measured.
@@ -256,7 +233,10 @@ async fn run(args: Args) -> Result<bool, String> {
     let token = Arc::new(args.token.clone());
     println!(
         "load: {} users, {} gets, concurrency {}, userName prefix load-{run_id}-, against {}",
-        args.users, args.gets, args.concurrency, users_url
+        args.users,
+        args.gets(),
+        args.concurrency,
+        users_url
     );
     println!(
         "{:<8} {:>9} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8}",
@@ -296,7 +276,7 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     let ids = Arc::new(ids);
     let (url, tok) = (users_url.clone(), token.clone());
-    let (read, _) = run_phase(&args, args.gets, move |client, _| {
+    let (read, _) = run_phase(&args, args.gets(), move |client, _| {
         let id = &ids[rand::random_range(0..ids.len())];
         let request = client.get(format!("{url}/{id}"));
         let tok = tok.clone();
@@ -458,18 +438,11 @@ async fn queries(
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            eprintln!("{USAGE}\n(no --url: nothing to do)");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("load: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let Some(mut args) = common::parse::<Args>(&["--url"]) else {
+        return ExitCode::SUCCESS;
     };
+    args.concurrency = args.concurrency.max(1);
+    args.rounds = args.rounds.max(1);
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -15,15 +15,38 @@
 //! p99 and max for each. Without `--url` it prints this usage and exits 0 (what `cargo test
 //! --all-targets` runs). The resources it creates are left on the server.
 
+mod common;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: cargo bench --bench patch_members -- --url BASE_URL [--token TOKEN] \
-                     [--members N] [--samples S]";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// Latency of single-member PATCHes on a large group; see the doc comment of
+/// `benches/patch_members.rs` for what it does and prints.
+#[derive(Parser)]
+#[command(
+    name = "patch_members",
+    bin_name = "cargo bench --bench patch_members --"
+)]
+struct Args {
+    /// scimd's SCIM base URL, with its base path if any; http only
+    #[arg(long, value_name = "BASE_URL", value_parser = common::base_url)]
+    url: String,
+    /// Sent as `Authorization: Bearer TOKEN`
+    #[arg(long)]
+    token: Option<String>,
+    /// Members of the group
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    members: usize,
+    /// Single-member operations of each kind to time
+    #[arg(long, value_name = "S", default_value_t = 500)]
+    samples: usize,
+}
 
 struct Client {
     http: reqwest::Client,
@@ -74,12 +97,6 @@ impl Client {
             .await
             .map(|_| ())
     }
-}
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn report(what: &str, mut times: Vec<Duration>) {
@@ -148,29 +165,15 @@ async fn run(client: Client, members: usize, samples: usize) -> Result<(), Strin
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(url) = arg(&args, "--url") else {
-        println!("{USAGE}");
+    let Some(args) = common::parse::<Args>(&["--url"]) else {
         return ExitCode::SUCCESS;
-    };
-    let number = |name: &str, default: usize| {
-        arg(&args, name).map_or(Ok(default), |v| {
-            v.parse::<usize>().map_err(|e| format!("{name}: {e}"))
-        })
-    };
-    let (members, samples) = match (number("--members", 100_000), number("--samples", 500)) {
-        (Ok(m), Ok(s)) => (m, s),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("{e}\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
     };
     let client = Client {
         http: reqwest::Client::new(),
-        url: url.trim_end_matches('/').to_owned(),
-        token: arg(&args, "--token"),
+        url: args.url,
+        token: args.token,
     };
-    match run(client, members, samples).await {
+    match run(client, args.members, args.samples).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -28,6 +28,8 @@
 //! Without a database option it prints this usage and exits 0: that is what `cargo test --all-targets`
 //! runs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use clap::{ArgGroup, Parser};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
@@ -43,76 +46,45 @@ const BIN: &str = env!("CARGO_BIN_EXE_scimd");
 const KEY: &str = "replay-bench-key";
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-const USAGE: &str = "usage: cargo bench --bench replay -- [--events N] [--concurrency C] \
-                     [--sqlite URL|auto] [--postgres URL] [--mysql URL] [--data DIR] [--keep]";
-
+/// Replay benchmark: how fast `scimd replay --projection sql --fresh` rebuilds the sql projection;
+/// see the doc comment of `benches/replay.rs` for the phases and what they print.
+#[derive(Parser)]
+#[command(name = "replay", bin_name = "cargo bench --bench replay --")]
+#[command(group(ArgGroup::new("into").required(true).multiple(true).args(["sqlite", "postgres", "mysql"])))]
 struct Args {
+    /// Events in the log: 90 % user creates, 5 % group creates with 10 members each, 5 % user
+    /// replaces (PUT)
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = events)]
     events: usize,
+    /// Concurrent HTTP requests while building the log
+    #[arg(long, value_name = "C", default_value_t = 64)]
     concurrency: usize,
+    /// Replay into this SQLite database (`sqlite:///abs/path.db`); `auto`: a file in the benchmark's
+    /// temporary directory
+    #[arg(long, value_name = "URL|auto")]
     sqlite: Option<String>,
+    /// Replay into this PostgreSQL database (`postgres://…`)
+    #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// Replay into this MySQL/MariaDB database (`mysql://…`)
+    #[arg(long, value_name = "URL")]
     mysql: Option<String>,
+    /// Keep the store in DIR; a DIR that already holds a store of N events is reused (the build
+    /// phase is skipped)
+    #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Keep the tables the replay wrote (dropped by default)
+    #[arg(long)]
     keep: bool,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        events: 100_000,
-        concurrency: 64,
-        sqlite: None,
-        postgres: None,
-        mysql: None,
-        data: None,
-        keep: false,
-    };
-    let given: Vec<String> = std::env::args().skip(1).collect();
-    // `cargo test --all-targets` runs this with libtest's flags (`--test-threads=4`): with no
-    // database to replay into there is nothing to do, whatever else was passed.
-    let has_target = given.iter().any(|a| {
-        ["--sqlite", "--postgres", "--mysql"]
-            .iter()
-            .any(|f| a == f || a.starts_with(&format!("{f}=")))
-    });
-    if !has_target {
-        return Ok(None);
+/// `--events`: at least 40 (the mix needs some of each kind).
+fn events(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 40 => Ok(n),
+        Ok(_) => Err("must be at least 40".into()),
+        Err(e) => Err(e.to_string()),
     }
-    let mut it = given.into_iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_string(), Some(v.to_string())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--bench" => {}
-            "--help" | "-h" => return Ok(None),
-            "--events" => args.events = value()?.parse().map_err(|e| format!("--events: {e}"))?,
-            "--concurrency" => {
-                args.concurrency = value()?
-                    .parse()
-                    .map_err(|e| format!("--concurrency: {e}"))?
-            }
-            "--sqlite" => args.sqlite = Some(value()?),
-            "--postgres" => args.postgres = Some(value()?),
-            "--mysql" => args.mysql = Some(value()?),
-            "--data" => args.data = Some(PathBuf::from(value()?)),
-            "--keep" => args.keep = true,
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    if args.sqlite.is_none() && args.postgres.is_none() && args.mysql.is_none() {
-        return Ok(None);
-    }
-    if args.events < 40 {
-        return Err("--events must be at least 40".into());
-    }
-    Ok(Some(args))
 }
 
 /// How the N events are made up.
@@ -518,16 +490,8 @@ async fn run(args: &Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let Some(args) = common::parse::<Args>(&["--sqlite", "--postgres", "--mysql"]) else {
+        return ExitCode::SUCCESS;
     };
     let outcome = tokio::runtime::Runtime::new()
         .context("tokio runtime")

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
-const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 fn bulk(operations: Value) -> Value {
     json!({"schemas": [BULK_REQUEST], "Operations": operations})

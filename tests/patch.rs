@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 fn ops(operations: Value) -> Value {

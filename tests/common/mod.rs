@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod amqp;
+pub mod projections;
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -1113,4 +1116,12 @@ pub fn normalized(resource: &Value) -> Value {
         members.sort_by(|a, b| a["value"].to_string().cmp(&b["value"].to_string()));
     }
     v
+}
+
+/// RFC 7644 §3.5.2.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// A PATCH request body with these `Operations`.
+pub fn patch_ops(operations: Value) -> Value {
+    json!({"schemas": [PATCH_OP], "Operations": operations})
 }
