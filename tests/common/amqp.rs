@@ -576,7 +576,7 @@ pub fn relative(s: &Scimd, resource: &Value) -> Value {
         .to_string()
         .replace(&format!("http://{}", s.addr()), "");
     let mut v: Value = serde_json::from_str(&text).unwrap();
-    // `User.groups` is computed for API responses only; messages never carry it (DESIGN.md).
+    // `User.groups` is computed for API responses only; messages never carry it: docs/ARCHITECTURE.md, Subscribers and checkpoints.
     if let Some(o) = v.as_object_mut() {
         o.remove("groups");
     }

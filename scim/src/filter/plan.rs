@@ -1,5 +1,5 @@
 //! The query indexes (what the store keeps for each resource) and the planner that answers a bound
-//! filter from them (DESIGN.md "Read model and queries").
+//! filter from them (docs/ARCHITECTURE.md, The store and its guarantees: `query_index`).
 //!
 //! Indexed: `userName` (User), `externalId`, `displayName`, `emails.value` (User) and
 //! `meta.lastModified`, one row per value, keyed `{type}␟{name}␟{value}`. String values are stored
