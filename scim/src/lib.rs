@@ -1,8 +1,8 @@
 //! The SCIM 2.0 domain (RFC 7643, RFC 7644), pure: resources, schemas and their validation, the
 //! filter language, the PATCH engine, BulkRequest and SearchRequest parsing, SCIM errors and ETags.
 //!
-//! No I/O and no async, except reading schema files once at start-up ([`schema::Registry::load`]).
-//! The crate depends on no framework (HTTP, storage, messaging, CLI): scimd's HTTP layer, store and
+//! No I/O and no async: even the schema files of `SCHEMA_PATH` are read by the caller and handed
+//! over as text ([`schema::SchemaFiles`]). The crate depends on no framework (HTTP, storage, messaging, CLI): scimd's HTTP layer, store and
 //! fan-out build on it, never the reverse, and Cargo enforces that. Everything here can be unit-tested
 //! and fuzzed in isolation.
 //!
@@ -18,6 +18,7 @@
 //!   and plan index reads.
 //! - [`patch`]: PatchOp parsing and the PATCH engine (RFC 7644 §3.5.2).
 //! - [`bulk`]: BulkRequest parsing and bulkId ordering (RFC 7644 §3.7).
+//! - [`search`]: SearchRequest parsing and the list parameters (RFC 7644 §3.4.2, §3.4.3).
 //! - [`error`], [`etag`]: SCIM error bodies (RFC 7644 §3.12) and resource versions.
 //!
 //! # Example
@@ -30,7 +31,7 @@
 //! use scim::schema::{Registry, SchemaMode};
 //! use serde_json::json;
 //!
-//! let registry = Registry::load(None, SchemaMode::Strict)?;
+//! let registry = Registry::built_in(SchemaMode::Strict)?;
 //! let users = registry.schemas(ResourceType::User);
 //! let bound = parse(r#"emails[type eq "work" and value ew "@example.org"]"#, &Limits::default())?
 //!     .bind(users)?;

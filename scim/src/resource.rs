@@ -1,4 +1,4 @@
-//! Resource types, input validation and normalisation, and the representation the API returns.
+//! A create/replace body split into what the server stores, and the representation the API returns.
 //!
 //! What a body may contain comes from the schema registry ([`super::schema`]); this module splits a
 //! validated body into what the server stores, hashes (`password`) and resolves (`members`).
@@ -237,7 +237,7 @@ mod tests {
     use crate::schema::SchemaMode;
 
     fn reg() -> Registry {
-        Registry::load(None, SchemaMode::Strict).unwrap()
+        Registry::built_in(SchemaMode::Strict).unwrap()
     }
 
     #[test]
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_group_password_is_refused_even_when_lenient() {
-        let lenient = Registry::load(None, SchemaMode::Lenient).unwrap();
+        let lenient = Registry::built_in(SchemaMode::Lenient).unwrap();
         let err = parse_input(
             &lenient,
             ResourceType::Group,

@@ -11,7 +11,7 @@
 # Why the settings: crun cannot set rlimits or use the hybrid cgroup mount in this sandbox; runc with
 # cgroupfs and no default ulimits can. Use --network host (no CNI networking here) and 127.0.0.1 addresses.
 #
-# scimd's copy of ../shared/services/container.sh (a clone has no ../shared), used by scripts/container-test.
+# Kept in this repository (a clone must be self-sufficient); used by scripts/container-test.
 set -euo pipefail
 CONF=${CONTAINERS_CONF:-${TMPDIR:-/tmp}/podman-here.conf}
 [ -f "$CONF" ] || printf '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n' > "$CONF"

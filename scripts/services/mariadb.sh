@@ -1,7 +1,7 @@
 #!/bin/bash
 # Throwaway MariaDB 10.11 on 127.0.0.1:$MY_PORT; user scim/scim, db scim. Runs as root (--user=root).
 #
-# scimd's copy of ../shared/services/mariadb.sh, with a subcommand:
+# A throwaway mariadb server for the tests, with a subcommand:
 #   mariadb.sh [start]  install the data dir, start, create user and db; with an existing MY_DIR it only
 #                       starts the server again on its old data (same port)
 #   mariadb.sh stop     normal shutdown (SIGTERM); returns once the server is down (a no-op when it is not running)

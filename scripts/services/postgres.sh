@@ -1,7 +1,7 @@
 #!/bin/bash
 # Throwaway PostgreSQL 15 (preinstalled in image) on 127.0.0.1:$PG_PORT, trust auth, user postgres.
 #
-# scimd's copy of ../shared/services/postgres.sh, with a subcommand:
+# A throwaway postgres server for the tests, with a subcommand:
 #   postgres.sh [start]  initdb + start + CREATE DATABASE scim; with an existing PG_DIR it only starts the
 #                        server again on its old data (same port)
 #   postgres.sh stop     pg_ctl stop -m fast; returns once the server is down (a no-op when it is not running)

@@ -4,7 +4,7 @@
 # CLI afterwards:  HOME=$RMQ_DIR RABBITMQ_NODENAME=rabbit$RMQ_PORT@localhost /usr/lib/rabbitmq/bin/rabbitmqctl list_queues
 # Stop: kill the printed PID (or rabbitmqctl shutdown with the same env). epmd (port 4369) stays up, shared by all nodes.
 #
-# scimd's copy of ../shared/services/rabbitmq.sh, with a subcommand:
+# A throwaway rabbitmq server for the tests, with a subcommand:
 #   rabbitmq.sh [start]  start a node; with an existing RMQ_DIR (same RMQ_PORT) it restarts the same node on its
 #                        old data (durable queues and persistent messages survive)
 #   rabbitmq.sh stop     clean shutdown (SIGTERM) of the node of RMQ_DIR/RMQ_PORT; returns once its AMQP port is

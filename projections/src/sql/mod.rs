@@ -65,7 +65,7 @@ use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 
 use self::dialect::{Connected, Dialect};
-use self::url::Location;
+use self::url::DatabaseUrl;
 use crate::{Change, Projection, ProjectionError};
 
 /// How long to wait for a connection, at start-up and on every use of the pool.
@@ -128,9 +128,9 @@ impl SqlProjection {
     ) -> Result<Self, ProjectionError> {
         let names = TableNames::new(user_table, group_table)?;
         let pool = match url::parse(url)? {
-            Location::Postgres(url) => Pool::Postgres(postgres::connect(&url, names).await?),
-            Location::MySql(url) => Pool::MySql(mysql::connect(&url, names).await?),
-            Location::Sqlite(location) => Pool::Sqlite(sqlite::connect(location, names).await?),
+            DatabaseUrl::Postgres(url) => Pool::Postgres(postgres::connect(&url, names).await?),
+            DatabaseUrl::MySql(url) => Pool::MySql(mysql::connect(&url, names).await?),
+            DatabaseUrl::Sqlite(location) => Pool::Sqlite(sqlite::connect(location, names).await?),
         };
         let projection = Self { pool };
         tracing::info!(

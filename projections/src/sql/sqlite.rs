@@ -14,7 +14,7 @@ use sqlx::{Connection, Sqlite as Db};
 use super::batch::{Plan, RowStatements, write_rows};
 use super::dialect::{Connected, Dialect};
 use super::migrate::{Migration, run_pending};
-use super::url::SqliteLocation;
+use super::url::SqliteDatabase;
 use super::{CONNECT_TIMEOUT, TableNames, connect_error};
 use crate::ProjectionError;
 
@@ -41,20 +41,20 @@ fn refused(error: &dyn DatabaseError) -> bool {
 
 /// Opens (creating it if missing) and migrates; see [`super::SqlProjection::connect`].
 pub(super) async fn connect(
-    location: SqliteLocation,
+    location: SqliteDatabase,
     names: TableNames,
 ) -> Result<Connected<Sqlite>, ProjectionError> {
     let config = |e: sqlx::Error| ProjectionError::Config(format!("sql projection: {e}"));
     let (options, in_memory) = match location {
-        SqliteLocation::Url(url) => {
+        SqliteDatabase::Url(url) => {
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             (
                 SqliteConnectOptions::from_str(&url).map_err(config)?,
                 in_memory,
             )
         }
-        SqliteLocation::Path(path) => (SqliteConnectOptions::new().filename(path), false),
-        SqliteLocation::Memory => (
+        SqliteDatabase::Path(path) => (SqliteConnectOptions::new().filename(path), false),
+        SqliteDatabase::Memory => (
             SqliteConnectOptions::from_str("sqlite::memory:").map_err(config)?,
             true,
         ),

@@ -8,18 +8,18 @@ use crate::ProjectionError;
 
 /// Where a database URL points, in the form the dialect module connects with.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Location {
+pub(super) enum DatabaseUrl {
     /// A URL sqlx's PostgreSQL driver parses.
     Postgres(String),
     /// A URL sqlx's MySQL driver parses.
     MySql(String),
     /// A SQLite database.
-    Sqlite(SqliteLocation),
+    Sqlite(SqliteDatabase),
 }
 
 /// A SQLite database, as named by the URL.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum SqliteLocation {
+pub(super) enum SqliteDatabase {
     /// A `sqlite:` URL in sqlx's syntax.
     Url(String),
     /// A file named by a SQLAlchemy URL.
@@ -31,7 +31,7 @@ pub(super) enum SqliteLocation {
 /// Maps the accepted URL spellings onto the driver to use (see
 /// [`SqlProjection::connect`](super::SqlProjection::connect)). Never echoes the URL (it may hold a
 /// password) in errors.
-pub(super) fn parse(url: &str) -> Result<Location, ProjectionError> {
+pub(super) fn parse(url: &str) -> Result<DatabaseUrl, ProjectionError> {
     let url = url.trim();
     let (scheme, rest) = url.split_once(':').ok_or_else(|| {
         ProjectionError::Config("sql projection: DATABASE_URL has no scheme".into())
@@ -42,8 +42,8 @@ pub(super) fn parse(url: &str) -> Result<Location, ProjectionError> {
         None => (scheme.as_str(), None),
     };
     match base {
-        "postgres" | "postgresql" => Ok(Location::Postgres(format!("postgres:{rest}"))),
-        "mysql" | "mariadb" => Ok(Location::MySql(format!("mysql:{rest}"))),
+        "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(format!("postgres:{rest}"))),
+        "mysql" | "mariadb" => Ok(DatabaseUrl::MySql(format!("mysql:{rest}"))),
         "sqlite" if driver.is_some() => {
             // SQLAlchemy: sqlite:// is in-memory, sqlite:///rel.db relative, sqlite:////abs.db absolute.
             let path = rest.strip_prefix("//").ok_or_else(|| {
@@ -53,16 +53,18 @@ pub(super) fn parse(url: &str) -> Result<Location, ProjectionError> {
             })?;
             let path = path.split_once('?').map_or(path, |(path, _)| path);
             if path.is_empty() || path == "/:memory:" {
-                return Ok(Location::Sqlite(SqliteLocation::Memory));
+                return Ok(DatabaseUrl::Sqlite(SqliteDatabase::Memory));
             }
             let path = path.strip_prefix('/').ok_or_else(|| {
                 ProjectionError::Config(format!(
                     "sql projection: a {scheme} URL names a file as {scheme}:///relative or {scheme}:////absolute"
                 ))
             })?;
-            Ok(Location::Sqlite(SqliteLocation::Path(PathBuf::from(path))))
+            Ok(DatabaseUrl::Sqlite(SqliteDatabase::Path(PathBuf::from(
+                path,
+            ))))
         }
-        "sqlite" => Ok(Location::Sqlite(SqliteLocation::Url(format!(
+        "sqlite" => Ok(DatabaseUrl::Sqlite(SqliteDatabase::Url(format!(
             "sqlite:{rest}"
         )))),
         _ => Err(ProjectionError::Config(format!(
@@ -80,25 +82,27 @@ mod tests {
     fn plain_urls_map_onto_their_driver() {
         assert_eq!(
             parse("postgres://u:p@h:5432/db").ok(),
-            Some(Location::Postgres("postgres://u:p@h:5432/db".into()))
+            Some(DatabaseUrl::Postgres("postgres://u:p@h:5432/db".into()))
         );
         assert_eq!(
             parse("postgresql://h/db?sslmode=disable").ok(),
-            Some(Location::Postgres("postgres://h/db?sslmode=disable".into()))
+            Some(DatabaseUrl::Postgres(
+                "postgres://h/db?sslmode=disable".into()
+            ))
         );
         assert_eq!(
             parse("mariadb://u:p@h/db").ok(),
-            Some(Location::MySql("mysql://u:p@h/db".into()))
+            Some(DatabaseUrl::MySql("mysql://u:p@h/db".into()))
         );
         assert_eq!(
             parse("sqlite:///tmp/x.db").ok(),
-            Some(Location::Sqlite(SqliteLocation::Url(
+            Some(DatabaseUrl::Sqlite(SqliteDatabase::Url(
                 "sqlite:///tmp/x.db".into()
             )))
         );
         assert_eq!(
             parse("sqlite://relative.db").ok(),
-            Some(Location::Sqlite(SqliteLocation::Url(
+            Some(DatabaseUrl::Sqlite(SqliteDatabase::Url(
                 "sqlite://relative.db".into()
             )))
         );
@@ -111,7 +115,10 @@ mod tests {
             ("postgresql+asyncpg://u:p@h/db", "postgres://u:p@h/db"),
             ("POSTGRESQL+PSYCOPG2://u:p@h/db", "postgres://u:p@h/db"),
         ] {
-            assert_eq!(parse(url).ok(), Some(Location::Postgres(expected.into())));
+            assert_eq!(
+                parse(url).ok(),
+                Some(DatabaseUrl::Postgres(expected.into()))
+            );
         }
         for (url, expected) in [
             (
@@ -120,7 +127,7 @@ mod tests {
             ),
             ("mysql+mysqldb://u:p@h:3306/db", "mysql://u:p@h:3306/db"),
         ] {
-            assert_eq!(parse(url).ok(), Some(Location::MySql(expected.into())));
+            assert_eq!(parse(url).ok(), Some(DatabaseUrl::MySql(expected.into())));
         }
     }
 
@@ -128,17 +135,17 @@ mod tests {
     fn sqlalchemy_sqlite_urls_keep_sqlalchemy_paths() {
         assert_eq!(
             parse("sqlite+pysqlite:///scim.db").ok(),
-            Some(Location::Sqlite(SqliteLocation::Path("scim.db".into())))
+            Some(DatabaseUrl::Sqlite(SqliteDatabase::Path("scim.db".into())))
         );
         assert_eq!(
             parse("sqlite+pysqlite:////var/lib/scim.db?timeout=5").ok(),
-            Some(Location::Sqlite(SqliteLocation::Path(
+            Some(DatabaseUrl::Sqlite(SqliteDatabase::Path(
                 "/var/lib/scim.db".into()
             )))
         );
         assert_eq!(
             parse("sqlite+pysqlite://").ok(),
-            Some(Location::Sqlite(SqliteLocation::Memory))
+            Some(DatabaseUrl::Sqlite(SqliteDatabase::Memory))
         );
     }
 

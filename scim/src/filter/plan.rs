@@ -212,7 +212,7 @@ mod tests {
     use crate::schema::{Registry, SchemaMode};
 
     fn planned(rt: ResourceType, filter: &str) -> Option<(Plan, bool)> {
-        let registry = Registry::load(None, SchemaMode::Strict).unwrap();
+        let registry = Registry::built_in(SchemaMode::Strict).unwrap();
         let bound = parse(filter, &Limits::default())
             .unwrap()
             .bind(registry.schemas(rt))

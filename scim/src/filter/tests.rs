@@ -11,7 +11,7 @@ const SRAM: &str = "urn:mace:surf.nl:sram:scim:extension:User";
 
 /// The built-in User schemas plus a few typed attributes the built-in ones lack.
 fn schemas() -> ResourceSchemas {
-    let registry = Registry::load(None, SchemaMode::Strict).unwrap();
+    let registry = Registry::built_in(SchemaMode::Strict).unwrap();
     let mut s = registry.schemas(ResourceType::User).clone();
     let extra: Vec<Attribute> = serde_json::from_value(json!([
         {"name": "age", "type": "integer"},

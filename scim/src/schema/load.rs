@@ -1,10 +1,9 @@
-//! Loading the registry: the schemas embedded in the binary, then `SCHEMA_PATH`.
+//! Building the registry: the schemas embedded in the binary, then those of `SCHEMA_PATH`.
 //!
-//! This is the one place in `scim/` that reads files, and only at start-up: a missing or unreadable
-//! `SCHEMA_PATH`, or a broken file in it, is an error naming the path and the reason, never a skip.
+//! The caller reads `SCHEMA_PATH` (this crate does no I/O) and hands the texts over as
+//! [`SchemaFiles`]; a broken file is an error naming the file and the reason, never a skip.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -14,16 +13,7 @@ use crate::ResourceType;
 /// Why the schemas could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    /// A file or directory could not be read.
-    #[error("SCHEMA_PATH {path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The reason.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file is not a valid RFC 7643 §7 schema.
+    /// A file is not a valid RFC 7643 §7 schema, or does not fit where it was found.
     #[error("schema {path}: {reason}")]
     Invalid {
         /// The file (or `built-in:NAME` for an embedded one).
@@ -52,6 +42,25 @@ const BUILT_IN: [(&str, &str); 4] = [
     ),
 ];
 
+/// The schema files of a `SCHEMA_PATH`, already read by the caller.
+#[derive(Debug, Default)]
+pub struct SchemaFiles {
+    /// `core/User.json`, `core/Group.json` where present: each replaces a core schema (same URN).
+    pub core: Vec<(ResourceType, SchemaFile)>,
+    /// `extensions/User/*.json`, `extensions/Group/*.json`, in file-name order: each is added to
+    /// its resource type, or replaces the built-in extension with the same URN.
+    pub extensions: Vec<(ResourceType, SchemaFile)>,
+}
+
+/// One schema file: the name errors report (its path) and its text.
+#[derive(Debug, Clone)]
+pub struct SchemaFile {
+    /// Where the text came from, as errors name it.
+    pub name: String,
+    /// The file's content: an RFC 7643 §7 schema resource.
+    pub text: String,
+}
+
 /// The parts of a ResourceType (RFC 7643 §6) the registry needs.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,11 +81,13 @@ struct ExtensionRef {
 }
 
 impl Registry {
-    /// The built-in schemas, extended or replaced by those under `schema_path`:
-    /// `core/User.json`, `core/Group.json` (optional, replace a core schema), and
-    /// `extensions/User/*.json`, `extensions/Group/*.json` (added to the resource type; one with the
-    /// URN of a built-in extension replaces it).
-    pub fn load(schema_path: Option<&Path>, mode: SchemaMode) -> Result<Registry, SchemaError> {
+    /// The built-in schemas alone (no `SCHEMA_PATH`).
+    pub fn built_in(mode: SchemaMode) -> Result<Registry, SchemaError> {
+        Registry::load(&SchemaFiles::default(), mode)
+    }
+
+    /// The built-in schemas, extended or replaced by `files` (see [`SchemaFiles`]).
+    pub fn load(files: &SchemaFiles, mode: SchemaMode) -> Result<Registry, SchemaError> {
         let mut builtin: Vec<Schema> = Vec::new();
         for (name, text) in BUILT_IN {
             builtin.push(parse(&format!("built-in:{name}"), text)?);
@@ -98,21 +109,8 @@ impl Registry {
             &types,
             &builtin,
         )?;
-        if let Some(root) = schema_path {
-            let meta = std::fs::metadata(root).map_err(|source| SchemaError::Io {
-                path: root.to_owned(),
-                source,
-            })?;
-            if !meta.is_dir() {
-                return Err(SchemaError::Io {
-                    path: root.to_owned(),
-                    source: std::io::Error::other("not a directory"),
-                });
-            }
-            check_layout(root)?;
-            for s in [&mut users, &mut groups] {
-                overlay(root, s)?;
-            }
+        for s in [&mut users, &mut groups] {
+            overlay(files, s)?;
         }
         Ok(Registry {
             users,
@@ -159,80 +157,23 @@ fn resource_schemas(
     })
 }
 
-/// Refuses entries under `core/` and `extensions/` that would otherwise be skipped silently (a typo
-/// such as `extensions/Users/` must not make a schema vanish).
-fn check_layout(root: &Path) -> Result<(), SchemaError> {
-    let allowed: [(&str, [&str; 2]); 2] = [
-        ("core", ["User.json", "Group.json"]),
-        ("extensions", ["User", "Group"]),
-    ];
-    for (dir, names) in allowed {
-        let dir = root.join(dir);
-        if !dir.exists() {
-            continue;
-        }
-        let io = |source| SchemaError::Io {
-            path: dir.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if !names.contains(&name) {
-                return Err(SchemaError::Invalid {
-                    path: path.display().to_string(),
-                    reason: format!(
-                        "unexpected entry; {} may hold only {}",
-                        dir.display(),
-                        names.join(", ")
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Applies `SCHEMA_PATH/core/{Type}.json` and `SCHEMA_PATH/extensions/{Type}/*.json`.
-fn overlay(root: &Path, s: &mut ResourceSchemas) -> Result<(), SchemaError> {
-    let core_file = root.join("core").join(format!("{}.json", s.rt.name()));
-    if core_file.exists() {
-        let core = read(&core_file)?;
+/// Applies the `core/{Type}.json` and `extensions/{Type}/*.json` files of `s`'s resource type.
+fn overlay(files: &SchemaFiles, s: &mut ResourceSchemas) -> Result<(), SchemaError> {
+    for (_, file) in files.core.iter().filter(|(rt, _)| *rt == s.rt) {
+        let core = parse(&file.name, &file.text)?;
         if core.id != s.rt.core_schema() {
             return Err(SchemaError::Invalid {
-                path: core_file.display().to_string(),
+                path: file.name.clone(),
                 reason: format!("id must be {}, not {}", s.rt.core_schema(), core.id),
             });
         }
         s.core = core;
     }
-    let dir = root.join("extensions").join(s.rt.name());
-    if !dir.exists() {
-        return Ok(());
-    }
-    let io = |source| SchemaError::Io {
-        path: dir.clone(),
-        source,
-    };
-    let mut files: Vec<PathBuf> = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        {
-            files.push(path);
-        }
-    }
-    files.sort();
-    for file in files {
-        let schema = read(&file)?;
+    for (_, file) in files.extensions.iter().filter(|(rt, _)| *rt == s.rt) {
+        let schema = parse(&file.name, &file.text)?;
         if !schema.id.to_ascii_lowercase().starts_with("urn:") || schema.id == s.core.id {
             return Err(SchemaError::Invalid {
-                path: file.display().to_string(),
+                path: file.name.clone(),
                 reason: format!("id must be an extension URN, not {}", schema.id),
             });
         }
@@ -249,14 +190,6 @@ fn overlay(root: &Path, s: &mut ResourceSchemas) -> Result<(), SchemaError> {
         }
     }
     Ok(())
-}
-
-fn read(path: &Path) -> Result<Schema, SchemaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(&path.display().to_string(), &text)
 }
 
 /// Parses and checks one schema resource.
@@ -310,40 +243,47 @@ fn check_attributes(
 mod tests {
     use super::*;
 
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+    fn file(name: &str, text: &str) -> SchemaFile {
+        SchemaFile {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    fn extension(rt: ResourceType, name: &str, text: &str) -> SchemaFiles {
+        SchemaFiles {
+            core: Vec::new(),
+            extensions: vec![(rt, file(name, text))],
+        }
     }
 
     #[test]
     fn schema_path_adds_extensions() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
+        let files = extension(
+            ResourceType::User,
             "extensions/User/acme.json",
             r#"{"id": "urn:acme:User", "attributes": [{"name": "badge", "type": "integer"}]}"#,
         );
-        let r = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap();
+        let r = Registry::load(&files, SchemaMode::Strict).unwrap();
         let u = r.schemas(ResourceType::User);
         assert_eq!(u.extensions.len(), 4);
         let badge = u.resolve("urn:acme:User:BADGE").unwrap().attribute.unwrap();
         assert_eq!(badge.kind, AttributeType::Integer);
         assert!(!badge.required, "RFC 7643 §2.2 defaults apply");
-        let builtin = Registry::load(None, SchemaMode::Strict).unwrap();
+        let builtin = Registry::built_in(SchemaMode::Strict).unwrap();
         assert_eq!(
             builtin.uniqueness_fingerprint(),
-            Registry::load(None, SchemaMode::Lenient)
+            Registry::built_in(SchemaMode::Lenient)
                 .unwrap()
                 .uniqueness_fingerprint(),
             "only uniqueness rules count"
         );
-        write(
-            dir.path(),
+        let files = extension(
+            ResourceType::User,
             "extensions/User/acme.json",
             r#"{"id": "urn:acme:User", "attributes": [{"name": "badge", "uniqueness": "server"}]}"#,
         );
-        let unique = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap();
+        let unique = Registry::load(&files, SchemaMode::Strict).unwrap();
         assert_ne!(
             builtin.uniqueness_fingerprint(),
             unique.uniqueness_fingerprint()
@@ -351,48 +291,36 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_schema_path_names_the_path() {
-        let err = Registry::load(Some(Path::new("/nonexistent/schemas")), SchemaMode::Strict)
-            .unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/schemas"), "{err}");
-    }
-
-    #[test]
     fn a_broken_file_names_the_file_and_the_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "extensions/Group/bad.json", "{\"id\": ");
-        let err = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap_err();
+        let files = extension(
+            ResourceType::Group,
+            "extensions/Group/bad.json",
+            "{\"id\": ",
+        );
+        let err = Registry::load(&files, SchemaMode::Strict).unwrap_err();
         assert!(err.to_string().contains("bad.json"), "{err}");
-        write(
-            dir.path(),
+        let files = extension(
+            ResourceType::Group,
             "extensions/Group/bad.json",
             r#"{"id": "urn:x", "attributes": [{"name": "a", "type": "complex"}]}"#,
         );
-        let err = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap_err();
+        let err = Registry::load(&files, SchemaMode::Strict).unwrap_err();
         assert!(err.to_string().contains("no subAttributes"), "{err}");
     }
 
     #[test]
-    fn a_misspelled_directory_is_an_error_not_a_skip() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "extensions/Users/acme.json",
-            r#"{"id": "urn:acme:User", "attributes": []}"#,
-        );
-        let err = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap_err();
-        assert!(err.to_string().contains("Users"), "{err}");
-    }
-
-    #[test]
     fn a_core_file_must_keep_the_core_urn() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "core/Group.json",
-            r#"{"id": "urn:other", "attributes": []}"#,
-        );
-        let err = Registry::load(Some(dir.path()), SchemaMode::Strict).unwrap_err();
+        let files = SchemaFiles {
+            core: vec![(
+                ResourceType::Group,
+                file(
+                    "core/Group.json",
+                    r#"{"id": "urn:other", "attributes": []}"#,
+                ),
+            )],
+            extensions: Vec::new(),
+        };
+        let err = Registry::load(&files, SchemaMode::Strict).unwrap_err();
         assert!(err.to_string().contains("Group.json"), "{err}");
     }
 }

@@ -103,7 +103,7 @@ mod tests {
     const SRAM: &str = "urn:mace:surf.nl:sram:scim:extension:User";
 
     fn users() -> ResourceSchemas {
-        Registry::load(None, SchemaMode::Strict)
+        Registry::built_in(SchemaMode::Strict)
             .unwrap()
             .schemas(ResourceType::User)
             .clone()

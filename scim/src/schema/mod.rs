@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::ResourceType;
 
-pub use load::SchemaError;
+pub use load::{SchemaError, SchemaFile, SchemaFiles};
 pub use mapping::Mapping;
 pub use path::{AttrPath, Location};
 pub use unique::UniqueKey;
@@ -287,15 +287,16 @@ impl Registry {
             .find(|s| s.id.eq_ignore_ascii_case(id))
     }
 
-    /// RFC 7643 §7: a schema as `/Schemas` shows it; `base` prefixes `meta.location`.
-    pub fn schema_document(schema: &Schema, base: &str) -> Value {
-        let mut doc = serde_json::to_value(schema).unwrap_or_else(|_| json!({}));
+    /// RFC 7643 §7: a schema as `/Schemas` shows it; `base` prefixes `meta.location`. Fails only
+    /// if the schema cannot be serialised, which the caller reports instead of serving an empty one.
+    pub fn schema_document(schema: &Schema, base: &str) -> Result<Value, serde_json::Error> {
+        let mut doc = serde_json::to_value(schema)?;
         doc["schemas"] = json!([SCHEMA_SCHEMA]);
         doc["meta"] = json!({
             "resourceType": "Schema",
             "location": format!("{base}/Schemas/{}", schema.id),
         });
-        doc
+        Ok(doc)
     }
 
     /// RFC 7643 §6: a resource type as `/ResourceTypes` shows it.
@@ -327,7 +328,7 @@ mod tests {
     use super::*;
 
     fn builtin() -> Registry {
-        Registry::load(None, SchemaMode::Strict).unwrap()
+        Registry::built_in(SchemaMode::Strict).unwrap()
     }
 
     #[test]

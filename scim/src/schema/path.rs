@@ -42,8 +42,7 @@ pub fn common_attributes() -> &'static [Attribute] {
                 {"name": "location", "type": "reference", "caseExact": true, "mutability": "readOnly"}
             ]}
         ]))
-        // A literal of this crate: `common_attributes_are_well_formed` proves it parses.
-        .unwrap_or_default()
+        .expect("a literal of this crate; common_attributes_are_well_formed proves it parses")
     })
 }
 
@@ -270,7 +269,7 @@ mod tests {
     use super::*;
 
     fn users() -> ResourceSchemas {
-        Registry::load(None, SchemaMode::Strict)
+        Registry::built_in(SchemaMode::Strict)
             .unwrap()
             .schemas(ResourceType::User)
             .clone()

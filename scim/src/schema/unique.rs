@@ -147,7 +147,7 @@ mod tests {
     use crate::schema::SchemaMode;
 
     fn builtin() -> Registry {
-        Registry::load(None, SchemaMode::Strict).unwrap()
+        Registry::built_in(SchemaMode::Strict).unwrap()
     }
 
     #[test]

@@ -473,7 +473,7 @@ mod tests {
     const VO: &str = "urn:temporaryNamespace:scim:schemas:voPerson:User";
 
     fn registry(mode: SchemaMode) -> Registry {
-        Registry::load(None, mode).unwrap()
+        Registry::built_in(mode).unwrap()
     }
 
     fn user(body: Value) -> Result<Map<String, Value>, ScimError> {

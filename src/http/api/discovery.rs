@@ -96,12 +96,12 @@ impl DiscoveryApi {
     #[oai(path = "/Schemas", method = "get", tag = "Tag::Discovery")]
     async fn schemas(&self, req: &Request) -> Result<DocumentResponse> {
         let base = self.shared.base(req);
-        let docs: Vec<Value> = self
+        let docs = self
             .registry()
             .all_schemas()
             .into_iter()
-            .map(|s| Registry::schema_document(s, &base))
-            .collect();
+            .map(|s| Registry::schema_document(s, &base).map_err(unserialisable))
+            .collect::<std::result::Result<Vec<Value>, ScimError>>()?;
         Ok(DocumentResponse::Ok(Json(list_response(docs))))
     }
 
@@ -112,10 +112,9 @@ impl DiscoveryApi {
             .registry()
             .schema(&id.0)
             .ok_or_else(|| ScimError::not_found(format!("no schema {}", id.0)))?;
-        Ok(DocumentResponse::Ok(Json(Registry::schema_document(
-            schema,
-            &self.shared.base(req),
-        ))))
+        let doc =
+            Registry::schema_document(schema, &self.shared.base(req)).map_err(unserialisable)?;
+        Ok(DocumentResponse::Ok(Json(doc)))
     }
 
     /// The resource types (RFC 7643 §6) with their extensions, as a ListResponse. No key needed.
@@ -173,4 +172,11 @@ fn list_response(resources: Vec<Value>) -> Value {
         "itemsPerPage": resources.len(),
         "Resources": resources,
     })
+}
+
+/// A schema that cannot be serialised is a server fault: logged here, answered 500, never served as
+/// an empty document.
+fn unserialisable(e: serde_json::Error) -> ScimError {
+    tracing::error!(error = %e, "a schema could not be serialised for /Schemas");
+    ScimError::new(500, "a schema could not be serialised")
 }

@@ -107,7 +107,7 @@ mod tests {
     fn a_store_written_before_the_query_index_gets_it_at_start_up() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("store.redb")).unwrap();
-        let registry = Registry::load(None, SchemaMode::Strict).unwrap();
+        let registry = Registry::built_in(SchemaMode::Strict).unwrap();
         initialise(&db, &registry).unwrap();
         // A resource stored without index rows, as an older scimd left it.
         let r = StoredResource {

@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use scim::schema::{Registry, SchemaError, SchemaMode};
+use scim::schema::{Registry, SchemaFiles, SchemaMode};
+
+pub use schema_path::SchemaPathError;
+
+mod schema_path;
 
 /// Settings every subcommand shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,10 +43,14 @@ pub struct CommonConfig {
 
 impl CommonConfig {
     /// The schema registry: the built-in schemas plus SCHEMA_PATH, with the mappings.
-    pub fn registry(&self) -> Result<Arc<Registry>, SchemaError> {
-        Registry::load(self.schema_path.as_deref(), self.schema_mode)?
+    pub fn registry(&self) -> Result<Arc<Registry>, SchemaPathError> {
+        let files = match &self.schema_path {
+            Some(root) => schema_path::read(root)?,
+            None => SchemaFiles::default(),
+        };
+        Ok(Registry::load(&files, self.schema_mode)?
             .with_mappings(self.user_mapping.as_deref(), self.group_mapping.as_deref())
-            .map(Arc::new)
+            .map(Arc::new)?)
     }
 }
 
