@@ -91,6 +91,16 @@ pub struct ServeConfig {
     /// Seconds a paging cursor (RFC 9865) stays valid after it was issued.
     #[arg(long, env = "CURSOR_TIMEOUT", default_value_t = 3600)]
     pub cursor_timeout: u64,
+    /// Serve `GET /metrics` without an API key (`true` for a Prometheus that cannot send one;
+    /// keep the port off the internet then).
+    #[arg(
+        long,
+        env = "METRICS_PUBLIC",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub metrics_public: bool,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]

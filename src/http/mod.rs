@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod base_url;
 mod errors;
+mod metrics;
 mod responses;
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ pub use auth::{ApiKeys, client_key};
 use crate::config::ServeConfig;
 use crate::service::{Service, Subscribers};
 
-/// Builds the whole HTTP application: the SCIM API under BASE_PATH, `/health` also at the root.
+/// Builds the whole HTTP application: the SCIM API under BASE_PATH, `/health` and `/metrics` at the
+/// root.
 pub fn app(
     service: Arc<Service>,
     subscribers: Arc<Subscribers>,
@@ -28,6 +30,11 @@ pub fn app(
 ) -> impl Endpoint + use<> {
     let base_path = config.base_path();
     let explorer = Arc::new(api::Explorer::default());
+    let scrape = metrics::Scrape {
+        service: service.clone(),
+        subscribers: subscribers.clone(),
+        public: config.metrics_public,
+    };
     let api = api::api(api::Parts {
         service,
         subscribers,
@@ -49,12 +56,15 @@ pub fn app(
         )
         .server(server);
     let _ = explorer.html.set(openapi.swagger_ui_html());
-    let _ = explorer.spec.set(openapi.spec());
+    let spec = openapi.spec();
+    let templates = Arc::new(metrics::Templates::new(&spec, &base_path));
+    let _ = explorer.spec.set(spec);
+    let routes = Route::new().at("/metrics", scrape);
     let routes = if base_path.is_empty() {
-        Route::new().nest("/", openapi.into_endpoint())
+        routes.nest("/", openapi.into_endpoint())
     } else {
         let api = openapi.into_endpoint();
-        Route::new()
+        routes
             .at(
                 "/health",
                 poem::endpoint::make_sync(|_| poem::web::Json(serde_json::json!({"status": "OK"}))),
@@ -62,6 +72,7 @@ pub fn app(
             .nest(&base_path, api)
     };
     routes
+        .around(move |next, req| metrics::record(next, req, templates.clone()))
         .data(keys)
         .around(errors::scim_errors)
         .around(errors::limit_body)
