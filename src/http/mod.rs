@@ -7,6 +7,7 @@ mod base_url;
 mod errors;
 mod metrics;
 mod responses;
+mod status_page;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,7 +72,9 @@ pub fn app(
             )
             .nest(&base_path, api)
     };
+    let status_path: Arc<str> = format!("{base_path}/status").into();
     routes
+        .around(move |next, req| status_page::serve(next, req, status_path.clone()))
         .around(move |next, req| metrics::record(next, req, templates.clone()))
         .data(keys)
         .around(errors::scim_errors)
