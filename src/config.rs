@@ -101,6 +101,13 @@ pub struct ServeConfig {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub metrics_public: bool,
+    /// PEM certificate chain to serve HTTPS with (with TLS_KEY); read again on SIGHUP and when the
+    /// file changes.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of TLS_CERT.
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]
@@ -172,6 +179,15 @@ impl ServeConfig {
             String::new()
         } else {
             format!("/{trimmed}")
+        }
+    }
+
+    /// TLS_CERT and TLS_KEY, when both are set; one without the other is an error.
+    pub fn tls_files(&self) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("TLS_CERT and TLS_KEY go together: set both or neither"),
         }
     }
 

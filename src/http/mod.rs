@@ -8,11 +8,12 @@ mod errors;
 mod metrics;
 mod responses;
 mod status_page;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::listener::TcpListener;
+use poem::listener::{Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
@@ -103,16 +104,28 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
     result
 }
 
-/// Serves `app` on `config.listen` until SIGTERM or Ctrl-C, then stops accepting, lets in-flight
-/// requests finish (up to 30 s) and returns.
-pub async fn serve(app: impl Endpoint + 'static, config: &ServeConfig) -> std::io::Result<()> {
-    poem::Server::new(TcpListener::bind(config.listen))
-        .run_with_graceful_shutdown(
-            app,
-            shutdown_signal(),
-            Some(std::time::Duration::from_secs(30)),
-        )
-        .await
+/// Serves `app` on `config.listen` (with TLS when TLS_CERT and TLS_KEY are set) until SIGTERM or
+/// Ctrl-C, then stops accepting, lets in-flight requests finish (up to 30 s) and returns.
+pub async fn serve(app: impl Endpoint + 'static, config: &ServeConfig) -> anyhow::Result<()> {
+    let grace = Some(std::time::Duration::from_secs(30));
+    let listener = TcpListener::bind(config.listen);
+    match config.tls_files()? {
+        Some(files) => {
+            let configs = tls::configs(tls::TlsFiles {
+                cert: files.0,
+                key: files.1,
+            })?;
+            poem::Server::new(listener.rustls(configs))
+                .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+                .await?
+        }
+        None => {
+            poem::Server::new(listener)
+                .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+                .await?
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
