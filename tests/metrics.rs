@@ -262,3 +262,70 @@ async fn the_grafana_dashboard_uses_only_metrics_scimd_exposes() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_refused_change_moves_the_subscriber_families() {
+    let files = tempfile::tempdir().unwrap();
+    let s = Scimd::start(
+        Opts::default()
+            .env("PROJECTIONS", "file")
+            .env("FILES_PATH", files.path().to_str().unwrap()),
+    )
+    .await;
+    let api = s.client();
+    let id = api.create_user_named("refused").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target = files.path().join("Users").join(&id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !target.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "the file projection never wrote {target:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A directory in the way: the file projection refuses the next change to this user for good.
+    std::fs::remove_file(&target).unwrap();
+    std::fs::create_dir(&target).unwrap();
+    api.put(
+        &format!("/Users/{id}"),
+        &serde_json::json!({"schemas": [USER_SCHEMA], "userName": "refused", "title": "x"}),
+    )
+    .await
+    .expect(200);
+    let file = [("subscriber", "file")];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = scrape(&s, &api).await;
+        if value(&m, "scimd_subscriber_parked", &file) == 1.0 {
+            assert_eq!(
+                value(
+                    &m,
+                    "scimd_subscriber_errors_total",
+                    &[file[0], ("kind", "refused")]
+                ),
+                1.0
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once the cause is gone, a retry unparks it.
+    std::fs::remove_dir(&target).unwrap();
+    send(api.request(Method::POST, "/admin/projections/file/retry"))
+        .await
+        .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = scrape(&s, &api).await;
+        if value(&m, "scimd_subscriber_parked", &file) == 0.0 {
+            assert_eq!(value(&m, "scimd_subscriber_checkpoint", &file), 2.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retry never unparked it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
