@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod fanout;
 mod http;
+mod metrics;
 mod service;
 mod store;
 

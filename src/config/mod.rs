@@ -99,6 +99,23 @@ pub struct ServeConfig {
     /// Seconds a paging cursor (RFC 9865) stays valid after it was issued.
     #[arg(long, env = "CURSOR_TIMEOUT", default_value_t = 3600)]
     pub cursor_timeout: u64,
+    /// Serve `GET /metrics` without an API key (`true` for a Prometheus that cannot send one;
+    /// keep the port off the internet then).
+    #[arg(
+        long,
+        env = "METRICS_PUBLIC",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub metrics_public: bool,
+    /// PEM certificate chain to serve HTTPS with (with TLS_KEY); read again on SIGHUP and when the
+    /// file changes.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of TLS_CERT.
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]
@@ -170,6 +187,15 @@ impl ServeConfig {
             String::new()
         } else {
             format!("/{trimmed}")
+        }
+    }
+
+    /// TLS_CERT and TLS_KEY, when both are set; one without the other is an error.
+    pub fn tls_files(&self) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("TLS_CERT and TLS_KEY go together: set both or neither"),
         }
     }
 

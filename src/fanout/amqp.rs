@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
+use crate::metrics::METRICS;
 use crate::store::{Event, EventKind, Members, Snapshot, Store, StoreError, Write, WriteContext};
 use scim::ResourceType;
 
@@ -65,6 +66,21 @@ enum SessionError {
     Closed,
 }
 
+impl SessionError {
+    /// The `kind` label of `scimd_subscriber_errors_total`.
+    fn kind(&self) -> &'static str {
+        match self {
+            SessionError::Amqp(_) | SessionError::SetupTimeout => "unavailable",
+            SessionError::Store(_) => "store",
+            SessionError::Nack(_) => "nack",
+            SessionError::Encode { .. } => "encode",
+            SessionError::ConfirmTimeout(_) => "confirm_timeout",
+            SessionError::Checkpoint(_) => "checkpoint",
+            SessionError::Closed => "closed",
+        }
+    }
+}
+
 /// An open connection with its confirming channel and where messages go.
 struct Session {
     /// Kept open for as long as the channel is used.
@@ -84,6 +100,8 @@ pub struct Publisher {
     url: String,
     /// PUBLIC_URL + BASE_PATH, or empty for relative `meta.location` and `$ref`.
     base: String,
+    /// Sessions opened so far (every one after the first is a reconnect).
+    sessions: std::sync::atomic::AtomicU64,
 }
 
 impl Publisher {
@@ -101,6 +119,7 @@ impl Publisher {
             config,
             url,
             base,
+            sessions: Default::default(),
         }
     }
 
@@ -119,6 +138,7 @@ impl Publisher {
             if matches!(e, SessionError::Closed) {
                 return;
             }
+            METRICS.subscriber_error(NAME, e.kind());
             // The error stays on the board until a session is up again.
             self.board.report(
                 NAME,
@@ -208,6 +228,13 @@ impl Publisher {
         } = tokio::time::timeout(SETUP_TIMEOUT, self.open())
             .await
             .map_err(|_| SessionError::SetupTimeout)??;
+        if self
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            METRICS.reconnects.with_label_values(&[NAME]).inc();
+        }
         let mut checkpoint = self.checkpoint()?;
         self.board
             .report(NAME, checkpoint, SubscriberState::Running, None);

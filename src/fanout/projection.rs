@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backends::Backend;
 use super::status::{StatusBoard, SubscriberState};
+use crate::metrics::METRICS;
 use crate::store::{
     Event, EventKind, Members, Parked, Snapshot, Store, StoreError, Write, WriteContext,
 };
@@ -53,10 +54,25 @@ pub enum RunError {
     Checkpoint(String),
 }
 
+impl RunError {
+    /// The `kind` label of `scimd_subscriber_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::Store(_) => "store",
+            RunError::Backend(ProjectionError::Unavailable(_)) => "unavailable",
+            RunError::Backend(ProjectionError::Rejected { .. }) => "refused",
+            RunError::Backend(ProjectionError::Config(_)) => "config",
+            RunError::Checkpoint(_) => "checkpoint",
+        }
+    }
+}
+
 /// One projection, driven from the log.
 pub struct Runner {
     backend: Backend,
     projection: Option<Box<dyn Projection>>,
+    /// Whether a connection was ever opened (a later one counts as a reconnect).
+    connected_before: bool,
     store: Arc<Store>,
     board: Arc<StatusBoard>,
     /// PUBLIC_URL + BASE_PATH, or empty for relative URLs.
@@ -74,6 +90,7 @@ impl Runner {
         Runner {
             backend,
             projection: None,
+            connected_before: false,
             store,
             board,
             base,
@@ -150,6 +167,7 @@ impl Runner {
                     ) {
                         self.projection = None;
                     }
+                    METRICS.subscriber_error(self.name(), e.kind());
                     self.report(
                         checkpoint.unwrap_or(0),
                         SubscriberState::Retrying,
@@ -205,6 +223,10 @@ impl Runner {
     async fn connected(&mut self) -> Result<&mut Box<dyn Projection>, ProjectionError> {
         if self.projection.is_none() {
             self.projection = Some(self.backend.connect().await?);
+            if self.connected_before {
+                METRICS.reconnects.with_label_values(&[self.name()]).inc();
+            }
+            self.connected_before = true;
         }
         self.projection
             .as_mut()
@@ -265,6 +287,7 @@ impl Runner {
             error,
             "change parked"
         );
+        METRICS.subscriber_error(self.name(), "refused");
         let resource_type = match change {
             Change::Upsert { kind, .. } | Change::Delete { kind, .. } => match kind {
                 ResourceKind::User => ResourceType::User,

@@ -5,12 +5,15 @@ mod api;
 mod auth;
 mod base_url;
 mod errors;
+mod metrics;
 mod responses;
+mod status_page;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::listener::TcpListener;
+use poem::listener::{Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
@@ -19,7 +22,8 @@ pub use auth::{ApiKeys, client_key};
 use crate::config::ServeConfig;
 use crate::service::{Service, Subscribers};
 
-/// Builds the whole HTTP application: the SCIM API under BASE_PATH, `/health` also at the root.
+/// Builds the whole HTTP application: the SCIM API under BASE_PATH, `/health` and `/metrics` at the
+/// root.
 pub fn app(
     service: Arc<Service>,
     subscribers: Arc<Subscribers>,
@@ -28,6 +32,11 @@ pub fn app(
 ) -> impl Endpoint + use<> {
     let base_path = config.base_path();
     let explorer = Arc::new(api::Explorer::default());
+    let scrape = metrics::Scrape {
+        service: service.clone(),
+        subscribers: subscribers.clone(),
+        public: config.metrics_public,
+    };
     let api = api::api(api::Parts {
         service,
         subscribers,
@@ -49,19 +58,25 @@ pub fn app(
         )
         .server(server);
     let _ = explorer.html.set(openapi.swagger_ui_html());
-    let _ = explorer.spec.set(openapi.spec());
+    let spec = openapi.spec();
+    let templates = Arc::new(metrics::Templates::new(&spec, &base_path));
+    let _ = explorer.spec.set(spec);
+    let routes = Route::new().at("/metrics", scrape);
     let routes = if base_path.is_empty() {
-        Route::new().nest("/", openapi.into_endpoint())
+        routes.nest("/", openapi.into_endpoint())
     } else {
         let api = openapi.into_endpoint();
-        Route::new()
+        routes
             .at(
                 "/health",
                 poem::endpoint::make_sync(|_| poem::web::Json(serde_json::json!({"status": "OK"}))),
             )
             .nest(&base_path, api)
     };
+    let status_path: Arc<str> = format!("{base_path}/status").into();
     routes
+        .around(move |next, req| status_page::serve(next, req, status_path.clone()))
+        .around(move |next, req| metrics::record(next, req, templates.clone()))
         .data(keys)
         .around(errors::scim_errors)
         .around(errors::limit_body)
@@ -89,16 +104,28 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
     result
 }
 
-/// Serves `app` on `config.listen` until SIGTERM or Ctrl-C, then stops accepting, lets in-flight
-/// requests finish (up to 30 s) and returns.
-pub async fn serve(app: impl Endpoint + 'static, config: &ServeConfig) -> std::io::Result<()> {
-    poem::Server::new(TcpListener::bind(config.listen))
-        .run_with_graceful_shutdown(
-            app,
-            shutdown_signal(),
-            Some(std::time::Duration::from_secs(30)),
-        )
-        .await
+/// Serves `app` on `config.listen` (with TLS when TLS_CERT and TLS_KEY are set) until SIGTERM or
+/// Ctrl-C, then stops accepting, lets in-flight requests finish (up to 30 s) and returns.
+pub async fn serve(app: impl Endpoint + 'static, config: &ServeConfig) -> anyhow::Result<()> {
+    let grace = Some(std::time::Duration::from_secs(30));
+    let listener = TcpListener::bind(config.listen);
+    match config.tls_files()? {
+        Some(files) => {
+            let configs = tls::configs(tls::TlsFiles {
+                cert: files.0,
+                key: files.1,
+            })?;
+            poem::Server::new(listener.rustls(configs))
+                .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+                .await?
+        }
+        None => {
+            poem::Server::new(listener)
+                .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+                .await?
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -6,6 +6,7 @@
 mod bulk;
 mod cursor;
 mod list;
+mod metrics;
 mod password;
 mod subscribers;
 

@@ -9,7 +9,25 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
 use tokio::sync::Semaphore;
 
+use crate::metrics::METRICS;
 use scim::ScimError;
+
+/// One unit of a gauge for as long as it lives (so a request dropped while it waits, e.g. by a
+/// client that went away, still leaves the gauge right).
+struct Gauged<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Gauged<'a> {
+    fn inc(gauge: &'a prometheus::IntGauge) -> Gauged<'a> {
+        gauge.inc();
+        Gauged(gauge)
+    }
+}
+
+impl Drop for Gauged<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// At most this many hashes run at once (one per core): each takes tens of ms of CPU and memory,
 /// so a burst of password writes queues here instead of starving every other request.
@@ -19,10 +37,12 @@ static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
 
 /// Hashes a password with Argon2id (PHC string), off the async runtime, with bounded concurrency.
 pub async fn hash(password: String) -> Result<String, ScimError> {
-    let _permit = HASHING
-        .acquire()
-        .await
+    let waiting = Gauged::inc(&METRICS.argon2_queue);
+    let permit = HASHING.acquire().await;
+    drop(waiting);
+    let _permit = permit
         .map_err(|_| ScimError::unavailable("password hashing is shut down; retry the request"))?;
+    let _running = Gauged::inc(&METRICS.argon2_running);
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())

@@ -14,7 +14,7 @@ use scim::ScimError;
 /// The log subscribers of a serving scimd: the board they report to and a control channel per
 /// running projection, by name.
 pub struct Subscribers {
-    board: Arc<StatusBoard>,
+    pub(super) board: Arc<StatusBoard>,
     projections: BTreeMap<String, mpsc::Sender<Control>>,
 }
 

@@ -33,14 +33,17 @@ pub struct AdminApi {
 
 #[OpenApi]
 impl AdminApi {
-    /// The log position and, for each log subscriber (AMQP publisher, projections), its checkpoint,
-    /// lag (events not yet handled), state, parked changes and last error.
+    /// The log position, the number of Users and Groups, the last events (position, kind,
+    /// resource, key name, time) and, for each log subscriber (AMQP publisher, projections), its
+    /// checkpoint, lag (events not yet handled), state, last error and parked changes (count and
+    /// the first 100 with their error). A browser (`Accept` preferring `text/html`) gets the status
+    /// page instead, which reads this document with the key it asks for.
     #[oai(path = "/status", method = "get", tag = "Tag::Operations")]
     async fn status(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
-        let position = self.shared.service.position()?;
         let status = self
-            .subscribers
-            .status(position)
+            .shared
+            .service
+            .status(&self.subscribers)
             .inspect_err(|e| tracing::error!(error = %e, "GET /status failed"))?;
         Ok(DocumentResponse::Ok(Json(status)))
     }

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use redb::Database;
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::tables::POSITION;
 use super::{DbFile, Outcome, SharedDb, StoreError, Write, WriteContext};
+use crate::metrics::METRICS;
 use scim::ScimError;
 use scim::schema::Registry;
 
@@ -133,6 +134,7 @@ fn commit_batch(
         return;
     };
     let mut results = Vec::with_capacity(batch.len());
+    METRICS.batch_size.observe(batch.len() as f64);
     let outcome = apply_batch(&handle, registry, batch, &mut results);
     drop(handle);
     match outcome {
@@ -141,6 +143,14 @@ fn commit_batch(
             // `commits` also counts commits that append no event (checkpoints).
             commits.fetch_add(1, Ordering::Release);
             committed.send_replace(position);
+            METRICS
+                .log_position
+                .set(i64::try_from(position).unwrap_or(i64::MAX));
+            if let Ok(meta) = std::fs::metadata(&file.path) {
+                METRICS
+                    .store_file_bytes
+                    .set(i64::try_from(meta.len()).unwrap_or(i64::MAX));
+            }
             for (reply, result) in results {
                 let _ = reply.send(result);
             }
@@ -194,7 +204,11 @@ fn apply_batch(
         t.counters.insert(POSITION, t.position)?;
         t.position
     };
+    let started = Instant::now();
     txn.commit()?;
+    METRICS
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(position)
 }
 
