@@ -46,6 +46,8 @@
 //! re-send the groups it is in).
 
 pub mod file;
+pub mod ldap;
+pub mod mongo;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -123,7 +125,9 @@ impl Change {
     /// The id of the resource this change is about.
     pub fn id(&self) -> &str {
         match self {
-            Change::Upsert { id, .. } | Change::Delete { id, .. } | Change::Members { id, .. } => id,
+            Change::Upsert { id, .. } | Change::Delete { id, .. } | Change::Members { id, .. } => {
+                id
+            }
         }
     }
 

@@ -461,7 +461,12 @@ impl MemberFold {
     }
 
     /// The [`Change::Members`] of the group as of `last` (its last event of the batch).
-    fn into_change(self, snapshot: &Snapshot, last: Event, base: &str) -> Result<Change, StoreError> {
+    fn into_change(
+        self,
+        snapshot: &Snapshot,
+        last: Event,
+        base: &str,
+    ) -> Result<Change, StoreError> {
         let id = last.resource_id.clone();
         let version = last.version;
         // The group without members as of `last`: the stored group when `last` is its current
@@ -600,8 +605,12 @@ mod tests {
             event("patch", 2, &["members"], &["+b"]),
         ]);
         assert!(whole, "deltas after a create fold into its upsert");
-        let (whole, attributes, last) =
-            folded(&[event("replace", 7, &["displayName", "members"], &["+x", "-y"])]);
+        let (whole, attributes, last) = folded(&[event(
+            "replace",
+            7,
+            &["displayName", "members"],
+            &["+x", "-y"],
+        )]);
         assert!(!whole && attributes);
         assert_eq!(last, vec![("y".into(), false), ("x".into(), true)]);
     }
