@@ -52,7 +52,7 @@ async fn kill_connections(b: &Backend) -> u64 {
         }
         common::Store::Files(_)
         | common::Store::Sqlite(_)
-        | common::Store::Ldap(..)
+        | common::Store::Ldap(_)
         | common::Store::Mongo(_) => 0,
     }
 }

@@ -100,7 +100,7 @@ pub enum Store {
     Postgres(PgPool),
     MySql(MySqlPool),
     Sqlite(SqlitePool),
-    Ldap(ldap3::Ldap, LdapSettings),
+    Ldap(Box<(ldap3::Ldap, LdapSettings)>),
     Mongo(mongodb::Database),
 }
 
@@ -297,7 +297,11 @@ impl Backend {
                     .await
                     .unwrap_or_else(|e| panic!("connect: {e}"));
                 let client = ldap_client(&settings).await;
-                (Box::new(projection), Store::Ldap(client, settings), url)
+                (
+                    Box::new(projection),
+                    Store::Ldap(Box::new((client, settings))),
+                    url,
+                )
             }
             Which::Mongo => {
                 let url = server_url(which)?;
@@ -344,8 +348,9 @@ impl Backend {
     pub async fn contents(&self, kind: ResourceKind) -> BTreeMap<String, Value> {
         let table = self.table(kind);
         match &self.store {
-            Store::Ldap(ldap, settings) => {
-                return ldap_resources(&mut ldap.clone(), settings, kind).await;
+            Store::Ldap(ldap) => {
+                let (client, settings) = &**ldap;
+                return ldap_resources(&mut client.clone(), settings, kind).await;
             }
             Store::Mongo(db) => return mongo_resources(db, kind.plural()).await,
             _ => {}
@@ -391,7 +396,7 @@ impl Backend {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect(),
-            Store::Ldap(..) | Store::Mongo(_) => Vec::new(), // answered above
+            Store::Ldap(_) | Store::Mongo(_) => Vec::new(), // answered above
         };
         rows.into_iter()
             .map(|(id, text)| {
@@ -405,9 +410,10 @@ impl Backend {
     /// Drops what the test created in a shared database (the temp dir goes by itself).
     pub async fn cleanup(mut self) {
         match &self.store {
-            Store::Ldap(..) => {
+            Store::Ldap(_) => {
                 let _ = self.projection.reset().await;
-                if let Store::Ldap(ldap, settings) = &self.store {
+                if let Store::Ldap(ldap) = &self.store {
+                    let (ldap, settings) = &**ldap;
                     let mut ldap = ldap.clone();
                     for kind in [ResourceKind::User, ResourceKind::Group] {
                         let _ = ldap.delete(&settings.ou(kind)).await;
@@ -443,7 +449,7 @@ impl Backend {
                     .execute(pool)
                     .await
                     .map(drop),
-                Store::Files(_) | Store::Sqlite(_) | Store::Ldap(..) | Store::Mongo(_) => Ok(()),
+                Store::Files(_) | Store::Sqlite(_) | Store::Ldap(_) | Store::Mongo(_) => Ok(()),
             };
             if let Err(e) = result {
                 eprintln!("cleanup of {:?}: {e}", self.which);
