@@ -267,7 +267,7 @@ impl Mongo {
             .map(|d| {
                 let v = mongodb::bson::Bson::Document(d).into_relaxed_extjson();
                 assert!(v["_version"].is_number(), "{v}");
-                let v = projections::mongo::resource_of(&v);
+                let v = ::projections::mongo::resource_of(&v);
                 (v["id"].as_str().expect("id").to_owned(), canonical(&v))
             })
             .collect()
