@@ -88,7 +88,7 @@ async fn the_inetorgperson_layout_answers_ordinary_filters_and_keeps_group_of_na
         .unwrap_or_else(|e| panic!("add: {e}"));
     assert_eq!(
         values(&mut ldap, &group_dn, "member").await,
-        [member_dn.clone()]
+        std::slice::from_ref(&member_dn)
     );
     projection
         .apply(&[members_change("g-1", 3, &[], &["u-1"])], 3)
