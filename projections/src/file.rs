@@ -338,10 +338,7 @@ impl Projection for FileProjection {
         // Only the last change to each resource matters; keep batch order among the survivors.
         let mut last: HashMap<(ResourceKind, &str), usize> = HashMap::with_capacity(changes.len());
         for (index, change) in changes.iter().enumerate() {
-            let kind = match change {
-                Change::Upsert { kind, .. } | Change::Delete { kind, .. } => *kind,
-            };
-            last.insert((kind, change.id()), index);
+            last.insert((change.kind(), change.id()), index);
         }
         let mut survivors: Vec<usize> = last.into_values().collect();
         survivors.sort_unstable();
@@ -372,6 +369,13 @@ impl Projection for FileProjection {
                         index,
                         target: dir.join(id),
                         dir,
+                    });
+                }
+                Change::Members { .. } => {
+                    return Err(ProjectionError::Rejected {
+                        index,
+                        reason: "the file projection takes whole documents, not member deltas"
+                            .into(),
                     });
                 }
             }

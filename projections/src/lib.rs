@@ -1,19 +1,53 @@
-//! Projections: the backends scimd materialises Users and Groups into (flat files, SQL, and later
-//! MongoDB, LDAP, JumpCloud, an upstream SCIM server).
+//! Projections: the backends scimd materialises Users and Groups into (flat files, SQL, LDAP,
+//! MongoDB, and later JumpCloud, an upstream SCIM server).
 //!
 //! Every backend implements [`Projection`]. The caller (scimd's projection runner) owns the log,
 //! batching, retries, parking and checkpoints; a backend only applies [`Change`]s. This crate knows
 //! nothing of HTTP or of the event log.
 //!
 //! # Contract every backend keeps
-//! - `apply` applies the changes in order. Applying the same batch twice gives the same result
-//!   (the runner re-applies after a crash: at-least-once delivery).
-//! - A failure that may go away (backend down, timeout) is [`ProjectionError::Unavailable`]: the runner
-//!   retries the same batch with backoff. A change the backend refuses for good (a constraint, a size
-//!   limit) is [`ProjectionError::Rejected`] with its index: the runner parks it and goes on.
-//! - Documents are written as given; they never hold `password` or `User.groups` (the runner strips them).
+//! - **Order per resource.** `apply` applies the changes of a batch in order. The changes to one
+//!   resource always arrive in log order (within a batch and across batches); changes to different
+//!   resources are independent, so a backend may apply them concurrently.
+//! - **Idempotent under redelivery.** Delivery is at-least-once: after a crash, a lost connection
+//!   or a backend error the runner applies a batch again, possibly extended by later events (the
+//!   next batch then starts at the same place but may end further on). Applying a change that
+//!   was already applied, or an older change over a newer state that is then followed by the newer
+//!   changes, must end in the same state. Concretely: an upsert overwrites, a delete of what is
+//!   not there succeeds, adding a member that is there and removing one that is not succeed.
+//! - **Errors.** A failure that may go away (backend down, timeout) is
+//!   [`ProjectionError::Unavailable`]: the runner retries the same batch with backoff. A change the
+//!   backend refuses for good (a constraint, a size limit, a schema violation) is
+//!   [`ProjectionError::Rejected`] with its index: the runner parks it, re-applies the rest of the
+//!   batch, and `scimd projection retry` later re-applies the resource's current state.
+//! - **Checkpoints.** After `apply(changes, position)` returns `Ok`, the backend reflects every
+//!   event up to `position` (except parked changes). A backend that [records the
+//!   position](Projection::records_position) keeps it with its data (in the same transaction where
+//!   it can, else right after the batch); otherwise the runner stores it in scimd's store after the
+//!   batch. Either way a crash between the data and the checkpoint only repeats work.
+//! - Documents are written as given; they never hold `password` or `User.groups` (the runner strips
+//!   them).
+//!
+//! # Whole documents or membership deltas
+//! A group change reaches a backend as a whole document ([`Change::Upsert`]) unless the backend
+//! says it [takes member deltas](Projection::member_deltas): then a group that changed only through
+//! replaces and PATCHes in a batch arrives as [`Change::Members`], the members added and removed
+//! (from the events' own deltas, never by reading the member list) plus the group without its
+//! `members`. Adding one member to a 100,000-member group is then one small operation.
+//! Within a batch the runner folds the deltas of one group:
+//! - each member appears at most once, in `added` or `removed`, according to its last operation;
+//!   an add followed by a remove becomes one remove (harmless where the add never landed, and
+//!   needed where a redelivered batch starts from a state that already holds the add);
+//! - a group created (or re-projected whole) in the batch arrives as one [`Change::Upsert`] as of
+//!   its last event: the deltas after the upsert are folded into it;
+//! - a group deleted in the batch arrives as a [`Change::Delete`].
+//!
+//! A backend that takes deltas stores members without their `display` (a member's rename does not
+//! re-send the groups it is in).
 
 pub mod file;
+pub mod ldap;
+pub mod mongo;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -38,6 +72,15 @@ impl ResourceKind {
     }
 }
 
+/// A group member named by a membership delta.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Member {
+    /// The member's id.
+    pub value: String,
+    /// Whether the member is a User or a Group.
+    pub kind: ResourceKind,
+}
+
 /// One change to apply to a backend.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -59,15 +102,60 @@ pub enum Change {
         /// The resource id.
         id: String,
     },
+    /// A group's membership changed, and perhaps its other attributes: only sent to backends whose
+    /// [`Projection::member_deltas`] is true (see the [crate documentation](crate)).
+    Members {
+        /// The group id.
+        id: String,
+        /// The group version after the change.
+        version: u64,
+        /// The group as of `version` without `members`: every other attribute and `meta`.
+        document: Value,
+        /// Whether attributes other than `members` and `meta` changed, so that a backend that
+        /// keeps them apart from the members must rewrite them.
+        attributes_changed: bool,
+        /// Members the group gained (none of them is also in `removed`).
+        added: Vec<Member>,
+        /// Members the group lost.
+        removed: Vec<Member>,
+    },
 }
 
 impl Change {
     /// The id of the resource this change is about.
     pub fn id(&self) -> &str {
         match self {
-            Change::Upsert { id, .. } | Change::Delete { id, .. } => id,
+            Change::Upsert { id, .. } | Change::Delete { id, .. } | Change::Members { id, .. } => {
+                id
+            }
         }
     }
+
+    /// Whether the change is about a User or a Group.
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Change::Upsert { kind, .. } | Change::Delete { kind, .. } => *kind,
+            Change::Members { .. } => ResourceKind::Group,
+        }
+    }
+}
+
+/// The indexes of `changes` per resource, each list in batch order, the lists in the order of
+/// each resource's first change: what a backend applying different resources concurrently needs.
+pub fn by_resource(changes: &[Change]) -> Vec<Vec<usize>> {
+    let mut slots: std::collections::HashMap<(ResourceKind, &str), usize> =
+        std::collections::HashMap::with_capacity(changes.len());
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        let slot = *slots
+            .entry((change.kind(), change.id()))
+            .or_insert_with(|| {
+                out.push(Vec::new());
+                out.len() - 1
+            });
+        out[slot].push(index);
+    }
+    out
 }
 
 /// Why a batch was not applied.
@@ -100,6 +188,12 @@ pub trait Projection: Send + Sync {
     /// can (SQL) record it in the same transaction as the data, so that data and checkpoint never
     /// disagree.
     async fn apply(&mut self, changes: &[Change], position: u64) -> Result<(), ProjectionError>;
+
+    /// Whether the backend takes a group's membership changes as [`Change::Members`] deltas instead
+    /// of whole documents. Such a backend never shows members' `display`.
+    fn member_deltas(&self) -> bool {
+        false
+    }
 
     /// Whether the backend records the log position with its data. Then [`stored_position`] is the
     /// truth about what it holds, and `None` there means it holds nothing yet (a new database).

@@ -1,13 +1,18 @@
 //! The contract every projection backend keeps (see the crate documentation), run against each
 //! backend on real storage: files in a temp dir, SQLite in a temp file, PostgreSQL at
-//! `SCIMD_TEST_POSTGRES_URL`, MariaDB/MySQL at `SCIMD_TEST_MYSQL_URL`.
+//! `SCIMD_TEST_POSTGRES_URL`, MariaDB/MySQL at `SCIMD_TEST_MYSQL_URL`, slapd at
+//! `SCIMD_TEST_LDAP_URL`, a MongoDB-wire server at `SCIMD_TEST_MONGO_URL`.
 //!
 //! Each test below is instantiated once per backend: `file::…`, `sqlite::…`, `postgres::…`,
-//! `mysql::…`.
+//! `mysql::…`, `ldap::…`, `mongo::…`. The `delta_*` tests run against the backends that take
+//! membership deltas (LDAP, MongoDB).
 
 mod common;
 
-use common::{Backend, Which, apply_ok, by_id, delete, group, rejected_index, upsert, user};
+use common::{
+    Backend, Which, apply_ok, by_id, delete, group, members_change, refused_user, rejected_index,
+    upsert, user,
+};
 use projections::ResourceKind::{Group, User};
 use serde_json::json;
 
@@ -46,6 +51,86 @@ contract_tests!(file, Which::File);
 contract_tests!(sqlite, Which::Sqlite);
 contract_tests!(postgres, Which::Postgres);
 contract_tests!(mysql, Which::MySql);
+contract_tests!(ldap, Which::Ldap);
+contract_tests!(mongo, Which::Mongo);
+
+macro_rules! delta_tests {
+    ($module:ident, $which:expr) => {
+        mod $module {
+            use super::*;
+            contract_tests!(@each $which;
+                delta_member_changes_apply_and_are_idempotent,
+                delta_for_a_group_that_does_not_exist_is_rejected,
+            );
+        }
+    };
+}
+
+delta_tests!(ldap_deltas, Which::Ldap);
+delta_tests!(mongo_deltas, Which::Mongo);
+
+async fn delta_member_changes_apply_and_are_idempotent(b: &mut Backend) {
+    assert!(b.projection.member_deltas());
+    let users: Vec<_> = (1..=4)
+        .map(|i| user(&format!("u-{i}"), &format!("user{i}")))
+        .collect();
+    let mut batch: Vec<_> = users.iter().map(|u| upsert(User, u.clone())).collect();
+    batch.push(upsert(Group, group("g-1", "Team", &["u-1", "u-2", "u-3"])));
+    apply_ok(b, &batch, 5).await;
+
+    let change = members_change("g-1", 2, &["u-4"], &["u-1"]);
+    apply_ok(b, std::slice::from_ref(&change), 6).await;
+    let groups = b.contents(Group).await;
+    let mut expected = group("g-1", "Team", &["u-2", "u-3", "u-4"]);
+    if let projections::Change::Members { document, .. } = &change {
+        expected["meta"] = document["meta"].clone();
+    }
+    assert_eq!(groups, by_id(&[&expected]));
+
+    // Redelivered, and a delta whose add is present and whose remove is absent: no error, same state.
+    apply_ok(b, std::slice::from_ref(&change), 6).await;
+    apply_ok(b, &[members_change("g-1", 2, &["u-2"], &["u-1"])], 6).await;
+    assert_eq!(b.contents(Group).await, groups);
+
+    // Emptied and refilled.
+    apply_ok(
+        b,
+        &[members_change("g-1", 3, &[], &["u-2", "u-3", "u-4"])],
+        7,
+    )
+    .await;
+    let empty = &b.contents(Group).await["g-1"];
+    assert_eq!(empty["members"], serde_json::json!([]), "{empty}");
+    apply_ok(b, &[members_change("g-1", 4, &["u-1"], &[])], 8).await;
+    let refilled = &b.contents(Group).await["g-1"];
+    assert_eq!(refilled["members"][0]["value"], "u-1", "{refilled}");
+
+    // Deleting a member's resource leaves no group listing it (LDAP) or the cascade does (MongoDB).
+    apply_ok(
+        b,
+        &[delete(User, "u-1"), members_change("g-1", 5, &[], &["u-1"])],
+        9,
+    )
+    .await;
+    assert_eq!(
+        b.contents(Group).await["g-1"]["members"],
+        serde_json::json!([])
+    );
+}
+
+async fn delta_for_a_group_that_does_not_exist_is_rejected(b: &mut Backend) {
+    let result = b
+        .projection
+        .apply(
+            &[
+                upsert(User, user("u-1", "one")),
+                members_change("g-none", 2, &["u-1"], &[]),
+            ],
+            2,
+        )
+        .await;
+    assert_eq!(rejected_index(b.which, result), 1);
+}
 
 async fn upsert_then_delete_leaves_no_row(b: &mut Backend) {
     let alice = user("u-alice", "alice");
@@ -115,18 +200,17 @@ async fn the_checkpoint_is_written_with_the_rows(b: &mut Backend) {
     }
     assert_eq!(b.projection.stored_position().await.ok(), Some(Some(41)));
 
-    // A batch that fails is rolled back as a whole: neither its rows nor its position stay.
+    // A batch that fails does not move the position; a transactional backend keeps none of its rows.
     let bob = user("u-bob", "bob");
-    let too_long = user(&"x".repeat(300), "long");
-    let result = b
-        .projection
-        .apply(&[upsert(User, bob), upsert(User, too_long)], 57)
-        .await;
+    let (refused, _) = refused_user(b.which);
+    let result = b.projection.apply(&[upsert(User, bob), refused], 57).await;
     assert_eq!(rejected_index(b.which, result), 1);
     assert_eq!(b.projection.stored_position().await.ok(), Some(Some(41)));
-    assert_eq!(b.contents(User).await, by_id(&[&alice]));
+    if b.which.transactional() {
+        assert_eq!(b.contents(User).await, by_id(&[&alice]));
+    }
 
-    apply_ok(b, &[delete(User, "u-alice")], 58).await;
+    apply_ok(b, &[delete(User, "u-alice"), delete(User, "u-bob")], 58).await;
     assert_eq!(b.projection.stored_position().await.ok(), Some(Some(58)));
     assert!(b.contents(User).await.is_empty());
 }
@@ -138,12 +222,13 @@ async fn an_empty_batch_still_records_its_position(b: &mut Backend) {
 }
 
 async fn a_document_too_large_for_the_column_is_rejected_not_retried(b: &mut Backend) {
-    // An id over 255 characters: too long for VARCHAR(255) (the CHECK on SQLite) and for a file name.
+    // An id over 255 characters: too long for VARCHAR(255) (the CHECK on SQLite) and for a file
+    // name; LDAP and MongoDB refuse other things (see `refused_user`).
     let first = user("u-first", "first");
     let last = user("u-last", "last");
     let batch = vec![
         upsert(User, first.clone()),
-        upsert(User, user(&"x".repeat(300), "long")),
+        refused_user(b.which).0,
         upsert(User, last.clone()),
     ];
     let result = b.projection.apply(&batch, 10).await;
@@ -292,5 +377,11 @@ async fn a_large_batch_is_applied_in_full(b: &mut Backend) {
     apply_ok(b, &second, 2401).await;
     let refs: Vec<_> = expected.iter().collect();
     assert_eq!(b.contents(User).await, by_id(&refs));
+    // LDAP removes a deleted entry's DN from every group (its members were users 0-299).
+    let big_group = if b.which == Which::Ldap {
+        group("g-big", "Everyone", &[])
+    } else {
+        big_group
+    };
     assert_eq!(b.contents(Group).await, by_id(&[&big_group]));
 }

@@ -50,7 +50,10 @@ async fn kill_connections(b: &Backend) -> u64 {
             }
             ids.len() as u64
         }
-        common::Store::Files(_) | common::Store::Sqlite(_) => 0,
+        common::Store::Files(_)
+        | common::Store::Sqlite(_)
+        | common::Store::Ldap(_)
+        | common::Store::Mongo(_) => 0,
     }
 }
 

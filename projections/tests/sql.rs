@@ -179,7 +179,9 @@ async fn rows_are_queryable_with_json_functions(which: Which) {
                     .fetch_all(pool)
                     .await
             }
-            common::Store::Files(_) => unreachable!("SQL only"),
+            common::Store::Files(_) | common::Store::Ldap(_) | common::Store::Mongo(_) => {
+                unreachable!("SQL only")
+            }
         }
         .expect("query");
         answers.push(rows);
@@ -233,7 +235,9 @@ async fn connecting_again_keeps_the_schema_and_the_data(which: Which) {
                 .fetch_one(pool)
                 .await
         }
-        common::Store::Files(_) => unreachable!("SQL only"),
+        common::Store::Files(_) | common::Store::Ldap(_) | common::Store::Mongo(_) => {
+            unreachable!("SQL only")
+        }
     }
     .expect("schema version");
     assert_eq!(version, 1);

@@ -125,8 +125,8 @@ pub struct ServeConfig {
 /// Which projections run and where they write.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProjectionConfig {
-    /// Projections to run, comma-separated (`file`, `sql`), or `none`. Unset: those whose settings
-    /// are present (DATABASE_URL → sql), else `file`.
+    /// Projections to run, comma-separated (`file`, `sql`, `ldap`, `mongo`), or `none`. Unset: `sql`
+    /// if DATABASE_URL is set, else `file`.
     #[arg(long, env = "PROJECTIONS")]
     pub projections: Option<String>,
     /// Root of the file projection (`Users/{id}`, `Groups/{id}`). Unset: DATA_PATH.
@@ -136,12 +136,43 @@ pub struct ProjectionConfig {
     /// `postgresql+psycopg2://`, `mysql+pymysql://` accepted).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// SQL table for Users.
+    /// SQL table, LDAP OU and MongoDB collection of Users.
     #[arg(long, env = "USER_MODEL_NAME", default_value = "Users")]
     pub user_model_name: String,
-    /// SQL table for Groups.
+    /// SQL table, LDAP OU and MongoDB collection of Groups.
     #[arg(long, env = "GROUP_MODEL_NAME", default_value = "Groups")]
     pub group_model_name: String,
+    /// LDAP projection server: `ldap://host:389`, `ldaps://host:636`, or a host name.
+    #[arg(long, env = "LDAP_HOSTNAME")]
+    pub ldap_hostname: Option<String>,
+    /// LDAP base DN; `ou=USER_MODEL_NAME` and `ou=GROUP_MODEL_NAME` are created under it.
+    #[arg(long, env = "LDAP_BASENAME", default_value = "dc=example,dc=org")]
+    pub ldap_basename: String,
+    /// DN the LDAP projection binds as. Unset: `cn=admin,` + LDAP_BASENAME.
+    #[arg(long, env = "LDAP_USERNAME")]
+    pub ldap_username: Option<String>,
+    /// Password of LDAP_USERNAME (never printed).
+    #[arg(long, env = "LDAP_PASSWORD", hide_env_values = true)]
+    pub ldap_password: Option<String>,
+    /// Upgrade `ldap://` connections with StartTLS (`true`/`false`).
+    #[arg(
+        long,
+        env = "LDAP_STARTTLS",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub ldap_starttls: bool,
+    /// LDAP entry layout: `device` (the earlier server's: device + extensibleObject, JSON in
+    /// `info`) or `inetorgperson` (inetOrgPerson Users, groupOfNames Groups).
+    #[arg(long, env = "LDAP_LAYOUT", default_value = "device")]
+    pub ldap_layout: String,
+    /// MongoDB projection connection string (`mongodb://user:pass@host:27017/`).
+    #[arg(long, env = "MONGO_DB", hide_env_values = true)]
+    pub mongo_db: Option<String>,
+    /// MongoDB database of the projection.
+    #[arg(long, env = "MONGO_DATABASE", default_value = "scim")]
+    pub mongo_database: String,
 }
 
 /// The AMQP fan-out.

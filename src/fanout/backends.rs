@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use projections::file::FileProjection;
+use projections::ldap::{Layout, LdapProjection, LdapSettings};
+use projections::mongo::{MongoProjection, MongoSettings};
 use projections::sql::SqlProjection;
 use projections::{Projection, ProjectionError};
 
@@ -19,17 +21,29 @@ pub enum Backend {
         users: String,
         groups: String,
     },
+    /// An LDAP directory.
+    Ldap(LdapSettings),
+    /// A MongoDB database.
+    Mongo {
+        uri: String,
+        settings: MongoSettings,
+    },
 }
 
 /// A projection setting that makes no sense.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
     /// PROJECTIONS names a backend scimd does not have.
-    #[error("PROJECTIONS names `{0}`, which is not a projection (known: file, sql, none)")]
+    #[error(
+        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, none)"
+    )]
     Unknown(String),
     /// A backend was asked for without its settings.
     #[error("the `{0}` projection needs {1}")]
     Missing(&'static str, &'static str),
+    /// A backend's setting is unusable.
+    #[error("the `{0}` projection: {1}")]
+    Invalid(&'static str, String),
 }
 
 impl Backend {
@@ -38,6 +52,8 @@ impl Backend {
         match self {
             Backend::File(_) => "file",
             Backend::Sql { .. } => "sql",
+            Backend::Ldap(_) => "ldap",
+            Backend::Mongo { .. } => "mongo",
         }
     }
 
@@ -47,6 +63,10 @@ impl Backend {
             Backend::File(root) => Box::new(FileProjection::new(root.clone())),
             Backend::Sql { url, users, groups } => {
                 Box::new(SqlProjection::connect(url, users, groups).await?)
+            }
+            Backend::Ldap(settings) => Box::new(LdapProjection::connect(settings.clone()).await?),
+            Backend::Mongo { uri, settings } => {
+                Box::new(MongoProjection::connect(uri, settings.clone()).await?)
             }
         })
     }
@@ -74,6 +94,48 @@ pub fn by_name(
                 groups: config.group_model_name.clone(),
             })
             .ok_or(SelectError::Missing("sql", "DATABASE_URL")),
+        "ldap" => {
+            let hostname = config
+                .ldap_hostname
+                .as_deref()
+                .ok_or(SelectError::Missing("ldap", "LDAP_HOSTNAME"))?;
+            let url = LdapSettings::url_of(hostname)
+                .map_err(|e| SelectError::Invalid("ldap", e.to_string()))?;
+            let layout =
+                Layout::parse(&config.ldap_layout).map_err(|e| SelectError::Invalid("ldap", e))?;
+            let base = config.ldap_basename.trim().to_owned();
+            if base.is_empty() {
+                return Err(SelectError::Invalid(
+                    "ldap",
+                    "LDAP_BASENAME is empty".into(),
+                ));
+            }
+            Ok(Backend::Ldap(LdapSettings {
+                url,
+                bind_dn: config
+                    .ldap_username
+                    .clone()
+                    .unwrap_or_else(|| format!("cn=admin,{base}")),
+                base,
+                password: config.ldap_password.clone().unwrap_or_default(),
+                starttls: config.ldap_starttls,
+                layout,
+                users_ou: config.user_model_name.clone(),
+                groups_ou: config.group_model_name.clone(),
+            }))
+        }
+        "mongo" => config
+            .mongo_db
+            .clone()
+            .map(|uri| Backend::Mongo {
+                uri,
+                settings: MongoSettings {
+                    database: config.mongo_database.clone(),
+                    users: config.user_model_name.clone(),
+                    groups: config.group_model_name.clone(),
+                },
+            })
+            .ok_or(SelectError::Missing("mongo", "MONGO_DB")),
         other => Err(SelectError::Unknown(other.to_owned())),
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use projections::{Change, Projection, ProjectionError, ResourceKind};
+use projections::{Change, Member, Projection, ProjectionError, ResourceKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backends::Backend;
@@ -252,7 +252,8 @@ impl Runner {
             let Some(last) = events.last().map(|e| e.position) else {
                 return Ok(from);
             };
-            let (changes, positions) = coalesce(&snapshot, events, &self.base)?;
+            let deltas = self.connected().await?.member_deltas();
+            let (changes, positions) = coalesce(&snapshot, events, &self.base, deltas)?;
             (changes, positions, last)
         };
         loop {
@@ -288,11 +289,9 @@ impl Runner {
             "change parked"
         );
         METRICS.subscriber_error(self.name(), "refused");
-        let resource_type = match change {
-            Change::Upsert { kind, .. } | Change::Delete { kind, .. } => match kind {
-                ResourceKind::User => ResourceType::User,
-                ResourceKind::Group => ResourceType::Group,
-            },
+        let resource_type = match change.kind() {
+            ResourceKind::User => ResourceType::User,
+            ResourceKind::Group => ResourceType::Group,
         };
         self.write(Write::Park {
             subscriber: self.name().into(),
@@ -377,13 +376,26 @@ impl Runner {
 /// One change per resource touched by `events`, in the order of each resource's last event, with
 /// the log position of that event. Groups that contain a resource whose display name changed are
 /// re-projected too: their documents show each member's current `display`.
+///
+/// With `deltas` (a backend that takes member deltas), a group that only went through replaces and
+/// PATCHes in the batch becomes one [`Change::Members`] with the folded deltas, and renamed members
+/// re-project nothing (such backends do not show `display`).
 fn coalesce(
     snapshot: &Snapshot,
     events: Vec<Event>,
     base: &str,
+    deltas: bool,
 ) -> Result<(Vec<Change>, Vec<u64>), StoreError> {
+    let mut folds: HashMap<String, MemberFold> = HashMap::new();
+    if deltas {
+        for e in &events {
+            if e.resource_type == ResourceType::Group {
+                folds.entry(e.resource_id.clone()).or_default().add(e);
+            }
+        }
+    }
     let mut renamed: Vec<(String, u64)> = Vec::new();
-    for e in &events {
+    for e in events.iter().filter(|_| !deltas) {
         let renames = matches!(e.kind, EventKind::Replace | EventKind::Patch)
             && e.changed
                 .iter()
@@ -407,11 +419,14 @@ fn coalesce(
         let kind = kind_of(e.resource_type);
         let position = e.position;
         seen.insert(e.resource_id.clone());
+        let fold = folds.remove(&e.resource_id).filter(|f| !f.whole);
         let change = if e.kind == EventKind::Delete {
             Change::Delete {
                 kind,
                 id: e.resource_id,
             }
+        } else if let Some(fold) = fold {
+            fold.into_change(snapshot, e, base)?
         } else {
             Change::Upsert {
                 kind,
@@ -430,6 +445,87 @@ fn coalesce(
         }
     }
     Ok((changes, positions))
+}
+
+/// The membership deltas of one group's events in a batch, folded: each member's last operation.
+#[derive(Debug, Default)]
+struct MemberFold {
+    /// A create in the batch: the group goes out whole.
+    whole: bool,
+    /// Whether an event changed attributes other than members.
+    attributes_changed: bool,
+    /// Member id → (type, whether its last operation added it), in first-seen order.
+    last: Vec<(String, ResourceType, bool)>,
+    index: HashMap<String, usize>,
+}
+
+impl MemberFold {
+    fn add(&mut self, e: &Event) {
+        match e.kind {
+            EventKind::Create | EventKind::Delete => self.whole = true,
+            EventKind::Replace | EventKind::Patch => {
+                self.attributes_changed |= e.changed.iter().any(|c| c != "members");
+            }
+        }
+        let ops = e
+            .members_removed
+            .iter()
+            .map(|m| (m, false))
+            .chain(e.members_added.iter().map(|m| (m, true)));
+        for (m, added) in ops {
+            match self.index.get(&m.value) {
+                Some(&i) => self.last[i].2 = added,
+                None => {
+                    self.index.insert(m.value.clone(), self.last.len());
+                    self.last.push((m.value.clone(), m.member_type, added));
+                }
+            }
+        }
+    }
+
+    /// The [`Change::Members`] of the group as of `last` (its last event of the batch).
+    fn into_change(
+        self,
+        snapshot: &Snapshot,
+        last: Event,
+        base: &str,
+    ) -> Result<Change, StoreError> {
+        let id = last.resource_id.clone();
+        let version = last.version;
+        // The group without members as of `last`: the stored group when `last` is its current
+        // version (the usual case, and cheap), else rebuilt from the log.
+        let document = match snapshot.get(ResourceType::Group, &id)? {
+            Some(stored) if stored.meta.version == version => resource::render(
+                ResourceType::Group,
+                &id,
+                stored.attributes,
+                &stored.meta,
+                None,
+                base,
+            ),
+            _ => snapshot.as_of(last, base, Members::Omit)?,
+        };
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for (value, rt, was_added) in self.last {
+            let member = Member {
+                value,
+                kind: kind_of(rt),
+            };
+            if was_added {
+                added.push(member);
+            } else {
+                removed.push(member);
+            }
+        }
+        Ok(Change::Members {
+            id,
+            version,
+            document,
+            attributes_changed: self.attributes_changed,
+            added,
+            removed,
+        })
+    }
 }
 
 /// The change that brings a backend to the resource's current state.
@@ -471,5 +567,74 @@ fn kind_of(rt: ResourceType) -> ResourceKind {
     match rt {
         ResourceType::User => ResourceKind::User,
         ResourceType::Group => ResourceKind::Group,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group event with the given kind and member deltas (`+id` added, `-id` removed).
+    fn event(kind: &str, version: u64, changed: &[&str], deltas: &[&str]) -> Event {
+        let member = |id: &str| serde_json::json!({"value": id, "type": "User"});
+        let added: Vec<_> = deltas
+            .iter()
+            .filter_map(|d| d.strip_prefix('+'))
+            .map(member)
+            .collect();
+        let removed: Vec<_> = deltas
+            .iter()
+            .filter_map(|d| d.strip_prefix('-'))
+            .map(member)
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "v": 1, "position": version, "event_id": uuid::Uuid::new_v4(), "txn_id": "t",
+            "timestamp": "2026-01-01T00:00:00Z", "actor": "a", "resource_type": "Group",
+            "resource_id": "g", "version": version, "kind": kind, "changed": changed,
+            "created": "2026-01-01T00:00:00Z",
+            "members_added": added, "members_removed": removed,
+        }))
+        .expect("event")
+    }
+
+    fn folded(events: &[Event]) -> (bool, bool, Vec<(String, bool)>) {
+        let mut fold = MemberFold::default();
+        for e in events {
+            fold.add(e);
+        }
+        let last = fold.last.iter().map(|(v, _, a)| (v.clone(), *a)).collect();
+        (fold.whole, fold.attributes_changed, last)
+    }
+
+    #[test]
+    fn an_add_then_a_remove_of_one_member_folds_into_one_remove() {
+        let (whole, attributes, last) = folded(&[
+            event("patch", 2, &["members"], &["+a", "+b"]),
+            event("patch", 3, &["members"], &["-a"]),
+            event("patch", 4, &["members"], &["-c"]),
+            event("patch", 5, &["members"], &["+c"]),
+        ]);
+        assert!(!whole && !attributes);
+        assert_eq!(
+            last,
+            vec![("a".into(), false), ("b".into(), true), ("c".into(), true)]
+        );
+    }
+
+    #[test]
+    fn a_create_in_the_batch_sends_the_group_whole_and_a_rename_flags_the_attributes() {
+        let (whole, _, _) = folded(&[
+            event("create", 1, &["displayName", "members"], &["+a"]),
+            event("patch", 2, &["members"], &["+b"]),
+        ]);
+        assert!(whole, "deltas after a create fold into its upsert");
+        let (whole, attributes, last) = folded(&[event(
+            "replace",
+            7,
+            &["displayName", "members"],
+            &["+x", "-y"],
+        )]);
+        assert!(!whole && attributes);
+        assert_eq!(last, vec![("y".into(), false), ("x".into(), true)]);
     }
 }

@@ -35,10 +35,7 @@ impl<'a> Plan<'a> {
     pub(super) fn new(changes: &'a [Change]) -> Self {
         let mut last: HashMap<(ResourceKind, &str), usize> = HashMap::with_capacity(changes.len());
         for (index, change) in changes.iter().enumerate() {
-            let kind = match change {
-                Change::Upsert { kind, .. } | Change::Delete { kind, .. } => *kind,
-            };
-            last.insert((kind, change.id()), index);
+            last.insert((change.kind(), change.id()), index);
         }
         let mut plan = Plan::default();
         for (index, change) in changes.iter().enumerate() {

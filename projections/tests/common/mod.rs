@@ -1,6 +1,8 @@
 //! Shared by the test binaries: opens each backend on a real store and reads back what it holds.
 //!
-//! PostgreSQL and MariaDB/MySQL come from `SCIMD_TEST_POSTGRES_URL` and `SCIMD_TEST_MYSQL_URL`. When
+//! PostgreSQL and MariaDB/MySQL come from `SCIMD_TEST_POSTGRES_URL` and `SCIMD_TEST_MYSQL_URL`, slapd
+//! from `SCIMD_TEST_LDAP_URL` (each test writes under OUs of its own), MongoDB from
+//! `SCIMD_TEST_MONGO_URL` (each test writes to a database of its own). When
 //! one is missing its tests are skipped with a notice, except with `CI=true`, where a missing
 //! service fails them. Every test gets tables of its own (random suffix), so tests run in parallel
 //! against one database; they drop them when they pass.
@@ -13,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use projections::file::FileProjection;
+use projections::ldap::{Layout, LdapProjection, LdapSettings};
+use projections::mongo::{MongoProjection, MongoSettings};
 use projections::sql::SqlProjection;
-use projections::{Change, Projection, ProjectionError, ResourceKind};
+use projections::{Change, Member, Projection, ProjectionError, ResourceKind};
 use serde_json::{Value, json};
 use sqlx::mysql::MySqlPool;
 use sqlx::postgres::PgPool;
@@ -29,12 +33,19 @@ pub enum Which {
     Sqlite,
     Postgres,
     MySql,
+    Ldap,
+    Mongo,
 }
 
 impl Which {
     /// Whether the backend records the position with its data.
     pub fn keeps_checkpoint(self) -> bool {
-        self != Which::File
+        !matches!(self, Which::File | Which::Ldap)
+    }
+
+    /// Whether a batch is written all or nothing.
+    pub fn transactional(self) -> bool {
+        matches!(self, Which::Sqlite | Which::Postgres | Which::MySql)
     }
 }
 
@@ -46,6 +57,8 @@ pub fn server_url(which: Which) -> Option<String> {
     let var = match which {
         Which::Postgres => "SCIMD_TEST_POSTGRES_URL",
         Which::MySql => "SCIMD_TEST_MYSQL_URL",
+        Which::Ldap => "SCIMD_TEST_LDAP_URL",
+        Which::Mongo => "SCIMD_TEST_MONGO_URL",
         Which::File | Which::Sqlite => return None,
     };
     match std::env::var(var) {
@@ -87,6 +100,146 @@ pub enum Store {
     Postgres(PgPool),
     MySql(MySqlPool),
     Sqlite(SqlitePool),
+    Ldap(Box<(ldap3::Ldap, LdapSettings)>),
+    Mongo(mongodb::Database),
+}
+
+/// The settings of the test slapd (`SCIMD_TEST_LDAP_*`) with OUs of the test's own.
+pub fn ldap_settings(url: &str, suffix: &str, layout: Layout) -> LdapSettings {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    LdapSettings {
+        url: url.to_owned(),
+        base: var("SCIMD_TEST_LDAP_BASE", "dc=example,dc=org"),
+        bind_dn: var("SCIMD_TEST_LDAP_ADMIN", "cn=admin,dc=example,dc=org"),
+        password: var("SCIMD_TEST_LDAP_PASSWORD", "admin"),
+        starttls: false,
+        layout,
+        users_ou: format!("Users_{suffix}"),
+        groups_ou: format!("Groups_{suffix}"),
+    }
+}
+
+/// The test's own connection to the directory of `settings`.
+pub async fn ldap_client(settings: &LdapSettings) -> ldap3::Ldap {
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&settings.url)
+        .await
+        .expect("connect to slapd");
+    ldap3::drive!(conn);
+    ldap.simple_bind(&settings.bind_dn, &settings.password)
+        .await
+        .and_then(|r| r.success())
+        .expect("bind to slapd");
+    ldap
+}
+
+/// Every entry in the OU of `kind`, as the resource it holds (device layout): `info` plus `id`
+/// (`cn`), `userName` (`uid`), `displayName`, and `members` from the `member` DNs, sorted.
+pub async fn ldap_resources(
+    ldap: &mut ldap3::Ldap,
+    settings: &LdapSettings,
+    kind: ResourceKind,
+) -> BTreeMap<String, Value> {
+    let ou = settings.ou(kind);
+    let (entries, result) = ldap
+        .search(&ou, ldap3::Scope::OneLevel, "(objectClass=*)", vec!["*"])
+        .await
+        .expect("search")
+        .non_error()
+        .unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                ldap3::LdapResult {
+                    rc: 0,
+                    matched: String::new(),
+                    text: String::new(),
+                    refs: Vec::new(),
+                    ctrls: Vec::new(),
+                },
+            )
+        });
+    let _ = result;
+    let users_ou = format!(",{}", settings.ou(ResourceKind::User));
+    let groups_ou = format!(",{}", settings.ou(ResourceKind::Group));
+    let mut out = BTreeMap::new();
+    for entry in entries {
+        let entry = ldap3::SearchEntry::construct(entry);
+        let first = |name: &str| entry.attrs.get(name).and_then(|v| v.first()).cloned();
+        let id = entry
+            .dn
+            .strip_prefix("cn=")
+            .and_then(|rest| rest.split_once(',').map(|(id, _)| id.to_owned()))
+            .expect("cn=<id>");
+        let mut doc: Value = first("info")
+            .map(|info| serde_json::from_str(&info).expect("info is JSON"))
+            .unwrap_or_else(|| json!({}));
+        doc["id"] = json!(id);
+        if let Some(uid) = first("uid") {
+            doc["userName"] = json!(uid);
+        }
+        if let Some(name) = first("displayName") {
+            doc["displayName"] = json!(name);
+        }
+        if kind == ResourceKind::Group {
+            let mut members: Vec<Value> = entry
+                .attrs
+                .get("member")
+                .into_iter()
+                .flatten()
+                .filter(|dn| !dn.is_empty())
+                .map(|dn| {
+                    let (value, rest) = dn
+                        .strip_prefix("cn=")
+                        .and_then(|r| r.split_once(','))
+                        .expect("member DN cn=<id>,…");
+                    let rest = format!(",{rest}");
+                    let t = if rest == users_ou {
+                        "User"
+                    } else {
+                        assert_eq!(rest, groups_ou, "member DN {dn} outside the OUs");
+                        "Group"
+                    };
+                    json!({"value": value, "type": t, "$ref": format!("/{t}s/{value}")})
+                })
+                .collect();
+            members.sort_by(|a, b| a["value"].as_str().cmp(&b["value"].as_str()));
+            doc["members"] = json!(members);
+        }
+        out.insert(id, doc);
+    }
+    out
+}
+
+/// Every document of the collection of `kind`, as the resource it holds: without `_id` and
+/// `_version`, members with their derivable `$ref`, sorted.
+pub async fn mongo_resources(db: &mongodb::Database, name: &str) -> BTreeMap<String, Value> {
+    use futures::TryStreamExt;
+    let docs: Vec<mongodb::bson::Document> = db
+        .collection::<mongodb::bson::Document>(name)
+        .find(mongodb::bson::doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("read documents");
+    docs.into_iter()
+        .map(|d| {
+            let mut v = projections::mongo::resource_of(
+                &mongodb::bson::Bson::Document(d).into_relaxed_extjson(),
+            );
+            if let Some(members) = v.get_mut("members").and_then(Value::as_array_mut) {
+                for m in members.iter_mut() {
+                    let r = format!(
+                        "/{}s/{}",
+                        m["type"].as_str().unwrap_or("?"),
+                        m["value"].as_str().unwrap_or("?")
+                    );
+                    m["$ref"] = json!(r);
+                }
+                members.sort_by(|a, b| a["value"].as_str().cmp(&b["value"].as_str()));
+            }
+            (v["id"].as_str().expect("id").to_owned(), v)
+        })
+        .collect()
 }
 
 /// One backend under test.
@@ -137,6 +290,35 @@ impl Backend {
                 let pool = MySqlPool::connect(&url).await.expect("mysql pool");
                 (Box::new(projection), Store::MySql(pool), url)
             }
+            Which::Ldap => {
+                let url = server_url(which)?;
+                let settings = ldap_settings(&url, &suffix, Layout::Device);
+                let projection = LdapProjection::connect(settings.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("connect: {e}"));
+                let client = ldap_client(&settings).await;
+                (
+                    Box::new(projection),
+                    Store::Ldap(Box::new((client, settings))),
+                    url,
+                )
+            }
+            Which::Mongo => {
+                let url = server_url(which)?;
+                let settings = MongoSettings {
+                    database: format!("t_{suffix}"),
+                    users: "Users".into(),
+                    groups: "Groups".into(),
+                };
+                let projection = MongoProjection::connect(&url, settings.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("connect: {e}"));
+                let client = mongodb::Client::with_uri_str(&url)
+                    .await
+                    .expect("mongo client");
+                let db = client.database(&settings.database);
+                (Box::new(projection), Store::Mongo(db), url)
+            }
         };
         Some(Backend {
             which,
@@ -165,6 +347,14 @@ impl Backend {
     /// Every resource of `kind` the backend holds, by id.
     pub async fn contents(&self, kind: ResourceKind) -> BTreeMap<String, Value> {
         let table = self.table(kind);
+        match &self.store {
+            Store::Ldap(ldap) => {
+                let (client, settings) = &**ldap;
+                return ldap_resources(&mut client.clone(), settings, kind).await;
+            }
+            Store::Mongo(db) => return mongo_resources(db, kind.plural()).await,
+            _ => {}
+        }
         let rows: Vec<(String, String)> = match &self.store {
             Store::Files(root) => {
                 let dir = root.join(kind.plural());
@@ -206,6 +396,7 @@ impl Backend {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect(),
+            Store::Ldap(_) | Store::Mongo(_) => Vec::new(), // answered above
         };
         rows.into_iter()
             .map(|(id, text)| {
@@ -217,7 +408,25 @@ impl Backend {
     }
 
     /// Drops what the test created in a shared database (the temp dir goes by itself).
-    pub async fn cleanup(self) {
+    pub async fn cleanup(mut self) {
+        match &self.store {
+            Store::Ldap(_) => {
+                let _ = self.projection.reset().await;
+                if let Store::Ldap(ldap) = &self.store {
+                    let (ldap, settings) = &**ldap;
+                    let mut ldap = ldap.clone();
+                    for kind in [ResourceKind::User, ResourceKind::Group] {
+                        let _ = ldap.delete(&settings.ou(kind)).await;
+                    }
+                }
+                return;
+            }
+            Store::Mongo(db) => {
+                let _ = db.drop().await;
+                return;
+            }
+            _ => {}
+        }
         let statements = [
             format!("DROP TABLE {}", quote(self.which, &self.users)),
             format!("DROP TABLE {}", quote(self.which, &self.groups)),
@@ -240,7 +449,7 @@ impl Backend {
                     .execute(pool)
                     .await
                     .map(drop),
-                Store::Files(_) | Store::Sqlite(_) => Ok(()),
+                Store::Files(_) | Store::Sqlite(_) | Store::Ldap(_) | Store::Mongo(_) => Ok(()),
             };
             if let Err(e) = result {
                 eprintln!("cleanup of {:?}: {e}", self.which);
@@ -331,10 +540,57 @@ pub fn rejected_index(which: Which, result: Result<(), ProjectionError>) -> usiz
     }
 }
 
-/// What `contents` returns for the given documents.
+/// What `contents` returns for the given documents (members sorted by value).
 pub fn by_id(documents: &[&Value]) -> BTreeMap<String, Value> {
     documents
         .iter()
-        .map(|d| (d["id"].as_str().expect("id").to_owned(), (*d).clone()))
+        .map(|d| {
+            let mut d = (*d).clone();
+            if let Some(members) = d.get_mut("members").and_then(Value::as_array_mut) {
+                members.sort_by(|a, b| a["value"].as_str().cmp(&b["value"].as_str()));
+            }
+            (d["id"].as_str().expect("id").to_owned(), d)
+        })
         .collect()
+}
+
+/// An upsert of a User that `which` refuses for good: an id too long for a file name or an SQL
+/// column, an email LDAP's IA5String syntax refuses, a field name BSON cannot encode.
+pub fn refused_user(which: Which) -> (Change, String) {
+    match which {
+        Which::Ldap => {
+            let mut u = user("u-refused", "refused");
+            u["emails"] = json!([{"value": "bärbel@exämple.org", "primary": true}]);
+            (upsert(ResourceKind::User, u), "u-refused".into())
+        }
+        Which::Mongo => {
+            let mut u = user("u-refused", "refused");
+            u["bad\u{0}key"] = json!(1);
+            (upsert(ResourceKind::User, u), "u-refused".into())
+        }
+        _ => {
+            let id = "x".repeat(300);
+            (upsert(ResourceKind::User, user(&id, "long")), id)
+        }
+    }
+}
+
+/// A membership delta of group `id` at `version`, with its document without members.
+pub fn members_change(id: &str, version: u64, added: &[&str], removed: &[&str]) -> Change {
+    let member = |v: &&str| Member {
+        value: (*v).to_owned(),
+        kind: ResourceKind::User,
+    };
+    let mut document = group(id, "Team", &[]);
+    if let Some(doc) = document.as_object_mut() {
+        doc.remove("members");
+    }
+    Change::Members {
+        id: id.to_owned(),
+        version,
+        document,
+        attributes_changed: false,
+        added: added.iter().map(member).collect(),
+        removed: removed.iter().map(member).collect(),
+    }
 }
