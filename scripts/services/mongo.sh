@@ -2,11 +2,11 @@
 # Throwaway MongoDB-wire-compatible server on 127.0.0.1:$MONGO_PORT: nx-27017 from PyPI (pinned below), which
 # speaks the MongoDB wire protocol (reports 7.0) and keeps its data in SQLite. No MongoDB server is packaged
 # for the registries this project installs from; the Rust `mongodb` driver works with it.
-# Known differences from MongoDB (see ../shared/services/mongo.sh): `$inc` on Int64 returns Int32;
+# Known differences from MongoDB (nx-27017 is a MongoDB-wire server, not MongoDB): `$inc` on Int64 returns Int32;
 # `{"emails.value": {"$regex": …}}` on arrays of subdocuments matches nothing (use $elemMatch); BSON regex
 # values are rejected; no multi-document transactions (scimd then writes its checkpoint after the batch).
 #
-# scimd's copy of ../shared/services/mongo.sh, with a subcommand:
+# A throwaway mongo server for the tests, with a subcommand:
 #   mongo.sh install  create the virtualenv MONGO_VENV with nx-27017 unless it is there (needs python3-venv)
 #   mongo.sh [start]  start on MONGO_DIR (installing first if needed); an existing MONGO_DIR keeps its data
 #   mongo.sh stop     SIGTERM; returns once the port is closed (SIGKILL after 30 s; a no-op when not running)

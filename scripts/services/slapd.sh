@@ -2,7 +2,7 @@
 # Throwaway OpenLDAP slapd (Debian 12: 2.5) on 127.0.0.1:$LDAP_PORT, suffix dc=example,dc=org, admin bind
 # cn=admin,dc=example,dc=org / $LDAP_ADMIN_PW. No systemd, no /etc/ldap changes.
 #
-# scimd's copy of ../shared/services/slapd.sh, with a subcommand:
+# A throwaway slapd server for the tests, with a subcommand:
 #   slapd.sh [start]  write the config, start, add the base entry; with an existing LDAP_DIR it only starts the
 #                     server again on its old data (same port)
 #   slapd.sh stop     SIGTERM (slapd flushes and exits); returns once the port is closed (a no-op when not running)
