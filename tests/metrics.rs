@@ -195,6 +195,33 @@ async fn the_families_move_as_writes_happen() {
 }
 
 #[tokio::test]
+async fn made_up_methods_share_one_label() {
+    let s = Scimd::start(Opts::default()).await;
+    let api = s.client();
+    for i in 0..5 {
+        let method = Method::from_bytes(format!("ZZM{i}").as_bytes()).expect("a token");
+        let resp = api
+            .request_url(method, &s.root_url("/nope"))
+            .send()
+            .await
+            .expect("an answer");
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    let scrape = scrape(&s, &api).await;
+    let methods: Vec<String> = scrape.families["scimd_http_requests_total"]
+        .iter_samples()
+        .filter_map(|s| {
+            s.get_labelset()
+                .ok()?
+                .get_label_value("method")
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(methods.iter().all(|m| !m.starts_with("ZZM")), "{methods:?}");
+    assert!(methods.iter().any(|m| m == "other"), "{methods:?}");
+}
+
+#[tokio::test]
 async fn metrics_need_a_key_unless_public() {
     let s = Scimd::start(Opts::default().base_path("/scim/v2")).await;
     let url = s.root_url("/metrics");

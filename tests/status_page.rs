@@ -40,6 +40,11 @@ async fn status_is_html_for_browsers_and_json_for_clients() {
     .await
     .expect(200);
     assert_eq!(page.content_type().as_deref(), Some("text/html"));
+    assert_eq!(
+        page.header("vary").as_deref(),
+        Some("Accept"),
+        "caches key on Accept"
+    );
     assert!(page.text.contains("sessionStorage"), "{}", page.text);
     assert!(!page.text.contains("pw-user"), "the page holds no data");
     assert!(

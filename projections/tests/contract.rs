@@ -69,6 +69,50 @@ macro_rules! delta_tests {
 delta_tests!(ldap_deltas, Which::Ldap);
 delta_tests!(mongo_deltas, Which::Mongo);
 
+mod mongo_keys {
+    use super::*;
+    contract_tests!(@each Which::Mongo;
+        delta_with_dotted_attribute_names_matches_the_document,
+    );
+}
+
+/// MongoDB reads `a.b` in `$set`/`$unset` as a path into a sub-document: a membership change that
+/// also renames attributes with such names (a versioned extension URN, a lenient attribute) must
+/// leave exactly the document it carries, not a nested copy beside the stale keys.
+async fn delta_with_dotted_attribute_names_matches_the_document(b: &mut Backend) {
+    let mut first = group("g-1", "Team", &["u-1"]);
+    first["urn:example:params:2.0:Group"] = serde_json::json!({"k": 1});
+    first["foo.bar"] = serde_json::json!("x");
+    apply_ok(
+        b,
+        &[
+            upsert(User, user("u-1", "user1")),
+            upsert(User, user("u-2", "user2")),
+        ],
+        2,
+    )
+    .await;
+    apply_ok(b, &[upsert(Group, first)], 3).await;
+
+    let mut change = members_change("g-1", 2, &["u-2"], &[]);
+    let projections::Change::Members {
+        document,
+        attributes_changed,
+        ..
+    } = &mut change
+    else {
+        unreachable!("members_change builds a Members change")
+    };
+    *attributes_changed = true;
+    document["a.b"] = serde_json::json!({"c": 1});
+    let mut expected = document.clone();
+    apply_ok(b, std::slice::from_ref(&change), 4).await;
+
+    expected["members"] = group("g-1", "Team", &["u-1", "u-2"])["members"].clone();
+    let stored = b.contents(Group).await;
+    assert_eq!(stored, by_id(&[&expected]));
+}
+
 async fn delta_member_changes_apply_and_are_idempotent(b: &mut Backend) {
     assert!(b.projection.member_deltas());
     let users: Vec<_> = (1..=4)

@@ -128,6 +128,24 @@ fn numbered(pattern: &str) -> String {
         .join("/")
 }
 
+/// The method as a label: one of the methods HTTP defines, else `other`. A client may send any
+/// token as a method, before any key is checked; each one a label would be a new series.
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request by route template (`/Users/{id}`, never the raw path: ids
 /// would make a series per resource), method and status. Requests no route matches share the
 /// template `unmatched`.
@@ -136,7 +154,7 @@ pub async fn record<E: Endpoint>(
     req: Request,
     templates: Arc<Templates>,
 ) -> poem::Result<Response> {
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = Instant::now();
     let result = next.call(req).await.map(IntoResponse::into_response);
     let (status, pattern) = match &result {
@@ -146,11 +164,11 @@ pub async fn record<E: Endpoint>(
     let route = pattern.map_or_else(|| "unmatched".to_owned(), |p| templates.of(&p.0));
     METRICS
         .http_requests
-        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .with_label_values(&[route.as_str(), method, status.as_str()])
         .inc();
     METRICS
         .http_duration
-        .with_label_values(&[route.as_str(), method.as_str()])
+        .with_label_values(&[route.as_str(), method])
         .observe(started.elapsed().as_secs_f64());
     result
 }

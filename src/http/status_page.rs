@@ -28,12 +28,20 @@ pub async fn serve<E: Endpoint>(
             )
             .header("Referrer-Policy", "no-referrer")
             .header("X-Content-Type-Options", "nosniff")
+            .header(header::VARY, "Accept")
             .body(PAGE);
         // Counted in the metrics under its route, like the JSON answer.
         page.set_data(PathPattern(path.clone()));
         return Ok(page);
     }
-    next.call(req).await.map(IntoResponse::into_response)
+    let is_status = req.uri().path() == &*path;
+    let mut resp = next.call(req).await.map(IntoResponse::into_response)?;
+    if is_status {
+        // The same URL answers HTML or JSON by `Accept`: caches must key on it.
+        resp.headers_mut()
+            .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+    }
+    Ok(resp)
 }
 
 /// Whether `Accept` names `text/html` (or `text/*`) with a higher quality than any JSON type it

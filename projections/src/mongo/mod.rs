@@ -198,6 +198,10 @@ impl MongoProjection {
                         .projection(doc! {"members": 0})
                         .await
                         .map_err(fail)?;
+                    let mut keys = new.keys().chain(old.iter().flat_map(|d| d.keys()));
+                    if keys.any(|k| !is_plain_field(k)) {
+                        return replace_group(&coll, index, id, version, new, added).await;
+                    }
                     for key in old.iter().flat_map(|d| d.keys()) {
                         let ours = ["_id", "_version", "members"].contains(&key.as_str());
                         if !ours && !new.contains_key(key) {
@@ -328,6 +332,63 @@ impl Projection for MongoProjection {
 }
 
 /// A member as stored: `{value, type}`.
+/// Whether `key` can name a top-level field in `$set`/`$unset`: MongoDB reads a `.` as a path into
+/// a sub-document and a leading `$` as an operator, so such a key (a versioned extension URN like
+/// `urn:…:2.0:Group`, a lenient attribute) must be written by replacing the whole document.
+fn is_plain_field(key: &str) -> bool {
+    !key.contains('.') && !key.starts_with('$')
+}
+
+/// A membership change that also changes attributes whose names `$set` cannot address: the group's
+/// document is replaced whole (guarded by `_version` like every write), its members being the
+/// stored ones (the removed ones already pulled) plus `added`. Rare, and it costs a rewrite.
+async fn replace_group(
+    coll: &Collection<Document>,
+    index: usize,
+    id: &str,
+    version: i64,
+    mut new: Document,
+    added: &[Member],
+) -> Result<(), ProjectionError> {
+    let old = coll
+        .find_one(doc! {"_id": id})
+        .projection(doc! {"members": 1})
+        .await
+        .map_err(|e| classify(index, &e))?;
+    let Some(old) = old else {
+        return Err(ProjectionError::Rejected {
+            index,
+            reason: format!(
+                "group {id} has no document, so its membership change cannot be applied (was its \
+                 creation parked?)"
+            ),
+        });
+    };
+    let mut members: Vec<Bson> = match old.get("members") {
+        Some(Bson::Array(list)) => list.clone(),
+        _ => Vec::new(),
+    };
+    for m in added {
+        let present = members.iter().any(|b| {
+            b.as_document()
+                .and_then(|d| d.get_str("value").ok())
+                .is_some_and(|v| v == m.value)
+        });
+        if !present {
+            members.push(member(m));
+        }
+    }
+    new.insert("_id", id);
+    new.insert("_version", version);
+    new.insert("members", members);
+    let guard = doc! {"_id": id, "_version": {"$lte": version}};
+    match coll.replace_one(guard, new).await {
+        Ok(_) => Ok(()),
+        Err(e) if duplicate_key(&e) => Ok(()),
+        Err(e) => Err(classify(index, &e)),
+    }
+}
+
 fn member(m: &Member) -> Bson {
     let kind = match m.kind {
         ResourceKind::User => "User",
