@@ -1,8 +1,10 @@
-//! Replay benchmark: how fast `scimd replay --projection sql --fresh` rebuilds the sql projection
-//! from a log of N events, into SQLite and into PostgreSQL (and MySQL/MariaDB if asked).
+//! Replay benchmark: how fast `scimd replay --projection sql|ldap|mongo --fresh` rebuilds a
+//! projection from a log of N events, into SQLite and into PostgreSQL (and MySQL/MariaDB, an LDAP
+//! directory, a MongoDB server if asked).
 //!
 //! ```text
 //! cargo bench --bench replay -- --events 100000 --sqlite auto --postgres postgres://postgres@127.0.0.1:35433/scim
+//! cargo bench --bench replay -- --events 100000 --ldap ldap://127.0.0.1:47389 --mongo mongodb://127.0.0.1:47017/
 //! ```
 //!
 //! Options:
@@ -14,9 +16,13 @@
 //!   benchmark's temporary directory
 //! - `--postgres URL`: replay into this PostgreSQL database (`postgres://…`)
 //! - `--mysql URL`: replay into this MySQL/MariaDB database (`mysql://…`)
+//! - `--ldap URL`: replay into this LDAP directory (`ldap://host:port`), with `--ldap-base DN`
+//!   (default `dc=example,dc=org`, must exist), `--ldap-admin DN` (default `cn=admin,` + the base) and
+//!   `--ldap-password PW` (default `admin`, or `LDAP_PASSWORD`): those of `scripts/services/slapd.sh`
+//! - `--mongo URL`: replay into this MongoDB server (`mongodb://…`), database `bench_<random>`
 //! - `--data DIR`: keep the store in DIR; a DIR that already holds a store of N events is reused
 //!   (the build phase is skipped)
-//! - `--keep`: keep the tables the replay wrote (dropped by default)
+//! - `--keep`: keep the tables / entries / database the replay wrote (removed by default)
 //!
 //! Phase 1 builds the log through the public interface only: it starts the release `scimd serve` with
 //! `PROJECTIONS=none` on a fresh `DATA_PATH` and drives the writes over HTTP, then stops it (SIGTERM).
@@ -24,6 +30,10 @@
 //! stopped (the CLI opens the store itself) into a new pair of tables (`bench_u_<random>` /
 //! `bench_g_<random>`), timing the whole command (process start, connect, migrations, replay), then
 //! checks the row counts with sqlx and prints events/s. The issue's target is ≥ 20,000 events/s.
+//! LDAP: `scimd replay --projection ldap --fresh` into `ou=bench_u_<random>` / `ou=bench_g_<random>`
+//! under the base (layout `device`), entries counted with ldap3 (a one-level search per ou), then
+//! deleted. MongoDB: `scimd replay --projection mongo --fresh` into the database `bench_<random>`,
+//! documents counted with the mongodb driver, then the database dropped.
 //!
 //! Without a database option it prints this usage and exits 0: that is what `cargo test --all-targets`
 //! runs.
@@ -50,7 +60,7 @@ const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 /// see the doc comment of `benches/replay.rs` for the phases and what they print.
 #[derive(Parser)]
 #[command(name = "replay", bin_name = "cargo bench --bench replay --")]
-#[command(group(ArgGroup::new("into").required(true).multiple(true).args(["sqlite", "postgres", "mysql"])))]
+#[command(group(ArgGroup::new("into").required(true).multiple(true).args(["sqlite", "postgres", "mysql", "ldap", "mongo"])))]
 struct Args {
     /// Events in the log: 90 % user creates, 5 % group creates with 10 members each, 5 % user
     /// replaces (PUT)
@@ -69,11 +79,32 @@ struct Args {
     /// Replay into this MySQL/MariaDB database (`mysql://…`)
     #[arg(long, value_name = "URL")]
     mysql: Option<String>,
+    /// Replay into this LDAP directory (`ldap://host:port`)
+    #[arg(long, value_name = "URL")]
+    ldap: Option<String>,
+    /// Base DN of the LDAP directory (must exist)
+    #[arg(long, value_name = "DN", default_value = "dc=example,dc=org")]
+    ldap_base: String,
+    /// DN to bind as; default `cn=admin,` + the base
+    #[arg(long, value_name = "DN")]
+    ldap_admin: Option<String>,
+    /// Its password
+    #[arg(
+        long,
+        value_name = "PW",
+        env = "LDAP_PASSWORD",
+        default_value = "admin",
+        hide_env_values = true
+    )]
+    ldap_password: String,
+    /// Replay into this MongoDB server (`mongodb://…`), database `bench_<random>`
+    #[arg(long, value_name = "URL")]
+    mongo: Option<String>,
     /// Keep the store in DIR; a DIR that already holds a store of N events is reused (the build
     /// phase is skipped)
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Keep the tables the replay wrote (dropped by default)
+    /// Keep the tables / entries / database the replay wrote (removed by default)
     #[arg(long)]
     keep: bool,
 }
@@ -459,6 +490,179 @@ async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Arg
     Ok(rate)
 }
 
+/// Runs `scimd replay --projection NAME --fresh` with `env`; returns the seconds it took.
+async fn timed_replay(
+    name: &str,
+    projection: &str,
+    data: &Path,
+    env: &[(&str, &str)],
+) -> Result<f64> {
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let started = Instant::now();
+    let out = scimd(
+        data,
+        &listen,
+        &["replay", "--projection", projection, "--fresh"],
+        env,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .output()
+    .await
+    .context("run scimd replay")?;
+    let secs = started.elapsed().as_secs_f64();
+    ensure!(
+        out.status.success(),
+        "scimd replay into {name} failed with {}:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(secs)
+}
+
+/// Checks the counts against the mix and prints the rate.
+fn report(
+    name: &str,
+    what: &str,
+    events: u64,
+    secs: f64,
+    nu: usize,
+    ng: usize,
+    args: &Args,
+) -> Result<f64> {
+    let mix = Mix::of(args.events);
+    if (nu, ng) != (mix.users, mix.groups) {
+        bail!(
+            "{name}: {nu} user and {ng} group {what} after the replay, expected {} and {}",
+            mix.users,
+            mix.groups
+        );
+    }
+    let rate = events as f64 / secs;
+    println!(
+        "{name:<9} replay of {events} events: {secs:.2} s, {rate:.0} events/s ({nu} user {what}, {ng} group {what})"
+    );
+    Ok(rate)
+}
+
+/// An ldap3 connection bound as the admin.
+async fn ldap_client(url: &str, args: &Args) -> Result<ldap3::Ldap> {
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(url)
+        .await
+        .with_context(|| format!("connect to {url}"))?;
+    ldap3::drive!(conn);
+    let admin = args
+        .ldap_admin
+        .clone()
+        .unwrap_or_else(|| format!("cn=admin,{}", args.ldap_base));
+    ldap.simple_bind(&admin, &args.ldap_password)
+        .await
+        .and_then(|r| r.success())
+        .with_context(|| format!("bind as {admin}"))?;
+    Ok(ldap)
+}
+
+/// The DNs of the entries right under `base` (a one-level search, no attributes).
+async fn ldap_children(ldap: &mut ldap3::Ldap, base: &str) -> Result<Vec<String>> {
+    let (entries, _) = ldap
+        .search(base, ldap3::Scope::OneLevel, "(objectClass=*)", vec!["1.1"])
+        .await
+        .and_then(|r| r.success())
+        .with_context(|| format!("search {base}"))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| ldap3::SearchEntry::construct(e).dn)
+        .collect())
+}
+
+/// Phase 2 into an LDAP directory: times `scimd replay --projection ldap --fresh`; returns events/s.
+async fn replay_into_ldap(url: &str, data: &Path, events: u64, args: &Args) -> Result<f64> {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let (users, groups) = (format!("bench_u_{suffix}"), format!("bench_g_{suffix}"));
+    let admin = args
+        .ldap_admin
+        .clone()
+        .unwrap_or_else(|| format!("cn=admin,{}", args.ldap_base));
+    let secs = timed_replay(
+        "ldap",
+        "ldap",
+        data,
+        &[
+            ("LDAP_HOSTNAME", url),
+            ("LDAP_BASENAME", &args.ldap_base),
+            ("LDAP_USERNAME", &admin),
+            ("LDAP_PASSWORD", &args.ldap_password),
+            ("USER_MODEL_NAME", &users),
+            ("GROUP_MODEL_NAME", &groups),
+        ],
+    )
+    .await?;
+    let mut ldap = ldap_client(url, args).await?;
+    let mut counts = Vec::new();
+    for ou in [&users, &groups] {
+        let base = format!("ou={ou},{}", args.ldap_base);
+        let dns = ldap_children(&mut ldap, &base).await?;
+        counts.push(dns.len());
+        if !args.keep {
+            let started = Instant::now();
+            stream::iter(dns.into_iter().chain([base.clone()]).map(|dn| {
+                let mut ldap = ldap.clone();
+                async move { ldap.delete(&dn).await.and_then(|r| r.success()).map(|_| ()) }
+            }))
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await
+            .with_context(|| format!("delete under {base}"))?;
+            eprintln!(
+                "  (deleted {base} in {:.1} s, not timed)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    report("ldap", "entries", events, secs, counts[0], counts[1], args)
+}
+
+/// Phase 2 into a MongoDB server: times `scimd replay --projection mongo --fresh`; returns events/s.
+async fn replay_into_mongo(url: &str, data: &Path, events: u64, args: &Args) -> Result<f64> {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let database = format!("bench_{suffix}");
+    let secs = timed_replay(
+        "mongo",
+        "mongo",
+        data,
+        &[("MONGO_DB", url), ("MONGO_DATABASE", &database)],
+    )
+    .await?;
+    let db = mongodb::Client::with_uri_str(url)
+        .await
+        .context("connect to MongoDB")?
+        .database(&database);
+    let mut counts = Vec::new();
+    for c in ["Users", "Groups"] {
+        let n = db
+            .collection::<mongodb::bson::Document>(c)
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .with_context(|| format!("count {database}.{c}"))?;
+        counts.push(n as usize);
+    }
+    if !args.keep {
+        db.drop()
+            .await
+            .with_context(|| format!("drop {database}"))?;
+    }
+    report(
+        "mongo",
+        "documents",
+        events,
+        secs,
+        counts[0],
+        counts[1],
+        args,
+    )
+}
+
 /// Builds the store (or reuses `--data`) and replays it into each database given.
 async fn run(args: &Args) -> Result<()> {
     let tmp = tempfile::Builder::new()
@@ -486,11 +690,19 @@ async fn run(args: &Args) -> Result<()> {
     for (name, url) in &targets {
         replay_into(name, url, &data, events, args).await?;
     }
+    if let Some(url) = &args.ldap {
+        replay_into_ldap(url, &data, events, args).await?;
+    }
+    if let Some(url) = &args.mongo {
+        replay_into_mongo(url, &data, events, args).await?;
+    }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--sqlite", "--postgres", "--mysql"]) else {
+    let Some(args) =
+        common::parse::<Args>(&["--sqlite", "--postgres", "--mysql", "--ldap", "--mongo"])
+    else {
         return ExitCode::SUCCESS;
     };
     let outcome = tokio::runtime::Runtime::new()
