@@ -130,9 +130,12 @@ async fn every_2xx_to_a_write_follows_an_fdatasync_of_the_store_file() {
                         .create_user(json!({"userName": format!("d{c}-{i}")}))
                         .await;
                     let id = id_of(&u);
-                    api.put(&format!("/Users/{id}"), &json!({"userName": format!("d{c}-{i}"), "title": "t"}))
-                        .await
-                        .expect(200);
+                    api.put(
+                        &format!("/Users/{id}"),
+                        &json!({"userName": format!("d{c}-{i}"), "title": "t"}),
+                    )
+                    .await
+                    .expect(200);
                     let patch = json!({
                         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                         "Operations": [{"op": "replace", "path": "title", "value": "p"}]
@@ -145,12 +148,19 @@ async fn every_2xx_to_a_write_follows_an_fdatasync_of_the_store_file() {
             })
         })
         .collect();
-    let writes: usize = join_all(clients).await.into_iter().map(|r| r.unwrap()).sum();
+    let writes: usize = join_all(clients)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
     // Stop scimd itself (strace exits with it), so that the trace is complete.
     let tracer = s.pid();
     let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
         .unwrap_or_default();
-    let scimd: i32 = children.split_whitespace().next().and_then(|p| p.parse().ok())
+    let scimd: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
         .expect("scimd runs under strace");
     // SAFETY: kill(2) on the process strace started for this test.
     unsafe {

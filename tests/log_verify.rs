@@ -44,7 +44,8 @@ async fn stopped_store() -> (Scimd, u64, String) {
 async fn verify_fails(s: &Scimd) -> Value {
     let out = s.cli(&["log", "verify"]).await;
     assert_eq!(out.status.code(), Some(1), "verify must fail: {out:?}");
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("report is not JSON ({e}): {out:?}"))
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {out:?}"))
 }
 
 /// The problems of a report, as (position, text).
@@ -56,7 +57,11 @@ fn problems(report: &Value) -> Vec<(Option<u64>, String)> {
         .map(|p| {
             (
                 p["position"].as_u64(),
-                format!("{} {}", p["at"].as_str().unwrap_or(""), p["problem"].as_str().unwrap()),
+                format!(
+                    "{} {}",
+                    p["at"].as_str().unwrap_or(""),
+                    p["problem"].as_str().unwrap()
+                ),
             )
         })
         .collect()
@@ -105,7 +110,9 @@ async fn verify_names_an_event_removed_from_the_log() {
     let report = verify_fails(&s).await;
     let found = problems(&report);
     assert!(
-        found.iter().any(|(p, text)| *p == Some(3) && text.contains("gap")),
+        found
+            .iter()
+            .any(|(p, text)| *p == Some(3) && text.contains("gap")),
         "a gap at position 3 (2 missing): {found:#?}"
     );
     assert!(
@@ -122,12 +129,19 @@ async fn verify_names_a_resource_row_changed_behind_the_logs_back() {
     {
         let mut resources = txn.open_table(RESOURCES).unwrap();
         let mut row: Value = serde_json::from_slice(
-            resources.get(("User", alice.as_str())).unwrap().unwrap().value(),
+            resources
+                .get(("User", alice.as_str()))
+                .unwrap()
+                .unwrap()
+                .value(),
         )
         .unwrap();
         row["attributes"]["title"] = json!("Admin");
         resources
-            .insert(("User", alice.as_str()), serde_json::to_vec(&row).unwrap().as_slice())
+            .insert(
+                ("User", alice.as_str()),
+                serde_json::to_vec(&row).unwrap().as_slice(),
+            )
             .unwrap();
     }
     txn.commit().unwrap();
@@ -163,7 +177,10 @@ async fn verify_reports_a_flipped_bit_and_goes_on() {
         found.iter().any(|(p, _)| p.is_some()),
         "the flipped bit is reported at a position: {found:#?}"
     );
-    assert!(report["events"].as_u64().unwrap() > 0, "the run went on: {report}");
+    assert!(
+        report["events"].as_u64().unwrap() > 0,
+        "the run went on: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -175,7 +192,10 @@ async fn verify_never_writes_even_to_a_store_a_crash_left_unrepaired() {
     let digest = || sha2::Sha256::digest(std::fs::read(&path).unwrap());
     let before = digest();
     let out = s.cli(&["log", "verify"]).await.success();
-    assert!(out.stderr.contains("copy"), "verify says it read a repaired copy: {out:?}");
+    assert!(
+        out.stderr.contains("copy"),
+        "verify says it read a repaired copy: {out:?}"
+    );
     assert_eq!(digest(), before, "verify wrote to the store");
     s.cli(&["log", "tail"]).await.success();
     assert_eq!(digest(), before, "log tail wrote to the store");
@@ -204,7 +224,10 @@ async fn a_store_written_before_the_chain_starts_it_at_the_upgrade() {
                 .insert(*p, serde_json::to_vec(&e).unwrap().as_slice())
                 .unwrap();
         }
-        txn.open_table(COUNTERS).unwrap().remove("chain-head").unwrap();
+        txn.open_table(COUNTERS)
+            .unwrap()
+            .remove("chain-head")
+            .unwrap();
         rows.len() as u64
     };
     txn.commit().unwrap();
@@ -219,7 +242,8 @@ async fn a_store_written_before_the_chain_starts_it_at_the_upgrade() {
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["chain_from"].as_u64(), Some(last + 1), "{out:?}");
     assert!(
-        out.stderr.contains(&format!("begins at position {}", last + 1)),
+        out.stderr
+            .contains(&format!("begins at position {}", last + 1)),
         "{out:?}"
     );
     // The chain now covers the new event: rewriting the last old one breaks it.

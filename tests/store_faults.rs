@@ -27,7 +27,9 @@ fn user(name: &str) -> serde_json::Value {
 /// How many Users have this userName.
 async fn count_named(api: &Api, name: &str) -> u64 {
     let page = api
-        .list(&format!("/Users?filter=userName%20eq%20%22{name}%22&count=0"))
+        .list(&format!(
+            "/Users?filter=userName%20eq%20%22{name}%22&count=0"
+        ))
         .await;
     page["totalResults"].as_u64().expect("totalResults")
 }
@@ -87,7 +89,11 @@ async fn a_writer_that_panics_is_logged_fails_ready_and_is_restarted() {
         s.log_tail()
     );
     api.create_user_named("after").await;
-    assert_eq!(count_named(&api, "lost").await, 0, "a panicked batch is not committed");
+    assert_eq!(
+        count_named(&api, "lost").await,
+        0,
+        "a panicked batch is not committed"
+    );
     let log = s.log();
     assert!(
         log.contains("ERROR") && log.contains("the store writer panicked"),
@@ -101,8 +107,14 @@ async fn a_writer_that_panics_is_logged_fails_ready_and_is_restarted() {
         let r = api.post("/Users", &user(&format!("again-{i}"))).await;
         assert_eq!(r.status, 503, "{r:?}");
     }
-    assert_eq!(wait_status(&s, "/health", 503, Duration::from_secs(5)).await, 503);
-    assert_eq!(wait_status(&s, "/ready", 503, Duration::from_secs(5)).await, 503);
+    assert_eq!(
+        wait_status(&s, "/health", 503, Duration::from_secs(5)).await,
+        503
+    );
+    assert_eq!(
+        wait_status(&s, "/ready", 503, Duration::from_secs(5)).await,
+        503
+    );
     fiu.disable(&s, PANIC);
     api.post("/Users", &user("refused")).await.expect(503);
     api.get("/Users?count=1").await.expect(200);
@@ -129,22 +141,40 @@ async fn a_stalled_writer_fails_ready_and_health_until_it_moves() {
         let api = api.clone();
         async move { api.post("/Users", &user("held")).await.status }
     });
-    assert_eq!(wait_status(&s, "/ready", 503, Duration::from_secs(10)).await, 503);
-    assert_eq!(wait_status(&s, "/health", 503, Duration::from_secs(10)).await, 503);
+    assert_eq!(
+        wait_status(&s, "/ready", 503, Duration::from_secs(10)).await,
+        503
+    );
+    assert_eq!(
+        wait_status(&s, "/health", 503, Duration::from_secs(10)).await,
+        503
+    );
     let logged = async {
-        while !s.log().lines().any(|l| l.contains("ERROR") && l.contains("WRITER_STALL_TIMEOUT")) {
+        while !s
+            .log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("WRITER_STALL_TIMEOUT"))
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
     assert!(
-        tokio::time::timeout(Duration::from_secs(10), logged).await.is_ok(),
+        tokio::time::timeout(Duration::from_secs(10), logged)
+            .await
+            .is_ok(),
         "a stalled writer is logged at ERROR\n{}",
         s.log_tail()
     );
     fiu.disable(&s, STALL);
     assert_eq!(pending.await.unwrap(), 201);
-    assert_eq!(wait_status(&s, "/ready", 200, Duration::from_secs(10)).await, 200);
-    assert_eq!(wait_status(&s, "/health", 200, Duration::from_secs(10)).await, 200);
+    assert_eq!(
+        wait_status(&s, "/ready", 200, Duration::from_secs(10)).await,
+        200
+    );
+    assert_eq!(
+        wait_status(&s, "/health", 200, Duration::from_secs(10)).await,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,10 +189,16 @@ async fn sigterm_does_not_hang_while_the_store_cannot_be_reopened() {
     api.post("/Users", &user("unwritten")).await.expect(503);
     // The store cannot be reopened while pwrite fails: writes are answered 503, not held.
     api.post("/Users", &user("meanwhile")).await.expect(503);
-    assert_eq!(wait_status(&s, "/ready", 503, Duration::from_secs(5)).await, 503);
+    assert_eq!(
+        wait_status(&s, "/ready", 503, Duration::from_secs(5)).await,
+        503
+    );
     // The harness fails the test if scimd does not exit within its stop timeout.
     let status = s.stop_status().await;
-    assert!(status.code().is_some(), "scimd must exit on SIGTERM: {status}");
+    assert!(
+        status.code().is_some(),
+        "scimd must exit on SIGTERM: {status}"
+    );
     s.start_again().await;
     assert_eq!(count_named(&s.client(), "meanwhile").await, 0);
 }
@@ -193,7 +229,10 @@ async fn a_batch_that_fails_to_commit_answers_no_4xx_decided_on_its_own_writes()
         .map(|r| r.unwrap())
         .collect();
     fiu.disable(&s, PWRITE);
-    assert_eq!(wait_status(&s, "/ready", 200, Duration::from_secs(10)).await, 200);
+    assert_eq!(
+        wait_status(&s, "/ready", 200, Duration::from_secs(10)).await,
+        200
+    );
     let exists = count_named(&api, "twin").await;
     let conflicts = statuses.iter().filter(|s| **s == 409).count();
     assert!(
@@ -258,10 +297,15 @@ async fn acknowledged_writes_survive_failing_fsync_and_pwrite() {
         "the faults must have failed some writes: {by_status:?}"
     );
     assert!(
-        answers.iter().all(|(_, st, _)| [200, 201, 204, 503].contains(st)),
+        answers
+            .iter()
+            .all(|(_, st, _)| [200, 201, 204, 503].contains(st)),
         "only 2xx and 503 are expected: {answers:?}"
     );
-    assert_eq!(wait_status(&s, "/ready", 200, Duration::from_secs(10)).await, 200);
+    assert_eq!(
+        wait_status(&s, "/ready", 200, Duration::from_secs(10)).await,
+        200
+    );
 
     // A crash right after: every acknowledged write is there, once.
     s.kill().await;

@@ -39,7 +39,9 @@ pub fn verify(data_path: &Path, registry: &Registry, cache_bytes: usize) -> anyh
     let report = verify::verify(&reader.snapshot()?, registry)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if reader.repaired_copy() {
-        eprintln!("note: a crash left the store needing repair; verified a repaired copy, the store itself was not touched");
+        eprintln!(
+            "note: a crash left the store needing repair; verified a repaired copy, the store itself was not touched"
+        );
     }
     match report.chain_from {
         Some(1) => eprintln!("hash chain: from the first event"),

@@ -27,8 +27,8 @@ impl FromStr for FilesMode {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let digits = s.trim().trim_start_matches("0o");
-        let mode = u32::from_str_radix(digits, 8)
-            .map_err(|_| FilesModeError::NotOctal(s.to_owned()))?;
+        let mode =
+            u32::from_str_radix(digits, 8).map_err(|_| FilesModeError::NotOctal(s.to_owned()))?;
         if mode & !0o666 != 0 || mode & 0o600 != 0o600 {
             return Err(FilesModeError::Refused(mode));
         }

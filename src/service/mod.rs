@@ -18,9 +18,9 @@ use uuid::Uuid;
 use cursor::Cursors;
 pub use subscribers::Subscribers;
 
+use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
 /// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
 pub use crate::store::{WriteContext, WriterStatus};
-use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{self, GroupView, MemberView};

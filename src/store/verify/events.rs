@@ -80,7 +80,13 @@ fn check_event(
     event: &Event,
     want_prev: Option<String>,
 ) -> Result<(), StoreError> {
-    let at = || Some(format!("{} {}", event.resource_type.name(), event.resource_id));
+    let at = || {
+        Some(format!(
+            "{} {}",
+            event.resource_type.name(),
+            event.resource_id
+        ))
+    };
     if event.position != position {
         c.problem(
             Some(position),
@@ -117,7 +123,10 @@ fn check_event(
         c.problem(
             Some(position),
             at(),
-            format!("event id {} is used by an earlier event too", event.event_id),
+            format!(
+                "event id {} is used by an earlier event too",
+                event.event_id
+            ),
         );
     }
     match streams.get((event.resource_id.as_str(), event.version))? {

@@ -119,7 +119,11 @@ fn resource(
             c.problem(
                 Some(position),
                 at(),
-                format!("the event names type {}, its create {}", event.resource_type.name(), f.rt.name()),
+                format!(
+                    "the event names type {}, its create {}",
+                    event.resource_type.name(),
+                    f.rt.name()
+                ),
             );
         }
         match (event.kind, fold.as_mut()) {
@@ -471,12 +475,7 @@ fn unique(c: &mut Checker<'_>, t: &Tables, id: &str, f: &Fold) -> Result<(), Sto
 }
 
 /// Whether the live resource `owner` has the unique value `index_key`.
-fn shares(
-    c: &Checker<'_>,
-    t: &Tables,
-    owner: &str,
-    index_key: &str,
-) -> Result<bool, StoreError> {
+fn shares(c: &Checker<'_>, t: &Tables, owner: &str, index_key: &str) -> Result<bool, StoreError> {
     for rt in ResourceType::ALL {
         if let Some(row) = t.resources.get((rt.name(), owner))?
             && let Ok(r) = StoredResource::decode(row.value())

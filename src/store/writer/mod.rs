@@ -32,8 +32,8 @@ mod reindex;
 mod txn;
 
 use commands::apply;
-pub(crate) use health::{Health, watch as watch_health};
 pub use health::WriterStatus;
+pub(crate) use health::{Health, watch as watch_health};
 pub(crate) use reindex::initialise;
 use txn::TxnTables;
 
@@ -167,8 +167,7 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            let reopened = if !batch.is_empty() && !self.commit_batch(std::mem::take(&mut batch))
-            {
+            let reopened = if !batch.is_empty() && !self.commit_batch(std::mem::take(&mut batch)) {
                 self.reopen(rx)
             } else {
                 Reopened::Yes
