@@ -61,6 +61,8 @@ pub struct Parts {
     pub page_size: usize,
     /// The explorer, for the `/` and `/openapi.json` routes.
     pub explorer: Arc<Explorer>,
+    /// The id of the store this server serves, shown in `/status` (see `http::reach`).
+    pub store_id: String,
 }
 
 /// Every route of the SCIM API.
@@ -82,6 +84,7 @@ pub fn api(parts: Parts) -> Api {
         admin::AdminApi {
             shared,
             subscribers: parts.subscribers,
+            store_id: parts.store_id,
         },
     )
 }
