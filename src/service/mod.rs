@@ -20,9 +20,9 @@ use uuid::Uuid;
 use cursor::Cursors;
 pub use subscribers::Subscribers;
 
-/// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
-pub use crate::store::WriteContext;
 use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
+/// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
+pub use crate::store::{WriteContext, WriterStatus};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{self, GroupView, MemberView};
@@ -108,6 +108,11 @@ impl Service {
     /// The schemas this service validates against.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// What the store's writer is doing (`/ready`, `/health`).
+    pub fn writer_status(&self) -> WriterStatus {
+        self.store.writer_status()
     }
 
     /// The last committed log position.
