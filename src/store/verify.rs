@@ -118,7 +118,7 @@ fn fold(
                 ));
             }
         }
-        EventKind::Create | EventKind::Replace | EventKind::Patch => {
+        EventKind::Create | EventKind::Replace | EventKind::Patch | EventKind::Import => {
             let attributes = match (event.attributes, resources.get(&key)) {
                 (Some(a), _) => a,
                 (None, Some(prev)) => prev.attributes.clone(),
