@@ -18,6 +18,8 @@
 //!   `_version` is not newer: `replaceOne({_id, _version: {$lte: v}}, doc, upsert)`. Where a newer
 //!   version is stored the upsert's insert fails on the `_id` (duplicate key), which means "already
 //!   newer" and is success. A redelivered or older change therefore never overwrites a newer one.
+//!   A document without `_version` (an earlier server's, with the same `_id`) is adopted: it is
+//!   overwritten by the first change to it.
 //! - A membership delta ([`Change::Members`]) is `$pull` of the removed members' values, then one
 //!   update with `$addToSet` (`$each`) of the added `{value, type}` and `$set` of `meta` and
 //!   `_version` (and, when other attributes changed, `$set` of each of them and `$unset` of those
@@ -37,6 +39,8 @@
 //! [`ProjectionError::Unavailable`]; a document the server or the BSON encoder refuses (too
 //! large, invalid field names) is [`ProjectionError::Rejected`]; a connection string that does not
 //! parse or refused credentials are [`ProjectionError::Config`].
+
+pub mod source;
 
 use std::time::Duration;
 
@@ -158,8 +162,7 @@ impl MongoProjection {
             } => {
                 let version = version_of(*version)?;
                 let doc = stored_document(index, id, version, document)?;
-                let guard = doc! {"_id": id, "_version": {"$lte": version}};
-                match coll.replace_one(guard, doc).upsert(true).await {
+                match coll.replace_one(guard(id, version), doc).upsert(true).await {
                     Ok(_) => Ok(()),
                     Err(e) if duplicate_key(&e) => Ok(()), // a newer version is stored
                     Err(e) => Err(fail(e)),
@@ -179,7 +182,7 @@ impl MongoProjection {
                 removed,
             } => {
                 let version = version_of(*version)?;
-                let guard = doc! {"_id": id, "_version": {"$lte": version}};
+                let guard = guard(id, version);
                 if !removed.is_empty() {
                     let values: Vec<&str> = removed.iter().map(|m| m.value.as_str()).collect();
                     coll.update_one(
@@ -381,12 +384,17 @@ async fn replace_group(
     new.insert("_id", id);
     new.insert("_version", version);
     new.insert("members", members);
-    let guard = doc! {"_id": id, "_version": {"$lte": version}};
-    match coll.replace_one(guard, new).await {
+    match coll.replace_one(guard(id, version), new).await {
         Ok(_) => Ok(()),
         Err(e) if duplicate_key(&e) => Ok(()),
         Err(e) => Err(classify(index, &e)),
     }
+}
+
+/// The filter of a write of `version` to document `id`: the stored version is not newer, or the
+/// document has none (an earlier server wrote it: the projection adopts it, see "Writes" above).
+fn guard(id: &str, version: i64) -> Document {
+    doc! {"_id": id, "$or": [{"_version": {"$lte": version}}, {"_version": {"$exists": false}}]}
 }
 
 fn member(m: &Member) -> Bson {
