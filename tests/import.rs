@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::projections::{
-    Sql, as_is, assert_files_match, assert_sql_matches, caught_up, service_var,
+    Sql, as_is, assert_holds, caught_up, file_docs, projected_form, service_var,
 };
 use common::*;
 use futures::TryStreamExt;
@@ -90,8 +90,16 @@ fn earlier_groups() -> Vec<Value> {
     ]
 }
 
+/// The id of a resource (the earlier server's ids need not be UUIDs).
+fn sid(doc: &Value) -> String {
+    doc["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id: {doc}"))
+        .to_owned()
+}
+
 fn ids(docs: &[Value]) -> BTreeSet<String> {
-    docs.iter().map(id_of).collect()
+    docs.iter().map(sid).collect()
 }
 
 /// `GET` shows every source resource with its id, attributes and `meta.created`, and each group
@@ -99,7 +107,7 @@ fn ids(docs: &[Value]) -> BTreeSet<String> {
 async fn assert_moved_in(s: &Scimd) {
     let api = s.client();
     for source in earlier_users().iter().chain(&earlier_groups()) {
-        let id = id_of(source);
+        let id = sid(source);
         let endpoint = if source.get("members").is_some() {
             "Groups"
         } else {
@@ -138,6 +146,38 @@ async fn assert_moved_in(s: &Scimd) {
     let groups = ids(&api.list_all("/Groups").await);
     assert_eq!(users, ids(&earlier_users()));
     assert_eq!(groups, ids(&earlier_groups()));
+}
+
+/// Every User and Group as `GET /Users/{id}` / `GET /Groups/{id}` return them, in the form a
+/// projection holds them: (users, groups). (The harness's `api_state` insists on UUID ids; the
+/// earlier server's need not be.)
+async fn api_docs(s: &Scimd) -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
+    let api = s.client();
+    let mut out = Vec::new();
+    for endpoint in ["Users", "Groups"] {
+        let mut docs = BTreeMap::new();
+        for id in ids(&api.list_all(&format!("/{endpoint}")).await) {
+            let doc = api.get(&format!("/{endpoint}/{id}")).await.expect(200).json();
+            docs.insert(id, projected_form(s, &doc));
+        }
+        out.push(docs);
+    }
+    let groups = out.pop().expect("groups");
+    (out.pop().expect("users"), groups)
+}
+
+/// The file projection under `root` holds exactly what `GET` returns.
+async fn assert_files_match(s: &Scimd, root: &Path) {
+    let (users, groups) = api_docs(s).await;
+    assert_holds("file", "Users", &file_docs(root, "Users"), &users);
+    assert_holds("file", "Groups", &file_docs(root, "Groups"), &groups);
+}
+
+/// The sql projection's tables hold exactly what `GET` returns.
+async fn assert_sql_matches(s: &Scimd, sql: &Sql) {
+    let (users, groups) = api_docs(s).await;
+    assert_holds("sql", "Users", &sql.users().await, &users);
+    assert_holds("sql", "Groups", &sql.groups().await, &groups);
 }
 
 /// The JSON report of the last import.
@@ -191,7 +231,7 @@ fn write_files(root: &Path) {
         std::fs::create_dir_all(root.join(dir)).expect("mkdir");
         for doc in docs {
             let text = serde_json::to_string_pretty(&doc).expect("json");
-            std::fs::write(root.join(dir).join(id_of(&doc)), text).expect("write");
+            std::fs::write(root.join(dir).join(sid(&doc)), text).expect("write");
         }
     }
 }
@@ -316,7 +356,7 @@ async fn fill_tables(sql: &Sql) {
             let text = doc.to_string().replace('\'', "''");
             sql.execute(format!(
                 "INSERT INTO {t} (id, details) VALUES ('{}', '{text}')",
-                id_of(&doc)
+                sid(&doc)
             ))
             .await;
         }
@@ -332,7 +372,7 @@ async fn sql_layout_moves_in(sql: Sql) {
     s.opts.env.push(("PROJECTIONS".into(), "sql".into()));
     s.start_again().await;
     caught_up(&s, &["sql"], CONVERGE).await;
-    assert_sql_matches(&s, &sql, "sql").await;
+    assert_sql_matches(&s, &sql).await;
     assert_moved_in(&s).await;
     sql.cleanup().await;
 }
@@ -373,7 +413,7 @@ async fn mongodb_documents_move_in_and_the_mongo_projection_adopts_them() {
             .iter()
             .map(|d| {
                 let mut doc = mongodb::bson::to_document(d).expect("bson");
-                doc.insert("_id", id_of(d));
+                doc.insert("_id", sid(d));
                 doc
             })
             .collect();
@@ -467,8 +507,8 @@ impl Directory {
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<String>>();
         for ou in [&self.users, &self.groups] {
             let attrs = vec![
-                ("objectClass", set(&["organizationalUnit"])),
-                ("ou", set(&[ou])),
+                ("objectClass".to_string(), set(&["organizationalUnit"])),
+                ("ou".to_string(), set(&[ou])),
             ];
             ldap.add(&format!("ou={ou},{}", self.base), attrs)
                 .await
@@ -477,7 +517,7 @@ impl Directory {
         }
         for (ou, docs) in [(&self.users, earlier_users()), (&self.groups, earlier_groups())] {
             for doc in docs {
-                let id = id_of(&doc);
+                let id = sid(&doc);
                 let mut info = doc.clone();
                 let map = info.as_object_mut().expect("object");
                 let user_name = map.remove("userName");
