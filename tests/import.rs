@@ -207,6 +207,8 @@ async fn import_twice(s: &mut Scimd, from: &str) {
     let events = s.cli(&["log", "tail"]).await.success().json_lines();
     assert!(events.iter().all(|e| e["kind"] == "import"), "{events:?}");
     assert_eq!(events.len(), 5, "one event per resource, none twice: {events:?}");
+    // The read model (uniqueness and query indexes, membership, counts) is a fold of the log.
+    s.cli(&["log", "verify"]).await.success();
 
     s.start_again().await;
     assert_moved_in(s).await;
