@@ -113,7 +113,11 @@ async fn assert_moved_in(s: &Scimd) {
         } else {
             "Users"
         };
-        let got = api.get(&format!("/{endpoint}/{id}")).await.expect(200).json();
+        let got = api
+            .get(&format!("/{endpoint}/{id}"))
+            .await
+            .expect(200)
+            .json();
         for (key, want) in source.as_object().into_iter().flatten() {
             match key.as_str() {
                 "id" | "schemas" => {}
@@ -157,7 +161,11 @@ async fn api_docs(s: &Scimd) -> (BTreeMap<String, Value>, BTreeMap<String, Value
     for endpoint in ["Users", "Groups"] {
         let mut docs = BTreeMap::new();
         for id in ids(&api.list_all(&format!("/{endpoint}")).await) {
-            let doc = api.get(&format!("/{endpoint}/{id}")).await.expect(200).json();
+            let doc = api
+                .get(&format!("/{endpoint}/{id}"))
+                .await
+                .expect(200)
+                .json();
             docs.insert(id, projected_form(s, &doc));
         }
         out.push(docs);
@@ -203,10 +211,17 @@ async fn import_twice(s: &mut Scimd, from: &str) {
         json!([{"group": "fc348aa8-3835-40eb-a20b-c726e15c55b5", "members": [GONE]}]),
         "{r:#}"
     );
-    assert!(out.stderr.contains(GONE), "the summary names the dangling member: {out:?}");
+    assert!(
+        out.stderr.contains(GONE),
+        "the summary names the dangling member: {out:?}"
+    );
     let events = s.cli(&["log", "tail"]).await.success().json_lines();
     assert!(events.iter().all(|e| e["kind"] == "import"), "{events:?}");
-    assert_eq!(events.len(), 5, "one event per resource, none twice: {events:?}");
+    assert_eq!(
+        events.len(),
+        5,
+        "one event per resource, none twice: {events:?}"
+    );
     // The read model (uniqueness and query indexes, membership, counts) is a fold of the log.
     s.cli(&["log", "verify"]).await.success();
 
@@ -217,8 +232,16 @@ async fn import_twice(s: &mut Scimd, from: &str) {
     let out = s.cli(&["import", "--from", from]).await;
     assert!(out.status.success(), "{out:?}");
     let r = report(s);
-    assert_eq!(r["Users"], json!({"imported": 0, "unchanged": 3, "refused": 0}), "{r:#}");
-    assert_eq!(r["Groups"], json!({"imported": 0, "unchanged": 2, "refused": 0}), "{r:#}");
+    assert_eq!(
+        r["Users"],
+        json!({"imported": 0, "unchanged": 3, "refused": 0}),
+        "{r:#}"
+    );
+    assert_eq!(
+        r["Groups"],
+        json!({"imported": 0, "unchanged": 2, "refused": 0}),
+        "{r:#}"
+    );
     let again = s.cli(&["log", "tail"]).await.success().json_lines();
     assert_eq!(again.len(), 5, "a second import wrote events: {again:?}");
     s.start_again().await;
@@ -250,7 +273,12 @@ async fn the_file_layout_moves_in_and_the_file_projection_adopts_it() {
     let out = s.cli(&["replay", "--projection", "file", "--fresh"]).await;
     assert!(!out.status.success(), "{out:?}");
     assert!(out.stderr.contains("--yes"), "{out:?}");
-    assert_eq!(std::fs::read_dir(earlier.path().join("Users")).expect("dir").count(), 3);
+    assert_eq!(
+        std::fs::read_dir(earlier.path().join("Users"))
+            .expect("dir")
+            .count(),
+        3
+    );
     s.start_again().await;
 
     import_twice(&mut s, &format!("file:{root}")).await;
@@ -277,12 +305,18 @@ async fn refusals_are_reported_with_their_reasons_and_the_rest_moves_in() {
     let users = earlier.path().join("Users");
     std::fs::create_dir_all(&users).expect("mkdir");
     let write = |id: &str, doc: Value| {
-        std::fs::write(users.join(id), serde_json::to_string_pretty(&doc).expect("json"))
-            .expect("write")
+        std::fs::write(
+            users.join(id),
+            serde_json::to_string_pretty(&doc).expect("json"),
+        )
+        .expect("write")
     };
     write("ok", json!({"userName": "carol", "displayName": "Carol"}));
     write("shoe", json!({"userName": "dave", "shoeSize": 44}));
-    write("other-id", json!({"id": "not-the-file-name", "userName": "erin"}));
+    write(
+        "other-id",
+        json!({"id": "not-the-file-name", "userName": "erin"}),
+    );
     std::fs::write(users.join("broken"), "{ this is not JSON").expect("write");
     let from = format!("file:{}", earlier.path().display());
     let mut s = Scimd::start_default().await;
@@ -300,7 +334,10 @@ async fn refusals_are_reported_with_their_reasons_and_the_rest_moves_in() {
 
     s.stop().await;
     let out = s.cli(&["import", "--from", &from]).await;
-    assert!(!out.status.success(), "refusals make the exit status 1: {out:?}");
+    assert!(
+        !out.status.success(),
+        "refusals make the exit status 1: {out:?}"
+    );
     let r = report(&s);
     assert_eq!(r["Users"]["imported"], 1, "{r:#}");
     assert_eq!(r["Users"]["refused"], 3, "{r:#}");
@@ -314,8 +351,19 @@ async fn refusals_are_reported_with_their_reasons_and_the_rest_moves_in() {
         })
         .collect();
     assert_eq!(refused["shoe"]["scimType"], "invalidValue", "{r:#}");
-    assert!(refused["shoe"]["detail"].as_str().unwrap_or("").contains("shoeSize"));
-    assert!(refused["broken"]["detail"].as_str().unwrap_or("").contains("JSON"), "{r:#}");
+    assert!(
+        refused["shoe"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shoeSize")
+    );
+    assert!(
+        refused["broken"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("JSON"),
+        "{r:#}"
+    );
     assert!(
         refused["other-id"]["detail"]
             .as_str()
@@ -327,7 +375,10 @@ async fn refusals_are_reported_with_their_reasons_and_the_rest_moves_in() {
     // Lenient schemas keep the unknown attribute; what was imported stays unchanged.
     s.opts.env.push(("SCHEMA_MODE".into(), "lenient".into()));
     let out = s.cli(&["import", "--from", &from]).await;
-    assert!(!out.status.success(), "two files are still refused: {out:?}");
+    assert!(
+        !out.status.success(),
+        "two files are still refused: {out:?}"
+    );
     let r = report(&s);
     assert_eq!(r["Users"]["imported"], 1, "{r:#}");
     assert_eq!(r["Users"]["unchanged"], 1, "{r:#}");
@@ -348,7 +399,10 @@ async fn fill_tables(sql: &Sql) {
         common::projections::Pool::MySql(_) => "JSON",
         common::projections::Pool::Sqlite(_) => "TEXT",
     };
-    for (table, docs) in [(&sql.users, earlier_users()), (&sql.groups, earlier_groups())] {
+    for (table, docs) in [
+        (&sql.users, earlier_users()),
+        (&sql.groups, earlier_groups()),
+    ] {
         let t = sql.quote(table);
         sql.execute(format!(
             "CREATE TABLE {t} (id VARCHAR(255) PRIMARY KEY, details {details} NOT NULL)"
@@ -419,7 +473,10 @@ async fn mongodb_documents_move_in_and_the_mongo_projection_adopts_them() {
                 doc
             })
             .collect();
-        db.collection(name).insert_many(stored).await.expect("insert");
+        db.collection(name)
+            .insert_many(stored)
+            .await
+            .expect("insert");
     }
     let mut s = Scimd::start(Opts::default().env("MONGO_DATABASE", &database)).await;
     import_twice(&mut s, &format!("mongo:{url}")).await;
@@ -448,7 +505,11 @@ async fn mongodb_documents_move_in_and_the_mongo_projection_adopts_them() {
         assert_eq!(held_ids.iter().cloned().collect::<BTreeSet<_>>(), listed);
         for d in &held {
             let id = d.get_str("_id").expect("_id");
-            let got = api.get(&format!("/{endpoint}/{id}")).await.expect(200).json();
+            let got = api
+                .get(&format!("/{endpoint}/{id}"))
+                .await
+                .expect(200)
+                .json();
             // The server may hand a small number back as a 32-bit integer.
             let version = match d.get("_version") {
                 Some(mongodb::bson::Bson::Int64(v)) => *v,
@@ -522,7 +583,10 @@ impl Directory {
                 .and_then(|r| r.success())
                 .expect("add ou");
         }
-        for (ou, docs) in [(&self.users, earlier_users()), (&self.groups, earlier_groups())] {
+        for (ou, docs) in [
+            (&self.users, earlier_users()),
+            (&self.groups, earlier_groups()),
+        ] {
             for doc in docs {
                 let id = sid(&doc);
                 let mut info = doc.clone();
@@ -626,22 +690,40 @@ async fn ldap_entries_move_in_and_the_ldap_projection_adopts_them() {
         let listed = ids(&api.list_all(&format!("/{endpoint}")).await);
         assert_eq!(entries.keys().cloned().collect::<BTreeSet<_>>(), listed);
         for (id, attrs) in &entries {
-            let got = api.get(&format!("/{endpoint}/{id}")).await.expect(200).json();
+            let got = api
+                .get(&format!("/{endpoint}/{id}"))
+                .await
+                .expect(200)
+                .json();
             let info: Value = serde_json::from_str(&attrs["info"][0]).expect("info");
-            assert_eq!(info["meta"]["version"], got["meta"]["version"], "{id}: {attrs:?}");
+            assert_eq!(
+                info["meta"]["version"], got["meta"]["version"],
+                "{id}: {attrs:?}"
+            );
             if endpoint == "Groups" {
-                let members: BTreeSet<String> =
-                    attrs.get("member").cloned().unwrap_or_default().into_iter().collect();
+                let members: BTreeSet<String> = attrs
+                    .get("member")
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 let want: BTreeSet<String> = got["members"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .map(|m| {
-                        let ou = if m["type"] == "Group" { &dir.groups } else { &dir.users };
+                        let ou = if m["type"] == "Group" {
+                            &dir.groups
+                        } else {
+                            &dir.users
+                        };
                         dir.dn(ou, m["value"].as_str().expect("value"))
                     })
                     .collect();
-                assert_eq!(members, want, "{id}: the dangling member is gone, the rest kept");
+                assert_eq!(
+                    members, want,
+                    "{id}: the dangling member is gone, the rest kept"
+                );
             }
         }
     }

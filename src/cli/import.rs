@@ -321,7 +321,9 @@ impl Run {
                 .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
             for (id, outcome) in written.iter().zip(outcomes) {
                 match outcome {
-                    Ok(Outcome::Imported { left_out, .. }) => self.report.imported(rt, id, left_out),
+                    Ok(Outcome::Imported { left_out, .. }) => {
+                        self.report.imported(rt, id, left_out)
+                    }
                     Ok(_) => {
                         self.report.refuse(rt, Some(id), None, &unexpected());
                     }
@@ -434,7 +436,13 @@ impl Report {
         self.dangling.remove(id);
     }
 
-    fn refuse(&mut self, rt: ResourceType, id: Option<&str>, location: Option<&str>, e: &ScimError) {
+    fn refuse(
+        &mut self,
+        rt: ResourceType,
+        id: Option<&str>,
+        location: Option<&str>,
+        e: &ScimError,
+    ) {
         let mut entry = json!({
             "resourceType": rt.name(),
             "status": e.status,
@@ -491,10 +499,18 @@ impl Report {
 
     /// The lines printed at the end.
     fn summary(&self) -> String {
-        let verb = if self.dry_run { "to import" } else { "imported" };
+        let verb = if self.dry_run {
+            "to import"
+        } else {
+            "imported"
+        };
         let mut out = format!(
             "{}{}:\n",
-            if self.dry_run { "dry run, nothing written: " } else { "" },
+            if self.dry_run {
+                "dry run, nothing written: "
+            } else {
+                ""
+            },
             self.from
         );
         for rt in ResourceType::ALL {

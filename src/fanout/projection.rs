@@ -399,10 +399,10 @@ fn coalesce(
         let renames = matches!(
             e.kind,
             EventKind::Replace | EventKind::Patch | EventKind::Import
-        )
-            && e.changed
-                .iter()
-                .any(|c| c == "displayName" || c == "userName");
+        ) && e
+            .changed
+            .iter()
+            .any(|c| c == "displayName" || c == "userName");
         if renames {
             for group in snapshot.direct_groups_of(&e.resource_id)? {
                 renamed.push((group, e.position));

@@ -60,8 +60,14 @@ pub async fn prepare(
     for m in input.members.iter().flatten() {
         let known = m.value == id
             || pending.contains(&m.value)
-            || snapshot.get(ResourceType::User, &m.value).map_err(read)?.is_some()
-            || snapshot.get(ResourceType::Group, &m.value).map_err(read)?.is_some();
+            || snapshot
+                .get(ResourceType::User, &m.value)
+                .map_err(read)?
+                .is_some()
+            || snapshot
+                .get(ResourceType::Group, &m.value)
+                .map_err(read)?
+                .is_some();
         if !known {
             dangling.push(m.value.clone());
         }

@@ -320,9 +320,12 @@ impl Service {
                 Ok(self.doc(rt, &id, resource, related, base, view))
             }
             // The writer answers a create or replace with the resource; anything else is a bug there.
-            Outcome::Deleted | Outcome::Checkpointed | Outcome::Imported { .. } | Outcome::Bulk(_) => Err(
-                ScimError::unavailable("the store gave an unexpected answer; retry the request"),
-            ),
+            Outcome::Deleted
+            | Outcome::Checkpointed
+            | Outcome::Imported { .. }
+            | Outcome::Bulk(_) => Err(ScimError::unavailable(
+                "the store gave an unexpected answer; retry the request",
+            )),
         }
     }
 }

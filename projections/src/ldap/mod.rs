@@ -295,7 +295,6 @@ impl Projection for LdapProjection {
     }
 }
 
-
 /// Connects to `settings.url` and binds.
 ///
 /// # Errors
@@ -311,9 +310,7 @@ async fn bind(settings: &LdapSettings) -> Result<Ldap, ProjectionError> {
             LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) => {
                 ProjectionError::Config(format!("ldap projection: LDAP_HOSTNAME: {e}"))
             }
-            e => {
-                ProjectionError::Unavailable(format!("ldap projection: {}: {e}", settings.url))
-            }
+            e => ProjectionError::Unavailable(format!("ldap projection: {}: {e}", settings.url)),
         })?;
     ldap3::drive!(conn);
     let bound = ldap

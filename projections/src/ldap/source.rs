@@ -243,12 +243,7 @@ fn split_rdn(dn: &str) -> Option<(String, &str)> {
 /// A DN for comparison: no spaces around separators, lower case.
 fn normalise_dn(dn: &str) -> String {
     dn.split(',')
-        .map(|rdn| {
-            rdn.split('=')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("=")
-        })
+        .map(|rdn| rdn.split('=').map(str::trim).collect::<Vec<_>>().join("="))
         .collect::<Vec<_>>()
         .join(",")
         .to_lowercase()

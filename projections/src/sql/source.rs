@@ -5,10 +5,10 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::AssertSqlSafe;
 
 use super::url::{DatabaseUrl, SqliteDatabase};
 use super::{CONNECT_TIMEOUT, TableNames};

@@ -704,7 +704,10 @@ impl AsMemberRef for MemberView {
 }
 
 /// Top-level attribute names whose values differ between two versions.
-pub(super) fn changed_attributes(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<String> {
+pub(super) fn changed_attributes(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> Vec<String> {
     let mut changed: Vec<String> = after
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(v))
