@@ -333,6 +333,10 @@ async fn refusals_are_reported_with_their_reasons_and_the_rest_moves_in() {
     assert_eq!(s.client().list("/Users").await["totalResults"], 0);
 
     s.stop().await;
+    let out = s.cli(&["import", "--from", &from, "--dry-run"]).await;
+    assert!(out.stderr.contains("dry run"), "{out:?}");
+    let events = s.cli(&["log", "tail"]).await.success().json_lines();
+    assert!(events.is_empty(), "a dry run wrote events: {events:?}");
     let out = s.cli(&["import", "--from", &from]).await;
     assert!(
         !out.status.success(),

@@ -251,7 +251,10 @@ async fn replay_while_the_server_runs_goes_through_the_server_and_rebuilds_the_s
 
     // The stray row is not the log's: --fresh asks for --yes, beside the running server too.
     let out = s.cli(&["replay", "--projection", "sql", "--fresh"]).await;
-    assert!(!out.status.success() && out.stderr.contains("--yes"), "{out:?}");
+    assert!(
+        !out.status.success() && out.stderr.contains("--yes"),
+        "{out:?}"
+    );
     let started = Instant::now();
     let out = s
         .cli(&["replay", "--projection", "sql", "--fresh", "--yes"])

@@ -176,18 +176,19 @@ enum Target {
 }
 
 impl Target {
-    /// The store, opened for writing; in a dry run, read beside a running server if one holds it.
+    /// The store, opened for writing; in a dry run, read-only (beside a running server too), or
+    /// opened (so created empty) when there is none yet.
     fn open(
         data_path: &Path,
         registry: Arc<Registry>,
         config: &ServeConfig,
         dry_run: bool,
     ) -> anyhow::Result<Target> {
+        if dry_run && data_path.join("scimd.redb").exists() {
+            return Ok(Target::ReadOnly(StoreReader::open(data_path)?));
+        }
         match Store::open(data_path, registry, config.store_cache_bytes()) {
             Ok(store) => Ok(Target::Writable(Arc::new(store))),
-            Err(StoreError::Locked(_)) if dry_run => {
-                Ok(Target::ReadOnly(StoreReader::open(data_path)?))
-            }
             Err(StoreError::Locked(path)) => anyhow::bail!(
                 "scimd serve holds the store in {}: stop it, run scimd import, then start it again \
                  (an import keeps the earlier server's ids, which no SCIM request can set; \
@@ -304,13 +305,13 @@ impl Run {
                     self.report.refuse(rt, Some(&found.id), None, &e);
                 }
                 Ok(Prepared::Unchanged) => self.report.unchanged(rt, &found.id),
-                Ok(Prepared::Write { write, dangling }) => match &self.target {
-                    Target::Writable(_) => {
-                        writes.push(write);
-                        written.push(found.id.clone());
-                    }
-                    Target::ReadOnly(_) => self.report.imported(rt, &found.id, dangling),
-                },
+                Ok(Prepared::Write { dangling, .. }) if self.report.dry_run => {
+                    self.report.imported(rt, &found.id, dangling);
+                }
+                Ok(Prepared::Write { write, .. }) => {
+                    writes.push(write);
+                    written.push(found.id.clone());
+                }
             }
         }
         if let Target::Writable(store) = &self.target
