@@ -56,6 +56,18 @@ enum Command {
         /// Empty the backend first.
         #[arg(long)]
         fresh: bool,
+        /// With --fresh: empty the backend even when it holds rows the log cannot rebuild (rows
+        /// scimd did not write, such as an earlier server's that were never imported).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        config: ServeConfig,
+    },
+    /// Import an earlier server's Users and Groups (files, SQL, MongoDB or LDAP) into the log,
+    /// keeping their ids; run again, it imports only what changed. The server must be stopped.
+    Import {
+        #[command(flatten)]
+        args: cli::import::ImportArgs,
         #[command(flatten)]
         config: ServeConfig,
     },
@@ -122,13 +134,20 @@ fn main() -> anyhow::Result<()> {
         Command::Replay {
             projection,
             fresh,
+            yes,
             config,
         } => runtime.block_on(cli::projection::replay(
             data_path,
             cli.common.registry()?,
             &config,
             &projection,
-            fresh,
+            cli::projection::Fresh::from_flags(fresh, yes),
+        )),
+        Command::Import { args, config } => runtime.block_on(cli::import::run(
+            data_path,
+            cli.common.registry()?,
+            &config,
+            &args,
         )),
         Command::Projection(ProjectionCommand::Retry { name, config }) => runtime.block_on(
             cli::projection::retry(data_path, cli.common.registry()?, &config, &name),

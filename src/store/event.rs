@@ -13,7 +13,8 @@ use scim::ResourceType;
 pub const ENVELOPE_VERSION: u8 = 1;
 
 /// The SCIM operation that caused an event. A change the server makes on its own (removing a deleted
-/// resource from its groups) is a `Patch` with a [`Cause`].
+/// resource from its groups) is a `Patch` with a [`Cause`]; a resource moved in from an earlier
+/// server by `scimd import` is an `Import`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
@@ -21,6 +22,10 @@ pub enum EventKind {
     Replace,
     Patch,
     Delete,
+    /// `scimd import`: the whole resource as an earlier server held it, with its id kept. Creates
+    /// the resource (version 1) or replaces it (the next version) like a PUT; a Group's event
+    /// carries the membership deltas against what the store held, as a replace does.
+    Import,
 }
 
 /// Why the server changed a resource nobody wrote to.

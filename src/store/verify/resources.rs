@@ -127,7 +127,8 @@ fn resource(
             );
         }
         match (event.kind, fold.as_mut()) {
-            (EventKind::Create, None) => {
+            // An import creates the resource when the log has none of it, else replaces it whole.
+            (EventKind::Create | EventKind::Import, None) => {
                 fold = Some(Fold {
                     rt: event.resource_type,
                     created_at: position,

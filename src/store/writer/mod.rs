@@ -7,7 +7,7 @@
 //! command never leaves partial changes in the shared transaction (docs/ARCHITECTURE.md, "The flow
 //! of one write").
 //!
-//! `commands` applies each [`Write`], `txn` holds the tables of the batch's transaction, `reindex`
+//! `commands` applies each [`Write`] (`import` the one of `scimd import`), `txn` holds the tables of the batch's transaction, `reindex`
 //! prepares the tables at start-up.
 
 use std::panic::AssertUnwindSafe;
@@ -28,6 +28,7 @@ use scim::schema::Registry;
 
 mod commands;
 mod health;
+mod import;
 mod reindex;
 mod txn;
 
