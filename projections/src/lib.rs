@@ -1,5 +1,5 @@
 //! Projections: the backends scimd materialises Users and Groups into (flat files, SQL, LDAP,
-//! MongoDB, and later JumpCloud, an upstream SCIM server).
+//! MongoDB, JumpCloud, and later an upstream SCIM server).
 //!
 //! Every backend implements [`Projection`]. The caller (scimd's projection runner) owns the log,
 //! batching, retries, parking and checkpoints; a backend only applies [`Change`]s. This crate knows
@@ -46,6 +46,7 @@
 //! re-send the groups it is in).
 
 pub mod file;
+pub mod jumpcloud;
 pub mod ldap;
 pub mod mongo;
 pub mod sql;
