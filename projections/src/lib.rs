@@ -46,6 +46,7 @@
 //! re-send the groups it is in).
 
 pub mod file;
+pub mod id_map;
 pub mod jumpcloud;
 pub mod ldap;
 pub mod mongo;
@@ -53,6 +54,8 @@ pub mod sql;
 
 use async_trait::async_trait;
 use serde_json::Value;
+
+pub use id_map::{IdMap, MemoryIdMap};
 
 /// The SCIM resource types, named as the backends lay them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,12 +1,13 @@
 //! Which projection backends a deployment runs, and how each is connected.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use projections::file::FileProjection;
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
 use projections::mongo::{MongoProjection, MongoSettings};
 use projections::sql::SqlProjection;
-use projections::{Projection, ProjectionError};
+use projections::{IdMap, Projection, ProjectionError};
 
 use crate::config::ProjectionConfig;
 
@@ -57,8 +58,14 @@ impl Backend {
         }
     }
 
-    /// Connects to the backend. Fails with `Unavailable` while it is unreachable.
-    pub async fn connect(&self) -> Result<Box<dyn Projection>, ProjectionError> {
+    /// Connects to the backend. Fails with `Unavailable` while it is unreachable. `ids` is the
+    /// backend's durable id map, which the remote backends (whose services assign their own ids)
+    /// keep; the others ignore it.
+    pub async fn connect(
+        &self,
+        ids: Arc<dyn IdMap>,
+    ) -> Result<Box<dyn Projection>, ProjectionError> {
+        let _ = &ids;
         Ok(match self {
             Backend::File(root) => Box::new(FileProjection::new(root.clone())),
             Backend::Sql { url, users, groups } => {

@@ -26,6 +26,7 @@ use scim::schema::Registry;
 
 mod commands;
 mod reindex;
+mod remote_ids;
 mod txn;
 
 use commands::apply;
