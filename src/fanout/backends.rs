@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use projections::file::FileProjection;
+use projections::jumpcloud::{JumpCloudProjection, JumpCloudSettings};
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
 use projections::mongo::{MongoProjection, MongoSettings};
 use projections::sql::SqlProjection;
@@ -29,6 +30,8 @@ pub enum Backend {
         uri: String,
         settings: MongoSettings,
     },
+    /// A JumpCloud organisation.
+    JumpCloud(JumpCloudSettings),
 }
 
 /// A projection setting that makes no sense.
@@ -36,7 +39,7 @@ pub enum Backend {
 pub enum SelectError {
     /// PROJECTIONS names a backend scimd does not have.
     #[error(
-        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, none)"
+        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, jumpcloud, none)"
     )]
     Unknown(String),
     /// A backend was asked for without its settings.
@@ -55,6 +58,7 @@ impl Backend {
             Backend::Sql { .. } => "sql",
             Backend::Ldap(_) => "ldap",
             Backend::Mongo { .. } => "mongo",
+            Backend::JumpCloud(_) => "jumpcloud",
         }
     }
 
@@ -65,7 +69,6 @@ impl Backend {
         &self,
         ids: Arc<dyn IdMap>,
     ) -> Result<Box<dyn Projection>, ProjectionError> {
-        let _ = &ids;
         Ok(match self {
             Backend::File(root) => Box::new(FileProjection::new(root.clone())),
             Backend::Sql { url, users, groups } => {
@@ -74,6 +77,9 @@ impl Backend {
             Backend::Ldap(settings) => Box::new(LdapProjection::connect(settings.clone()).await?),
             Backend::Mongo { uri, settings } => {
                 Box::new(MongoProjection::connect(uri, settings.clone()).await?)
+            }
+            Backend::JumpCloud(settings) => {
+                Box::new(JumpCloudProjection::connect(settings, ids).await?)
             }
         })
     }
@@ -143,6 +149,32 @@ pub fn by_name(
                 },
             })
             .ok_or(SelectError::Missing("mongo", "MONGO_DB")),
+        "jumpcloud" => {
+            let url = config
+                .jumpcloud_url
+                .clone()
+                .filter(|u| !u.trim().is_empty())
+                .ok_or(SelectError::Missing("jumpcloud", "JUMPCLOUD_URL"))?;
+            let key = config
+                .jumpcloud_key
+                .clone()
+                .filter(|k| !k.trim().is_empty())
+                .ok_or(SelectError::Missing(
+                    "jumpcloud",
+                    "JUMPCLOUD_KEY (the API key JumpCloud issued; scimd never sends its own)",
+                ))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(SelectError::Invalid(
+                    "jumpcloud",
+                    format!("JUMPCLOUD_URL {url:?} is not an http(s):// URL"),
+                ));
+            }
+            Ok(Backend::JumpCloud(JumpCloudSettings {
+                url,
+                key,
+                org_id: config.jumpcloud_org_id.clone(),
+            }))
+        }
         other => Err(SelectError::Unknown(other.to_owned())),
     }
 }

@@ -51,7 +51,12 @@ fn list(s: &State, call: &Call) -> Reply {
                 .all(|(f, op, v)| matches(g, f, op, v).unwrap_or(false))
         })
         .collect();
-    let page = found.iter().skip(skip).take(limit).map(|g| (*g).clone()).collect();
+    let page = found
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .map(|g| (*g).clone())
+        .collect();
     Reply::page(page, found.len())
 }
 
@@ -69,10 +74,16 @@ fn checked_name(s: &State, own_id: Option<&str>, call: &Call) -> Result<String, 
         }
     }
     let taken = s.groups.iter().any(|(id, g)| {
-        Some(id.as_str()) != own_id && g["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))
+        Some(id.as_str()) != own_id
+            && g["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
     });
     if taken {
-        return Err(error(409, &format!("a group named {name:?} already exists")));
+        return Err(error(
+            409,
+            &format!("a group named {name:?} already exists"),
+        ));
     }
     Ok(name.to_owned())
 }
@@ -156,7 +167,7 @@ fn member_op(s: &mut State, id: &str, call: &Call) -> Reply {
     }
     let members = s.members.entry(id.to_owned()).or_default();
     match op {
-        "add" if !members.insert(user) => error(409, "Already Exists"),
+        "add" if !members.insert(user.clone()) => error(409, "Already Exists"),
         "remove" if !members.remove(&user) => error(404, "Not Found"),
         "update" if !members.contains(&user) => error(404, "Not Found"),
         _ => Reply::empty(204),

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use poem::listener::TcpAcceptor;
-use poem::{Request, Response, Server};
+use poem::{Request, Server};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -73,7 +73,11 @@ impl State {
     /// A new ObjectId-like id: 24 lowercase hex digits.
     fn new_id(&mut self) -> String {
         self.next_id += 1;
-        format!("5f{:06x}{:016x}", std::process::id() & 0xff_ffff, self.next_id)
+        format!(
+            "5f{:06x}{:016x}",
+            std::process::id() & 0xff_ffff,
+            self.next_id
+        )
     }
 }
 
@@ -229,14 +233,24 @@ impl Reader {
         }
     }
 
+    /// `GET path`, tried again (as JumpCloud's clients do) while the answer is a 429 or a 5xx,
+    /// which the test may have asked the emulator for.
     async fn get(&self, path: &str, query: &[(&str, String)]) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .header("x-api-key", &self.key)
-            .query(query)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        for _ in 0..100 {
+            let r = self
+                .http
+                .get(format!("{}{path}", self.url))
+                .header("x-api-key", &self.key)
+                .query(query)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            if r.status().as_u16() != 429 && !r.status().is_server_error() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("GET {path}: throttled or failing through 100 tries");
     }
 
     /// Every system user, through v1 paging (`skip += len(results)` until `totalCount`), 7 per
@@ -247,7 +261,11 @@ impl Reader {
             let r = self
                 .get(
                     "/api/systemusers",
-                    &[("limit", "7".into()), ("skip", out.len().to_string()), ("sort", "_id".into())],
+                    &[
+                        ("limit", "7".into()),
+                        ("skip", out.len().to_string()),
+                        ("sort", "_id".into()),
+                    ],
                 )
                 .await;
             assert_eq!(r.status().as_u16(), 200, "list users");
@@ -280,7 +298,10 @@ impl Reader {
         let mut out: Vec<Value> = Vec::new();
         loop {
             let r = self
-                .get(path, &[("limit", "7".into()), ("skip", out.len().to_string())])
+                .get(
+                    path,
+                    &[("limit", "7".into()), ("skip", out.len().to_string())],
+                )
                 .await;
             assert_eq!(r.status().as_u16(), 200, "list {path}");
             let total: usize = r

@@ -129,10 +129,19 @@ fn project(user: &Value, fields: &[&str]) -> Value {
 }
 
 /// Checks the writable fields of `body` (POST when `create`); the first violation is the 400.
-fn validate(s: &State, own_id: Option<&str>, body: &Map<String, Value>, create: bool) -> Result<(), Reply> {
+fn validate(
+    s: &State,
+    own_id: Option<&str>,
+    body: &Map<String, Value>,
+    create: bool,
+) -> Result<(), Reply> {
     if create {
         for field in ["username", "email"] {
-            if !body.get(field).and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
+            if !body
+                .get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty())
+            {
                 return Err(invalid(field, "is required"));
             }
         }
@@ -164,7 +173,9 @@ fn validate(s: &State, own_id: Option<&str>, body: &Map<String, Value>, create: 
         }
     }
     if let Some(email) = body.get("email").and_then(Value::as_str)
-        && !email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+        && !email
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
     {
         return Err(invalid("email", "is not a valid email address"));
     }
@@ -176,7 +187,10 @@ fn validate(s: &State, own_id: Option<&str>, body: &Map<String, Value>, create: 
     if let Some(state) = body.get("state") {
         let ok = state.as_str().is_some_and(|st| allowed.contains(&st));
         if !ok {
-            return Err(invalid("state", &format!("must be one of {}", allowed.join(", "))));
+            return Err(invalid(
+                "state",
+                &format!("must be one of {}", allowed.join(", ")),
+            ));
         }
     }
     if let (Some(state), Some(suspended)) = (
@@ -193,16 +207,30 @@ fn validate(s: &State, own_id: Option<&str>, body: &Map<String, Value>, create: 
         let mut names: Vec<String> = Vec::new();
         for a in attrs {
             let name = a.get("name").and_then(Value::as_str).unwrap_or("");
-            if name.is_empty() || name.chars().count() >= 32 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(invalid("attributes", &format!("name {name:?} must be letters and digits, under 32 characters")));
+            if name.is_empty()
+                || name.chars().count() >= 32
+                || !name.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(invalid(
+                    "attributes",
+                    &format!("name {name:?} must be letters and digits, under 32 characters"),
+                ));
             }
             if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                return Err(invalid("attributes", &format!("name {name:?} is not unique")));
+                return Err(invalid(
+                    "attributes",
+                    &format!("name {name:?} is not unique"),
+                ));
             }
             names.push(name.to_owned());
             match a.get("value") {
                 Some(Value::String(v)) if v.chars().count() <= 1024 => {}
-                _ => return Err(invalid("attributes", &format!("value of {name:?} must be a string of at most 1024 characters"))),
+                _ => {
+                    return Err(invalid(
+                        "attributes",
+                        &format!("value of {name:?} must be a string of at most 1024 characters"),
+                    ));
+                }
             }
         }
     }
@@ -252,12 +280,18 @@ fn apply_writable(user: &mut Value, body: &Map<String, Value>) {
     for (k, v) in body {
         let writable = STRINGS.contains(&k.as_str())
             || BOOLEANS.contains(&k.as_str())
-            || matches!(k.as_str(), "attributes" | "phoneNumbers" | "addresses" | "employeeIdentifier" | "manager");
+            || matches!(
+                k.as_str(),
+                "attributes" | "phoneNumbers" | "addresses" | "employeeIdentifier" | "manager"
+            );
         if writable {
             user[k.as_str()] = v.clone();
         }
     }
-    match (body.get("state").and_then(Value::as_str), body.get("suspended").and_then(Value::as_bool)) {
+    match (
+        body.get("state").and_then(Value::as_str),
+        body.get("suspended").and_then(Value::as_bool),
+    ) {
         (Some(state), _) => {
             user["state"] = json!(state);
             user["suspended"] = json!(state == "SUSPENDED");
@@ -292,7 +326,11 @@ fn add_key(s: &mut State, id: &str, call: &Call) -> Reply {
         Err(reply) => return reply,
     };
     for field in ["name", "public_key"] {
-        if !body.get(field).and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
+        if !body
+            .get(field)
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+        {
             return invalid(field, "is required");
         }
     }
@@ -305,6 +343,9 @@ fn add_key(s: &mut State, id: &str, call: &Call) -> Reply {
         "create_date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     let user = s.users.get_mut(id).expect("checked above");
-    user["ssh_keys"].as_array_mut().expect("ssh_keys").push(key.clone());
+    user["ssh_keys"]
+        .as_array_mut()
+        .expect("ssh_keys")
+        .push(key.clone());
     Reply::json(200, key)
 }

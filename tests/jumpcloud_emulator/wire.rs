@@ -54,7 +54,10 @@ pub fn error(code: u16, message: &str) -> Reply {
         429 => "RESOURCE_EXHAUSTED",
         _ => "UNAVAILABLE",
     };
-    Reply::json(code, json!({"code": code, "message": message, "status": status}))
+    Reply::json(
+        code,
+        json!({"code": code, "message": message, "status": status}),
+    )
 }
 
 /// A 400 with google.rpc-style details naming the field (ErrorDetails).
@@ -96,7 +99,9 @@ impl Call<'_> {
         self.query
             .iter()
             .filter(|(k, _)| {
-                k == name || (k.starts_with(&indexed) && k[indexed.len()..].starts_with(|c: char| c.is_ascii_digit()))
+                k == name
+                    || (k.starts_with(&indexed)
+                        && k[indexed.len()..].starts_with(|c: char| c.is_ascii_digit()))
             })
             .map(|(_, v)| v.as_str())
             .collect()

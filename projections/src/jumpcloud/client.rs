@@ -127,7 +127,10 @@ impl Client {
                     let text = match response.text().await {
                         Ok(text) => text,
                         Err(e) => {
-                            last = format!("JumpCloud's answer to {what} broke off: {}", without_url(&e));
+                            last = format!(
+                                "JumpCloud's answer to {what} broke off: {}",
+                                without_url(&e)
+                            );
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(MAX_BACKOFF);
                             continue;
@@ -140,7 +143,11 @@ impl Client {
                         } else {
                             serde_json::from_str(&text).unwrap_or(Value::String(text))
                         };
-                        return Ok(Answer { status: code, body, total });
+                        return Ok(Answer {
+                            status: code,
+                            body,
+                            total,
+                        });
                     }
                     let message = message(&text);
                     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -175,7 +182,13 @@ impl Client {
 
 /// `Retry-After` in seconds (JumpCloud documents none; an HTTP date is not honoured).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
@@ -211,7 +224,10 @@ mod tests {
 
     #[test]
     fn a_message_is_read_from_either_error_shape() {
-        assert_eq!(message(r#"{"message":"User already exists"}"#), "User already exists");
+        assert_eq!(
+            message(r#"{"message":"User already exists"}"#),
+            "User already exists"
+        );
         assert_eq!(
             message(r#"{"code":400,"message":"bad","status":"INVALID_ARGUMENT","details":[]}"#),
             "bad"
@@ -226,7 +242,10 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert("retry-after", HeaderValue::from_static("100000"));
         assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
-        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), None);
     }
 

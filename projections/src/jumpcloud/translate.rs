@@ -327,7 +327,9 @@ pub fn ssh_keys(doc: &Map<String, Value>) -> Vec<SshKey> {
         let Some(line) = line.map(|l| l.trim().to_owned()) else {
             continue;
         };
-        let ssh = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| line.starts_with(p));
+        let ssh = ["ssh-", "ecdsa-", "sk-"]
+            .iter()
+            .any(|p| line.starts_with(p));
         if !ssh || line.contains('\n') || out.iter().any(|k| k.public_key == line) {
             continue;
         }

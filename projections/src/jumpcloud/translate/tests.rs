@@ -32,7 +32,10 @@ fn a_username_jumpcloud_refuses_is_refused_with_the_broken_rule() {
         let err = username(input).unwrap_err();
         let text = err.to_string();
         assert!(text.contains(why), "{input}: {text}");
-        assert!(text.contains(input), "{input}: the reason names the userName: {text}");
+        assert!(
+            text.contains(input),
+            "{input}: the reason names the userName: {text}"
+        );
     }
     assert_eq!(username(&"a".repeat(30)).unwrap().len(), 30);
 }
@@ -48,7 +51,10 @@ fn the_email_is_the_primary_then_another_address_then_the_username() {
     assert_eq!(u.email, "a1@corp.example");
     assert_eq!(u.body["alternateEmail"], "a2@corp.example");
     let u = user(&json!({"userName": "alice@corp.example"})).unwrap();
-    assert_eq!((u.username.as_str(), u.email.as_str()), ("alice", "alice@corp.example"));
+    assert_eq!(
+        (u.username.as_str(), u.email.as_str()),
+        ("alice", "alice@corp.example")
+    );
     assert_eq!(u.body["alternateEmail"], "");
 }
 
@@ -62,10 +68,21 @@ fn a_user_without_any_address_is_refused() {
 #[test]
 fn active_gives_state_and_suspended_together() {
     let on = user(&json!({"userName": "a@b.example"})).unwrap().body;
-    assert_eq!((on["state"].clone(), on["suspended"].clone()), (json!("ACTIVATED"), json!(false)));
-    let off = user(&json!({"userName": "a@b.example", "active": false})).unwrap().body;
-    assert_eq!((off["state"].clone(), off["suspended"].clone()), (json!("SUSPENDED"), json!(true)));
-    assert!(off.get("activated").is_none(), "activated is the password status");
+    assert_eq!(
+        (on["state"].clone(), on["suspended"].clone()),
+        (json!("ACTIVATED"), json!(false))
+    );
+    let off = user(&json!({"userName": "a@b.example", "active": false}))
+        .unwrap()
+        .body;
+    assert_eq!(
+        (off["state"].clone(), off["suspended"].clone()),
+        (json!("SUSPENDED"), json!(true))
+    );
+    assert!(
+        off.get("activated").is_none(),
+        "activated is the password status"
+    );
 }
 
 #[test]
@@ -77,7 +94,10 @@ fn names_are_sent_and_missing_ones_are_cleared() {
     assert_eq!(body["lastname"], "Ames");
     assert_eq!(body["middlename"], "");
     assert_eq!(body["displayname"], "Alice A");
-    assert_eq!(names(body["attributes"].as_array().unwrap()), [("nameHonorificPrefix", "Dr.")]);
+    assert_eq!(
+        names(body["attributes"].as_array().unwrap()),
+        [("nameHonorificPrefix", "Dr.")]
+    );
 }
 
 #[test]
@@ -109,10 +129,17 @@ fn the_rest_goes_under_attributes_with_clean_names_and_cut_values() {
         ]
     );
     for (name, _) in &got {
-        assert!(name.len() < 32 && name.chars().all(|c| c.is_ascii_alphanumeric()), "{name}");
+        assert!(
+            name.len() < 32 && name.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{name}"
+        );
     }
     let phones: Value = serde_json::from_str(got[1].1).unwrap();
-    assert_eq!(phones, json!([{"type": "work", "value": "+31 20"}]), "compact JSON");
+    assert_eq!(
+        phones,
+        json!([{"type": "work", "value": "+31 20"}]),
+        "compact JSON"
+    );
     assert_eq!(got[4].1.len(), VALUE_MAX);
     assert_eq!(got[9].1, "again");
 }
@@ -135,13 +162,22 @@ fn ssh_keys_come_from_certificates_that_decode_to_openssh_lines() {
                 name: "scimd:alice@laptop".into(),
                 public_key: "ssh-ed25519 AAAAC3Nza alice@laptop".into()
             },
-            SshKey { name: "scimd:key2".into(), public_key: "ssh-rsa AAAAB3Nza".into() },
+            SshKey {
+                name: "scimd:key2".into(),
+                public_key: "ssh-rsa AAAAB3Nza".into()
+            },
         ]
     );
 }
 
 #[test]
 fn a_group_is_its_name_and_needs_one() {
-    assert_eq!(group(&json!({"displayName": "Ops"})).unwrap(), json!({"name": "Ops"}));
-    assert_eq!(group(&json!({"displayName": " "})).unwrap_err(), Untranslatable::NoGroupName);
+    assert_eq!(
+        group(&json!({"displayName": "Ops"})).unwrap(),
+        json!({"name": "Ops"})
+    );
+    assert_eq!(
+        group(&json!({"displayName": " "})).unwrap_err(),
+        Untranslatable::NoGroupName
+    );
 }
