@@ -394,6 +394,25 @@ async fn a_username_jumpcloud_refuses_is_translated_or_parked_with_the_reason() 
         "with dave"
     );
 
+    // A member added to the parked group afterwards goes through as a delta; the retry below
+    // must still send the group whole (the same version) to add what the park left out.
+    let gina = id_of(&api.create_user(user("gina")).await);
+    api.patch(
+        &format!("/Groups/{group}"),
+        &patch(json!([{"op": "add", "path": "members", "value": [{"value": gina}]}])),
+    )
+    .await
+    .expect(204);
+    caught_up(&s, CONVERGE).await;
+    assert_eq!(
+        reader
+            .members(groups[0]["id"].as_str().unwrap())
+            .await
+            .len(),
+        2,
+        "dave and gina"
+    );
+
     // Fixed in scimd, then retried: everything arrives, nothing stays parked.
     api.patch(
         &format!("/Users/{spaced}"),

@@ -137,10 +137,10 @@ fn validate(
 ) -> Result<(), Reply> {
     if create {
         for field in ["username", "email"] {
-            if !body
+            if body
                 .get(field)
                 .and_then(Value::as_str)
-                .is_some_and(|v| !v.is_empty())
+                .is_none_or(str::is_empty)
             {
                 return Err(invalid(field, "is required"));
             }
@@ -326,10 +326,10 @@ fn add_key(s: &mut State, id: &str, call: &Call) -> Reply {
         Err(reply) => return reply,
     };
     for field in ["name", "public_key"] {
-        if !body
+        if body
             .get(field)
             .and_then(Value::as_str)
-            .is_some_and(|v| !v.is_empty())
+            .is_none_or(str::is_empty)
         {
             return invalid(field, "is required");
         }

@@ -111,9 +111,11 @@ impl From<ProjectionError> for Failure {
 pub struct JumpCloudProjection {
     client: Client,
     ids: Arc<dyn IdMap>,
-    /// The version last applied per resource, so that a batch re-applied after a park does not
-    /// send again what already went through.
-    applied: HashMap<(ResourceKind, String), u64>,
+    /// The version last applied per resource, and whether it went whole (an upsert), so that a
+    /// batch re-applied after a park does not send again what already went through. A group's
+    /// delta does not stand for its whole upsert of the same version (which `retry` sends to add
+    /// the members a parked delta left out).
+    applied: HashMap<(ResourceKind, String), (u64, bool)>,
 }
 
 impl JumpCloudProjection {
@@ -512,8 +514,9 @@ impl JumpCloudProjection {
     async fn members_of(&self, remote: &str) -> Result<Vec<String>, Failure> {
         let path = format!("/api/v2/usergroups/{remote}/members");
         let mut out = Vec::new();
+        let mut edges = 0;
         loop {
-            let skip = out.len().to_string();
+            let skip = edges.to_string();
             let limit = PAGE.to_string();
             let a = self
                 .client
@@ -533,8 +536,9 @@ impl JumpCloudProjection {
                     .then(|| to.get("id").and_then(Value::as_str).map(str::to_owned))
                     .flatten()
             }));
+            edges += n;
             let total = a.total.map_or(usize::MAX, |t| t as usize);
-            if n < PAGE || skip.parse::<usize>().unwrap_or(0) + n >= total {
+            if n < PAGE || edges >= total {
                 return Ok(out);
             }
         }
@@ -597,10 +601,10 @@ impl JumpCloudProjection {
                 let skip = match &changes[i] {
                     Change::Upsert {
                         kind, id, version, ..
-                    } => applied.get(&(*kind, id.clone())) == Some(version),
-                    Change::Members { id, version, .. } => {
-                        applied.get(&(ResourceKind::Group, id.clone())) == Some(version)
-                    }
+                    } => applied.get(&(*kind, id.clone())) == Some(&(*version, true)),
+                    Change::Members { id, version, .. } => applied
+                        .get(&(ResourceKind::Group, id.clone()))
+                        .is_some_and(|(v, _)| v == version),
                     Change::Delete { .. } => false,
                 };
                 std::future::ready(!skip)
@@ -623,11 +627,11 @@ impl JumpCloudProjection {
             Change::Upsert {
                 kind, id, version, ..
             } => {
-                self.applied.insert((*kind, id.clone()), *version);
+                self.applied.insert((*kind, id.clone()), (*version, true));
             }
             Change::Members { id, version, .. } => {
                 self.applied
-                    .insert((ResourceKind::Group, id.clone()), *version);
+                    .insert((ResourceKind::Group, id.clone()), (*version, false));
             }
             Change::Delete { kind, id } => {
                 self.applied.remove(&(*kind, id.clone()));
