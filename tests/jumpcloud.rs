@@ -481,9 +481,15 @@ async fn jumpcloud_down_mid_load_then_back_converges() {
     workload(&api, "pre", 8).await;
     converged(&s, &jc, CONVERGE).await;
 
+    // Down in the middle of a load; the API goes on meanwhile.
+    let load = {
+        let api = api.clone();
+        tokio::spawn(async move { create_users(&api, "mid", 40).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
     jc.stop().await;
-    // The API goes on while JumpCloud is down.
     workload(&api, "down", 8).await;
+    assert_eq!(load.await.expect("load").len(), 40);
     let deadline = Instant::now() + CONVERGE;
     loop {
         let st = status(&s).await;
