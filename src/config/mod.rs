@@ -154,7 +154,7 @@ pub struct ServeConfig {
 /// Which projections run and where they write.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProjectionConfig {
-    /// Projections to run, comma-separated (`file`, `sql`, `ldap`, `mongo`), or `none`. Unset: `sql`
+    /// Projections to run, comma-separated (`file`, `sql`, `ldap`, `mongo`, `jumpcloud`), or `none`. Unset: `sql`
     /// if DATABASE_URL is set, else `file`.
     #[arg(long, env = "PROJECTIONS")]
     pub projections: Option<String>,
@@ -202,6 +202,17 @@ pub struct ProjectionConfig {
     /// MongoDB database of the projection.
     #[arg(long, env = "MONGO_DATABASE", default_value = "scim")]
     pub mongo_database: String,
+    /// JumpCloud projection: the API's root (`https://console.jumpcloud.com`); scimd appends
+    /// `/api/…` and `/api/v2/…`.
+    #[arg(long, env = "JUMPCLOUD_URL")]
+    pub jumpcloud_url: Option<String>,
+    /// JumpCloud API key, sent as `x-api-key` (never printed or logged).
+    #[arg(long, env = "JUMPCLOUD_KEY", hide_env_values = true)]
+    pub jumpcloud_key: Option<String>,
+    /// JumpCloud organisation id, sent as `x-org-id` (needed by administrators of several
+    /// organisations).
+    #[arg(long, env = "JUMPCLOUD_ORG_ID")]
+    pub jumpcloud_org_id: Option<String>,
 }
 
 /// The AMQP fan-out.

@@ -1,9 +1,11 @@
 //! Which projection backends a deployment runs, and how each is connected.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use projections::file::FileProjection;
 use projections::file::source::FileSource;
+use projections::jumpcloud::{JumpCloudProjection, JumpCloudSettings};
 use projections::ldap::source::LdapSource;
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
 use projections::mongo::source::MongoSource;
@@ -11,7 +13,7 @@ use projections::mongo::{MongoProjection, MongoSettings};
 use projections::source::Source;
 use projections::sql::SqlProjection;
 use projections::sql::source::SqlSource;
-use projections::{Projection, ProjectionError};
+use projections::{IdMap, Projection, ProjectionError};
 
 use crate::config::ProjectionConfig;
 
@@ -33,6 +35,8 @@ pub enum Backend {
         uri: String,
         settings: MongoSettings,
     },
+    /// A JumpCloud organisation.
+    JumpCloud(JumpCloudSettings),
 }
 
 /// A projection setting that makes no sense.
@@ -40,7 +44,7 @@ pub enum Backend {
 pub enum SelectError {
     /// PROJECTIONS names a backend scimd does not have.
     #[error(
-        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, none)"
+        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, jumpcloud, none)"
     )]
     Unknown(String),
     /// A backend was asked for without its settings.
@@ -59,11 +63,17 @@ impl Backend {
             Backend::Sql { .. } => "sql",
             Backend::Ldap(_) => "ldap",
             Backend::Mongo { .. } => "mongo",
+            Backend::JumpCloud(_) => "jumpcloud",
         }
     }
 
-    /// Connects to the backend. Fails with `Unavailable` while it is unreachable.
-    pub async fn connect(&self) -> Result<Box<dyn Projection>, ProjectionError> {
+    /// Connects to the backend. Fails with `Unavailable` while it is unreachable. `ids` is the
+    /// backend's durable id map, which the remote backends (whose services assign their own ids)
+    /// keep; the others ignore it.
+    pub async fn connect(
+        &self,
+        ids: Arc<dyn IdMap>,
+    ) -> Result<Box<dyn Projection>, ProjectionError> {
         Ok(match self {
             Backend::File(root) => Box::new(FileProjection::new(root.clone())),
             Backend::Sql { url, users, groups } => {
@@ -72,6 +82,9 @@ impl Backend {
             Backend::Ldap(settings) => Box::new(LdapProjection::connect(settings.clone()).await?),
             Backend::Mongo { uri, settings } => {
                 Box::new(MongoProjection::connect(uri, settings.clone()).await?)
+            }
+            Backend::JumpCloud(settings) => {
+                Box::new(JumpCloudProjection::connect(settings, ids).await?)
             }
         })
     }
@@ -89,6 +102,14 @@ impl Backend {
             Backend::Ldap(settings) => Box::new(LdapSource::connect(settings.clone()).await?),
             Backend::Mongo { uri, settings } => {
                 Box::new(MongoSource::connect(uri, settings.clone()).await?)
+            }
+            // `replay --fresh` deletes in JumpCloud only what the id map names, so the rows scimd
+            // did not write are never at risk; importing from JumpCloud is not offered.
+            Backend::JumpCloud(_) => {
+                return Err(ProjectionError::Config(
+                    "the jumpcloud projection has no read side: scimd import cannot read from it"
+                        .into(),
+                ));
             }
         })
     }
@@ -158,6 +179,32 @@ pub fn by_name(
                 },
             })
             .ok_or(SelectError::Missing("mongo", "MONGO_DB")),
+        "jumpcloud" => {
+            let url = config
+                .jumpcloud_url
+                .clone()
+                .filter(|u| !u.trim().is_empty())
+                .ok_or(SelectError::Missing("jumpcloud", "JUMPCLOUD_URL"))?;
+            let key = config
+                .jumpcloud_key
+                .clone()
+                .filter(|k| !k.trim().is_empty())
+                .ok_or(SelectError::Missing(
+                    "jumpcloud",
+                    "JUMPCLOUD_KEY (the API key JumpCloud issued; scimd never sends its own)",
+                ))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(SelectError::Invalid(
+                    "jumpcloud",
+                    format!("JUMPCLOUD_URL {url:?} is not an http(s):// URL"),
+                ));
+            }
+            Ok(Backend::JumpCloud(JumpCloudSettings {
+                url,
+                key,
+                org_id: config.jumpcloud_org_id.clone(),
+            }))
+        }
         other => Err(SelectError::Unknown(other.to_owned())),
     }
 }

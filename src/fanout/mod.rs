@@ -4,5 +4,6 @@
 
 pub mod amqp;
 pub mod backends;
+pub mod id_map;
 pub mod projection;
 pub mod status;
