@@ -35,7 +35,7 @@ pub async fn replay(
     name: &str,
     fresh: bool,
 ) -> anyhow::Result<()> {
-    match open_locally(data_path, registry, config, name)? {
+    match open_locally(data_path, registry, config, name, "--projection")? {
         Some((store, mut runner)) => {
             let target = store.snapshot()?.position()?;
             let bar = progress_bar(target);
@@ -81,7 +81,7 @@ pub async fn retry(
     config: &ServeConfig,
     name: &str,
 ) -> anyhow::Result<()> {
-    match open_locally(data_path, registry, config, name)? {
+    match open_locally(data_path, registry, config, name, "`projection retry`")? {
         Some((store, mut runner)) => {
             let result = runner.retry_parked().await;
             let left = store.snapshot()?.parked(name)?.len();
@@ -104,13 +104,22 @@ pub async fn retry(
 }
 
 /// The store and a runner for projection `name`, or `None` when a running server holds the store.
+/// `given_as` is how the operator typed the name (`--projection`), for the message when it is
+/// not a projection.
 fn open_locally(
     data_path: &Path,
     registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
+    given_as: &str,
 ) -> anyhow::Result<Option<(Arc<Store>, Runner)>> {
-    let backend = backends::by_name(name, &config.projections, data_path)?;
+    let backend = match backends::by_name(name, &config.projections, data_path) {
+        Err(backends::SelectError::Unknown(_)) => anyhow::bail!(
+            "{given_as} names `{name}`, which is not a projection; choose one of: {}",
+            backends::NAMES.join(", ")
+        ),
+        other => other?,
+    };
     match Store::open(data_path, registry, config.store_cache_bytes()) {
         Ok(store) => {
             let store = Arc::new(store);

@@ -30,6 +30,9 @@ pub enum Backend {
     },
 }
 
+/// The name of every projection backend, as PROJECTIONS and `scimd replay --projection` take them.
+pub const NAMES: &[&str] = &["file", "sql", "ldap", "mongo"];
+
 /// A projection setting that makes no sense.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
