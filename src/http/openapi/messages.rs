@@ -79,14 +79,15 @@ pub fn search_request() -> Value {
     ]});
     json!({
         "type": "object",
-        "description": "A search (RFC 7644 §3.4.3); members as the query parameters of GET /Users.",
+        "description": format!(
+            "A search (RFC 7644 §3.4.3); members as the query parameters of GET /Users. \
+             `schemas` ([\"{SEARCH_REQUEST_SCHEMA}\"]) and other members are not read."),
         // `null` counts as absent, as for any SCIM attribute (RFC 7643 §2.5).
         "properties": {
-            "schemas": {"type": "array", "nullable": true,
-                        "items": {"type": "string", "enum": [SEARCH_REQUEST_SCHEMA]}},
             "filter": {"type": "string", "nullable": true, "description": "RFC 7644 §3.4.2.2 filter."},
             "sortBy": {"type": "string", "nullable": true},
-            "sortOrder": nullable(sort_order()),
+            "sortOrder": {"type": "string", "nullable": true,
+                          "enum": ["ascending", "descending", null]},
             "startIndex": nullable(whole_number()),
             "count": nullable(whole_number()),
             "cursor": {"type": "string", "nullable": true,
@@ -152,8 +153,10 @@ pub fn patch_op(registry: &Registry, rt: ResourceType) -> Value {
              this schema lists the simplest forms."),
         "required": ["schemas", "Operations"],
         "properties": {
-            "schemas": {"type": "array", "minItems": 1,
-                        "items": {"type": "string", "enum": [PATCH_OP_SCHEMA]}},
+            // Must name PATCH_OP_SCHEMA; other URNs beside it are tolerated (OpenAPI 3.0 has no
+            // `contains` to say "includes").
+            "schemas": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                        "description": format!("Must include \"{PATCH_OP_SCHEMA}\".")},
             "Operations": {
                 "type": "array",
                 "minItems": 1,
@@ -192,7 +195,7 @@ pub fn bulk_request() -> Value {
         "properties": {
             "schemas": {"type": "array", "minItems": 1,
                         "items": {"type": "string", "enum": [BULK_REQUEST_SCHEMA]}},
-            "failOnErrors": {"type": "integer", "minimum": 1},
+            "failOnErrors": {"type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX},
             "Operations": {
                 "type": "array",
                 "maxItems": MAX_BULK,

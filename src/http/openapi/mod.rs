@@ -92,13 +92,19 @@ fn component_schemas(registry: &Registry) -> Map<String, Value> {
             o.remove("required");
             o.remove("example");
         }
-        // A path-less value names an extension to set its attributes: an object, not `null`.
+        // A path-less value sets what it names: a value, not `null` (remove takes a path).
         if let Some(props) = partial["properties"].as_object_mut() {
-            for (name, schema) in props.iter_mut() {
-                if scim::schema::path::is_urn(name)
-                    && let Some(o) = schema.as_object_mut()
-                {
+            for schema in props.values_mut() {
+                if let Some(o) = schema.as_object_mut() {
                     o.remove("nullable");
+                }
+                // An extension's attributes, too.
+                if let Some(inner) = schema["properties"].as_object_mut() {
+                    for attr in inner.values_mut() {
+                        if let Some(o) = attr.as_object_mut() {
+                            o.remove("nullable");
+                        }
+                    }
                 }
             }
         }

@@ -189,7 +189,8 @@ fn single(a: &Attribute, direction: Direction, open: bool) -> Value {
         AttributeType::String => json!({"type": "string"}),
         AttributeType::Boolean => json!({"type": "boolean"}),
         AttributeType::Decimal => json!({"type": "number"}),
-        AttributeType::Integer => json!({"type": "integer"}),
+        AttributeType::Integer => json!({"type": "integer", "format": "int64",
+                                         "minimum": i64::MIN, "maximum": i64::MAX}),
         AttributeType::DateTime => json!({"type": "string", "format": "date-time"}),
         AttributeType::Binary => json!({
             "type": "string",
@@ -224,10 +225,15 @@ fn single(a: &Attribute, direction: Direction, open: bool) -> Value {
                 }
             }
             // A member's type is checked (RFC 7643 §4.2), unlike other canonical values.
+            // And every member names its id.
             if a.name == "members"
                 && let Some(t) = properties.get_mut("type")
             {
-                t["enum"] = json!(["User", "Group"]);
+                t["enum"] = json!(["User", "Group", null]);
+                if let Some(v) = properties.get_mut("value") {
+                    v["minLength"] = json!(1);
+                }
+                required.push(json!("value"));
             }
             let mut schema = json!({
                 "type": "object",
