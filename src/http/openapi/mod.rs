@@ -99,7 +99,7 @@ fn component_schemas(registry: &Registry) -> Map<String, Value> {
                     o.remove("nullable");
                 }
                 // An extension's attributes, too.
-                if let Some(inner) = schema["properties"].as_object_mut() {
+                if let Some(inner) = schema.get_mut("properties").and_then(Value::as_object_mut) {
                     for attr in inner.values_mut() {
                         if let Some(o) = attr.as_object_mut() {
                             o.remove("nullable");
