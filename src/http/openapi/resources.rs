@@ -270,8 +270,9 @@ mod tests {
         let member = &group["properties"]["members"]["anyOf"][1];
         assert_eq!(
             member["properties"]["type"]["enum"],
-            json!(["User", "Group"])
+            json!(["User", "Group", null])
         );
+        assert_eq!(member["required"], json!(["value"]));
         assert_eq!(member["properties"]["display"]["readOnly"], true);
     }
 }
