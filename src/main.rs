@@ -78,9 +78,14 @@ enum LogCommand {
         #[arg(long)]
         follow: bool,
     },
-    /// Check that positions are contiguous, every event decodes, and the read model equals a
-    /// fold of the log. Exits 1 if anything is wrong.
-    Verify,
+    /// Check the log (positions, decoding, the hash chain, each resource's history) and that the
+    /// read model, its indexes and the subscribers' bookkeeping equal what the log says. Reads
+    /// only; exits 1 if anything is wrong.
+    Verify {
+        /// Memory (MiB) the store's page cache may use while verifying.
+        #[arg(long, env = "STORE_CACHE_MB", default_value_t = 1024)]
+        store_cache_mb: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +101,8 @@ enum ProjectionCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Before anything creates a file: the store and projection documents hold personal data.
+    cli.common.files_mode.apply();
     init_tracing(&cli.common);
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -129,7 +136,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log(LogCommand::Tail { from, follow }) => {
             runtime.block_on(cli::log::tail(data_path, from, follow))
         }
-        Command::Log(LogCommand::Verify) => cli::log::verify(data_path, &*cli.common.registry()?),
+        Command::Log(LogCommand::Verify { store_cache_mb }) => cli::log::verify(
+            data_path,
+            &*cli.common.registry()?,
+            store_cache_mb.saturating_mul(1024 * 1024),
+        ),
         Command::Replay {
             projection,
             fresh,
@@ -186,6 +197,7 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         registry.clone(),
         config.store_cache_bytes(),
     )?);
+    store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
     if let Some(url) = config.amqp.url.clone() {
@@ -216,9 +228,20 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         config.page_size,
         limits,
         config.cursor_timeout,
+        service::Tuning {
+            patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
+            read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
+        },
     ));
     let subscribers = Arc::new(Subscribers::new(board, controls));
-    let app = http::app(service, subscribers, Arc::new(keys), &config);
+    let store_id = http::reach::store_id(&common.data_path)?;
+    let app = http::app(
+        service,
+        subscribers,
+        Arc::new(keys),
+        &config,
+        store_id.clone(),
+    );
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
     // Where a person starts: the explorer and the document, as a browser on this machine reaches them.
     let scheme = if config.tls_cert.is_some() {
@@ -228,12 +251,18 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     };
     let root = format!(
         "{scheme}://{}{}",
-        cli::health::connect_addr(config.listen),
+        http::reach::connect_addr(config.listen),
         config.base_path()
     );
     tracing::info!(explorer = %format!("{root}/"), openapi = %format!("{root}/openapi.json"), "API explorer");
-    let served = http::serve(app, &config).await;
-    store.close().await;
+    let served = http::serve(app, &config, &common.data_path, &store_id).await;
+    http::reach::withdraw(&common.data_path, std::process::id());
+    let closed = store.close().await;
+    served.with_context(|| format!("cannot serve on {}", config.listen))?;
+    anyhow::ensure!(
+        closed,
+        "the store was not closed cleanly (its writer was stuck); the next start repairs it"
+    );
     tracing::info!("store closed");
-    served.with_context(|| format!("cannot serve on {}", config.listen))
+    Ok(())
 }

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use scim::schema::{Registry, SchemaFiles, SchemaMode};
 
+pub use files_mode::FilesMode;
 pub use schema_path::SchemaPathError;
 
+mod files_mode;
 mod schema_path;
 
 /// Settings every subcommand shares.
@@ -50,6 +52,10 @@ pub struct CommonConfig {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub external_id_unique: bool,
+    /// Mode of the files scimd creates (store, projection documents); directories get search
+    /// where it lets read (0600 → 0700, 0640 → 0750).
+    #[arg(long, env = "FILES_MODE", default_value = "0600", global = true)]
+    pub files_mode: FilesMode,
 }
 
 impl CommonConfig {
@@ -99,6 +105,10 @@ pub struct ServeConfig {
     /// fastest while the store file (`DATA_PATH/scimd.redb`) fits: about 2 GB per million users.
     #[arg(long, env = "STORE_CACHE_MB", default_value_t = 1024)]
     pub store_cache_mb: usize,
+    /// Seconds one batch may keep the store's writer (an fsync, a commit) before it counts as
+    /// stalled: `/ready` and `/health` fail and an ERROR is logged until it moves again.
+    #[arg(long, env = "WRITER_STALL_TIMEOUT", default_value_t = 30)]
+    pub writer_stall_timeout: u64,
     /// Longest `filter` accepted, in characters (longer: 400 `invalidFilter`).
     #[arg(long, env = "FILTER_MAX_LENGTH", default_value_t = 4096)]
     pub filter_max_length: usize,
@@ -128,6 +138,25 @@ pub struct ServeConfig {
     /// PEM private key of TLS_CERT.
     #[arg(long, env = "TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a request's head (request line and headers) once it has
+    /// started it, and its first request after connecting; then the connection is closed.
+    #[arg(long, env = "HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's body after its head (408 beyond).
+    #[arg(long, env = "BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Seconds from a request's head to its answer (503 beyond: a write may or may not have been
+    /// applied).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+    /// Milliseconds of the store's writer one PATCH may take (413 beyond, nothing applied): every
+    /// other client's writes wait while the writer works on it.
+    #[arg(long, env = "PATCH_TIME_LIMIT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub patch_time_limit_ms: u64,
+    /// How many store reads (GET, lists, searches, `/status`) run at once, on threads of their own
+    /// beside the async runtime; more wait their turn.
+    #[arg(long, env = "READ_THREADS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..1024))]
+    pub read_threads: u64,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use poem::Request;
 use poem_openapi::Tags;
 
+pub(crate) use admin::liveness;
 pub use discovery::{Explorer, favicon};
 
 use super::auth::ApiKeyAuth;
@@ -62,6 +63,8 @@ pub struct Parts {
     pub page_size: usize,
     /// The explorer, for the `/` and `/openapi.json` routes.
     pub explorer: Arc<Explorer>,
+    /// The id of the store this server serves, shown in `/status` (see `http::reach`).
+    pub store_id: String,
 }
 
 /// Every route of the SCIM API.
@@ -83,6 +86,7 @@ pub fn api(parts: Parts) -> Api {
         admin::AdminApi {
             shared,
             subscribers: parts.subscribers,
+            store_id: parts.store_id,
         },
     )
 }
