@@ -66,7 +66,7 @@ pub async fn replay(
         refuse_rows_the_log_lacks(data_path, config, name).await?;
     }
     let fresh = fresh != Fresh::No;
-    match open_locally(data_path, registry, config, name)? {
+    match open_locally(data_path, registry, config, name, "--projection")? {
         Some((store, mut runner)) => {
             let target = store.snapshot()?.position()?;
             let bar = progress_bar(target);
@@ -114,7 +114,7 @@ async fn refuse_rows_the_log_lacks(
     config: &ServeConfig,
     name: &str,
 ) -> anyhow::Result<()> {
-    let backend = backends::by_name(name, &config.projections, data_path)?;
+    let backend = backend_named(data_path, config, name, "--projection")?;
     let cannot_check = |e: ProjectionError| {
         anyhow::anyhow!(
             "cannot see what the {name} backend holds before emptying it ({e}); \
@@ -180,7 +180,7 @@ pub async fn retry(
     config: &ServeConfig,
     name: &str,
 ) -> anyhow::Result<()> {
-    match open_locally(data_path, registry, config, name)? {
+    match open_locally(data_path, registry, config, name, "`projection retry`")? {
         Some((store, mut runner)) => {
             let result = runner.retry_parked().await;
             let left = store.snapshot()?.parked(name)?.len();
@@ -203,13 +203,32 @@ pub async fn retry(
 }
 
 /// The store and a runner for projection `name`, or `None` when a running server holds the store.
+/// `given_as` is how the operator typed the name (`--projection`), for the message when it is
+/// not a projection.
+/// The backend `name` names, or an error naming the flag it was `given_as` and the valid names.
+fn backend_named(
+    data_path: &Path,
+    config: &ServeConfig,
+    name: &str,
+    given_as: &str,
+) -> anyhow::Result<backends::Backend> {
+    match backends::by_name(name, &config.projections, data_path) {
+        Err(backends::SelectError::Unknown(_)) => anyhow::bail!(
+            "{given_as} names `{name}`, which is not a projection; choose one of: {}",
+            backends::NAMES.join(", ")
+        ),
+        other => Ok(other?),
+    }
+}
+
 fn open_locally(
     data_path: &Path,
     registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
+    given_as: &str,
 ) -> anyhow::Result<Option<(Arc<Store>, Runner)>> {
-    let backend = backends::by_name(name, &config.projections, data_path)?;
+    let backend = backend_named(data_path, config, name, given_as)?;
     match Store::open(data_path, registry, config.store_cache_bytes()) {
         Ok(store) => {
             let store = Arc::new(store);

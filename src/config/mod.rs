@@ -41,6 +41,17 @@ pub struct CommonConfig {
     /// Group attributes set from other attributes on every write, like USER_MAPPING.
     #[arg(long, env = "GROUP_MAPPING", global = true)]
     pub group_mapping: Option<String>,
+    /// `true`: `externalId` is unique per resource type (409 `uniqueness`). RFC 7643 §3.1 scopes it
+    /// to the provisioning client, so by default several resources may share one.
+    #[arg(
+        long,
+        env = "EXTERNAL_ID_UNIQUE",
+        default_value_t = false,
+        global = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub external_id_unique: bool,
     /// Mode of the files scimd creates (store, projection documents); directories get search
     /// where it lets read (0600 → 0700, 0640 → 0750).
     #[arg(long, env = "FILES_MODE", default_value = "0600", global = true)]
@@ -55,6 +66,7 @@ impl CommonConfig {
             None => SchemaFiles::default(),
         };
         Ok(Registry::load(&files, self.schema_mode)?
+            .with_external_id_unique(self.external_id_unique)
             .with_mappings(self.user_mapping.as_deref(), self.group_mapping.as_deref())
             .map(Arc::new)?)
     }

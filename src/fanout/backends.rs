@@ -39,6 +39,9 @@ pub enum Backend {
     JumpCloud(JumpCloudSettings),
 }
 
+/// The name of every projection backend, as PROJECTIONS and `scimd replay --projection` take them.
+pub const NAMES: &[&str] = &["file", "sql", "ldap", "mongo", "jumpcloud"];
+
 /// A projection setting that makes no sense.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
