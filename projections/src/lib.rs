@@ -1,5 +1,5 @@
 //! Projections: the backends scimd materialises Users and Groups into (flat files, SQL, LDAP,
-//! MongoDB, and later JumpCloud, an upstream SCIM server).
+//! MongoDB, an upstream SCIM server, and later JumpCloud).
 //!
 //! Every backend implements [`Projection`]. The caller (scimd's projection runner) owns the log,
 //! batching, retries, parking and checkpoints; a backend only applies [`Change`]s. This crate knows
@@ -49,6 +49,7 @@ pub mod file;
 pub mod id_map;
 pub mod ldap;
 pub mod mongo;
+pub mod scim;
 pub mod sql;
 
 use async_trait::async_trait;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use projections::file::FileProjection;
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
 use projections::mongo::{MongoProjection, MongoSettings};
+use projections::scim::{ScimProjection, ScimSettings};
 use projections::sql::SqlProjection;
 use projections::{IdMap, Projection, ProjectionError};
 
-use crate::config::ProjectionConfig;
+use crate::config::{ForwardScimError, ProjectionConfig};
 
 /// A configured projection backend, not yet connected.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub enum Backend {
         uri: String,
         settings: MongoSettings,
     },
+    /// An upstream SCIM server.
+    Scim(ScimSettings),
 }
 
 /// A projection setting that makes no sense.
@@ -36,7 +39,7 @@ pub enum Backend {
 pub enum SelectError {
     /// PROJECTIONS names a backend scimd does not have.
     #[error(
-        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, none)"
+        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, scim, none)"
     )]
     Unknown(String),
     /// A backend was asked for without its settings.
@@ -55,6 +58,7 @@ impl Backend {
             Backend::Sql { .. } => "sql",
             Backend::Ldap(_) => "ldap",
             Backend::Mongo { .. } => "mongo",
+            Backend::Scim(_) => "scim",
         }
     }
 
@@ -65,7 +69,6 @@ impl Backend {
         &self,
         ids: Arc<dyn IdMap>,
     ) -> Result<Box<dyn Projection>, ProjectionError> {
-        let _ = &ids;
         Ok(match self {
             Backend::File(root) => Box::new(FileProjection::new(root.clone())),
             Backend::Sql { url, users, groups } => {
@@ -74,6 +77,9 @@ impl Backend {
             Backend::Ldap(settings) => Box::new(LdapProjection::connect(settings.clone()).await?),
             Backend::Mongo { uri, settings } => {
                 Box::new(MongoProjection::connect(uri, settings.clone()).await?)
+            }
+            Backend::Scim(settings) => {
+                Box::new(ScimProjection::connect(settings.clone(), ids).await?)
             }
         })
     }
@@ -143,13 +149,39 @@ pub fn by_name(
                 },
             })
             .ok_or(SelectError::Missing("mongo", "MONGO_DB")),
+        "scim" => {
+            let forward = &config.forward;
+            let invalid = |e: ForwardScimError| SelectError::Invalid("scim", e.to_string());
+            let (url, key) =
+                forward
+                    .url_and_key()
+                    .map_err(invalid)?
+                    .ok_or(SelectError::Missing(
+                        "scim",
+                        "FORWARD_SCIM_URL and FORWARD_SCIM_KEY",
+                    ))?;
+            Ok(Backend::Scim(ScimSettings {
+                url,
+                key,
+                headers: forward.header_pairs().map_err(invalid)?,
+                ca_file: forward.ca_file.clone(),
+                adopt: forward.adopt,
+            }))
+        }
         other => Err(SelectError::Unknown(other.to_owned())),
     }
 }
 
 /// The projections to run: PROJECTIONS if set (`none` for none); otherwise every backend whose
 /// settings are present; otherwise `file`, as the earlier server defaulted to flat files.
+///
+/// A FORWARD_SCIM_URL without its key stops start-up even when `scim` is not selected: whoever set
+/// it expects forwarding, and must learn that the key has no default.
 pub fn select(config: &ProjectionConfig, data_path: &Path) -> Result<Vec<Backend>, SelectError> {
+    config
+        .forward
+        .url_and_key()
+        .map_err(|e| SelectError::Invalid("scim", e.to_string()))?;
     match config.projections.as_deref().map(str::trim) {
         Some("none") => Ok(Vec::new()),
         Some(list) if !list.is_empty() => {
