@@ -182,14 +182,24 @@ pub struct ProjectionConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ForwardScimConfig {
     /// Base URL of the upstream SCIM server's endpoints (`https://host/scim/v2`).
-    #[arg(long = "forward-scim-url", env = "FORWARD_SCIM_URL")]
+    #[arg(
+        long = "forward-scim-url",
+        id = "forward_scim_url",
+        env = "FORWARD_SCIM_URL"
+    )]
     pub url: Option<String>,
     /// FORWARD_SCIM_URL under the earlier server's name.
-    #[arg(long = "scim-forward-url", env = "SCIM_FORWARD_URL", hide = true)]
+    #[arg(
+        long = "scim-forward-url",
+        id = "scim_forward_url",
+        env = "SCIM_FORWARD_URL",
+        hide = true
+    )]
     pub url_earlier_name: Option<String>,
     /// Bearer token for the upstream; required with FORWARD_SCIM_URL (never scimd's own key).
     #[arg(
         long = "forward-scim-key",
+        id = "forward_scim_key",
         env = "FORWARD_SCIM_KEY",
         hide_env_values = true
     )]
@@ -197,6 +207,7 @@ pub struct ForwardScimConfig {
     /// FORWARD_SCIM_KEY under the earlier server's name.
     #[arg(
         long = "scim-forward-key",
+        id = "scim_forward_key",
         env = "SCIM_FORWARD_KEY",
         hide_env_values = true,
         hide = true
@@ -205,17 +216,23 @@ pub struct ForwardScimConfig {
     /// Extra headers for every upstream request: a JSON object `{"Name": "value"}`.
     #[arg(
         long = "forward-scim-headers",
+        id = "forward_scim_headers",
         env = "FORWARD_SCIM_HEADERS",
         hide_env_values = true
     )]
     pub headers: Option<String>,
     /// PEM file of CA certificates to trust for the upstream, besides the system's.
-    #[arg(long = "forward-scim-ca-file", env = "FORWARD_SCIM_CA_FILE")]
+    #[arg(
+        long = "forward-scim-ca-file",
+        id = "forward_scim_ca_file",
+        env = "FORWARD_SCIM_CA_FILE"
+    )]
     pub ca_file: Option<PathBuf>,
     /// On a 409 to a create, adopt the single upstream resource with the same userName /
     /// displayName (`true`), or park the change (`false`).
     #[arg(
         long = "forward-scim-adopt",
+        id = "forward_scim_adopt",
         env = "FORWARD_SCIM_ADOPT",
         default_value = "true",
         action = clap::ArgAction::Set,
