@@ -194,11 +194,23 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         config.page_size,
         limits,
         config.cursor_timeout,
+        service::Tuning {
+            patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
+            read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
+        },
     ));
     let subscribers = Arc::new(Subscribers::new(board, controls));
-    let app = http::app(service, subscribers, Arc::new(keys), &config);
+    let store_id = http::reach::store_id(&common.data_path)?;
+    let app = http::app(
+        service,
+        subscribers,
+        Arc::new(keys),
+        &config,
+        store_id.clone(),
+    );
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
-    let served = http::serve(app, &config).await;
+    let served = http::serve(app, &config, &common.data_path, &store_id).await;
+    http::reach::withdraw(&common.data_path, std::process::id());
     store.close().await;
     tracing::info!("store closed");
     served.with_context(|| format!("cannot serve on {}", config.listen))

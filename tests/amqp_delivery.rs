@@ -645,3 +645,52 @@ async fn a_restarted_scimd_continues_from_its_checkpoint_without_publishing_anyt
     }
     q.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_queue_loses_no_later_message() {
+    let Some((broker, _shared)) = Broker::shared().await else {
+        return;
+    };
+    let queue = unique("deleted");
+    let first = Queue::open(&broker.url, &queue).await;
+    let s = Scimd::start(broker.opts(&queue)).await;
+    let api = s.client();
+    for i in 0..20 {
+        api.create_user(user_body(&format!("amqp.deleted.before.{i}"), "b"))
+            .await;
+    }
+    let before = wait_published(&api, RECOVERY).await["position"]
+        .as_u64()
+        .unwrap();
+    // The queue goes away (an operator, a policy): the broker would confirm every message sent to
+    // it now and drop it, unless it is published mandatory and its return counts as a failure.
+    first.delete().await;
+    let statuses: Vec<u16> = stream::iter(0..200)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.post(
+                    "/Users",
+                    &user_body(&format!("amqp.deleted.after.{i}"), "a"),
+                )
+                .await
+                .status
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|&c| c == 201), "{statuses:?}");
+    let later: Vec<LogEvent> = log_events(&s)
+        .await
+        .into_iter()
+        .filter(|e| e.position > before)
+        .collect();
+    assert_eq!(later.len(), 200);
+    // The publisher declares the queue again when it reconnects; every later event arrives there.
+    let mut again = Queue::open(&broker.url, &queue).await;
+    let msgs = again.take_all_of(&event_ids(&later), RECOVERY).await;
+    assert_ordered_per_resource(&msgs);
+    wait_published(&api, RECOVERY).await;
+    again.delete().await;
+}

@@ -651,3 +651,116 @@ async fn a_returned_request_attribute_the_patch_names_is_in_the_response() {
     .await
     .expect_scim_error(400, Some("mutability"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_that_changes_nothing_keeps_the_version_and_appends_no_event() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let member = id_of(&api.create_user_named("member").await);
+    let outsider = id_of(&api.create_user_named("outsider").await);
+    let g = id_of(&api.create_group_with("G", &[&member]).await);
+    let u = barbara(&api).await;
+    let position = |st: Value| st["position"].as_u64().unwrap();
+    let before = position(api.get("/status").await.expect(200).json());
+    let group_path = format!("/Groups/{g}");
+    for op in [
+        json!({"op": "remove", "path": "members", "value": [{"value": outsider}]}),
+        json!({"op": "remove", "path": format!("members[value eq \"{outsider}\"]")}),
+        json!({"op": "remove", "path": "members[display eq \"nobody\"]"}),
+        json!({"op": "add", "path": "members", "value": [{"value": member}]}),
+        json!({"op": "replace", "path": "displayName", "value": "G"}),
+    ] {
+        let r = api.patch(&group_path, &ops(json!([op]))).await.expect(204);
+        assert_eq!(r.header("ETag").as_deref(), Some("W/\"1\""), "{op}");
+    }
+    let r = api
+        .patch(
+            &format!("/Users/{u}"),
+            &ops(json!([{"op": "replace", "path": "name.givenName", "value": "Barbara"}])),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.header("ETag").as_deref(), Some("W/\"1\""));
+    assert_eq!(r.json()["meta"]["version"], "W/\"1\"");
+    assert_eq!(
+        position(api.get("/status").await.expect(200).json()),
+        before,
+        "a PATCH that changed nothing appended an event"
+    );
+    assert_eq!(member_ids(&api.group(&g).await), vec![member]);
+}
+
+/// Creates `n` users named `{prefix}{i}` through Bulk and returns their ids in order.
+async fn many_users(api: &Api, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for start in (0..n).step_by(1000) {
+        let ops: Vec<Value> = (start..n.min(start + 1000))
+            .map(|i| {
+                json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
+                       "data": {"schemas": [USER_SCHEMA], "userName": format!("{prefix}{i}")}})
+            })
+            .collect();
+        let r = api
+            .post(
+                "/Bulk",
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops}),
+            )
+            .await
+            .expect(200)
+            .json();
+        for op in r["Operations"].as_array().unwrap() {
+            assert_eq!(op["status"], "201", "{op}");
+            let location = op["location"].as_str().unwrap();
+            ids.push(location.rsplit('/').next().unwrap().to_owned());
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_of_member_filters_on_display_removes_what_each_would_in_order() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let ids = many_users(&api, "m", 300).await;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let g = id_of(&api.create_group_with("G", &refs).await);
+    // Filters on `display` (the userName) for m0..m49, then m0 added back, then m299 filtered out:
+    // the re-added member stays, every other named one goes.
+    let mut operations: Vec<Value> = (0..50)
+        .map(|i| json!({"op": "remove", "path": format!("members[display eq \"m{i}\"]")}))
+        .collect();
+    operations.push(json!({"op": "add", "path": "members", "value": [{"value": ids[0]}]}));
+    operations.push(json!({"op": "remove", "path": "members[display eq \"m299\"]"}));
+    api.patch(&format!("/Groups/{g}"), &ops(Value::Array(operations)))
+        .await
+        .expect(204);
+    let mut expected: Vec<String> = ids[50..299].to_vec();
+    expected.push(ids[0].clone());
+    expected.sort();
+    assert_eq!(member_ids(&api.group(&g).await), expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_over_the_writer_time_limit_is_413_and_changes_nothing() {
+    let s = Scimd::start(Opts::default().env("PATCH_TIME_LIMIT_MS", "50")).await;
+    let api = s.client();
+    let ids = many_users(&api, "member-", 2000).await;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let g = id_of(&api.create_group_with("G", &refs).await);
+    // 10,000 filters on something other than `value`, each over 2,000 members: far more than
+    // 50 ms of the writer's time in any build.
+    let operations: Vec<Value> = (0..10_000)
+        .map(|i| json!({"op": "remove", "path": format!("members[display eq \"nobody-{i}\"]")}))
+        .collect();
+    let r = api
+        .patch(&format!("/Groups/{g}"), &ops(Value::Array(operations)))
+        .await
+        .expect(413);
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("PATCH_TIME_LIMIT_MS"), "{detail}");
+    let group = api.group(&g).await;
+    assert_eq!(group["meta"]["version"], "W/\"1\"");
+    assert_eq!(member_ids(&group).len(), 2000);
+    // The writer is free for everyone else.
+    api.create_user_named("after").await;
+}

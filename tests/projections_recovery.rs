@@ -536,3 +536,72 @@ async fn a_change_postgres_refuses_for_good_is_parked_and_retry_applies_it_once_
     assert_sql_matches(&s, &sql, "postgres").await;
     sql.cleanup().await;
 }
+
+#[tokio::test]
+async fn retrying_parked_changes_never_moves_the_sql_position_backwards() {
+    let Some(sql) = Sql::postgres(as_is).await else {
+        return;
+    };
+    let mut s = Scimd::start(sql.opts(public(Opts::default())).env("PROJECTIONS", "sql")).await;
+    let api = s.client();
+    api.create_user(user_body("behind-good", 1)).await;
+    let bad = api
+        .post(
+            "/Users",
+            &json!({"schemas": [USER_SCHEMA], "userName": "behind-bad", "title": "nul\u{0}inside"}),
+        )
+        .await;
+    if bad.status != 201 {
+        eprintln!(
+            "NOTICE: scimd refuses U+0000 ({}); nothing to park",
+            bad.status
+        );
+        sql.cleanup().await;
+        return;
+    }
+    let bad = id_of(&bad.json());
+    caught_up(&s, &["sql"], CONVERGE).await;
+    // Fixed by a replace, which the runner applies; the parked entry stays until a retry.
+    api.put(
+        &format!("/Users/{bad}"),
+        &json!({"schemas": [USER_SCHEMA], "userName": "behind-bad", "title": "fixed"}),
+    )
+    .await
+    .expect(200);
+    let st = caught_up(&s, &["sql"], CONVERGE).await;
+    assert_eq!(
+        st["subscribers"]["sql"]["parked"].as_u64(),
+        Some(1),
+        "{st:#}"
+    );
+    s.stop().await;
+    // As after a crash between the SQL commit and the store's checkpoint: the database holds a
+    // later position than the store's checkpoint of it.
+    let name = format!("sql:{},{}", sql.users, sql.groups);
+    let Pool::Postgres(pool) = &sql.pool else {
+        unreachable!("a PostgreSQL pool");
+    };
+    let ahead = sql_position(pool, &name).await + 5;
+    sql.execute(format!(
+        "UPDATE scimd_checkpoint SET position = {ahead} WHERE name = '{name}'"
+    ))
+    .await;
+    // With the server stopped, the retry runs here and applies the fixed user.
+    s.cli(&["projection", "retry", "sql"]).await.success();
+    assert!(sql.users().await.contains_key(&bad));
+    assert_eq!(
+        sql_position(pool, &name).await,
+        ahead,
+        "projection retry moved the SQL position back to the store's checkpoint"
+    );
+    sql.cleanup().await;
+}
+
+/// The position the sql projection recorded in `scimd_checkpoint` row `name`.
+async fn sql_position(pool: &sqlx::PgPool, name: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT position FROM scimd_checkpoint WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .expect("the checkpoint row")
+}

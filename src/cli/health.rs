@@ -6,10 +6,12 @@
 //! `http://LISTEN/health`. A wildcard `LISTEN` (`0.0.0.0`, `::`) is reached on the loopback address
 //! of the same family.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::http::reach::connect_addr;
 
 /// Settings of `scimd health`.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,17 +35,6 @@ impl HealthConfig {
         }
         format!("http://{}/health", connect_addr(self.listen))
     }
-}
-
-/// Where a client reaches a server that listens on `listen`: the same address, except that the
-/// wildcard addresses (`0.0.0.0`, `::`), which cannot be connected to portably, become loopback.
-pub fn connect_addr(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port())
 }
 
 /// Checks the server once. `Ok` (after printing the answer's body) when it answered 200 within the

@@ -1,6 +1,7 @@
 //! `scimd replay` and `scimd projection retry`. With the server stopped they open the store
-//! themselves; while `scimd serve` holds it, they ask the server (admin routes) and follow its
-//! progress in `/status`.
+//! themselves; while `scimd serve` holds it, they ask that server (admin routes), found where it
+//! published itself inside DATA_PATH and checked to serve that very store (`http::reach`), and
+//! follow its progress in `/status`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::config::ServeConfig;
 use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
-use crate::http::client_key;
+use crate::http::{client_key, reach};
 use crate::store::{Store, StoreError};
 use scim::schema::Registry;
 
@@ -47,7 +48,7 @@ pub async fn replay(
             Ok(())
         }
         None => {
-            let client = ServerClient::new(data_path, config)?;
+            let client = ServerClient::new(data_path, config).await?;
             let answer = client
                 .post(&format!("/admin/projections/{name}/rebuild?fresh={fresh}"))
                 .await?;
@@ -91,7 +92,7 @@ pub async fn retry(
             Ok(())
         }
         None => {
-            let client = ServerClient::new(data_path, config)?;
+            let client = ServerClient::new(data_path, config).await?;
             client
                 .post(&format!("/admin/projections/{name}/retry"))
                 .await?;
@@ -137,7 +138,8 @@ pub fn fanout_base(config: &ServeConfig) -> String {
     )
 }
 
-/// The local server, reached at LISTEN with the operator's API key.
+/// The server that holds DATA_PATH's store, reached where it published itself, with the
+/// operator's API key.
 struct ServerClient {
     http: reqwest::Client,
     base: String,
@@ -145,14 +147,37 @@ struct ServerClient {
 }
 
 impl ServerClient {
-    fn new(data_path: &Path, config: &ServeConfig) -> anyhow::Result<ServerClient> {
+    /// Finds the server holding `data_path` and checks that it serves that store: a server that
+    /// reports another store id (another deployment now on that address) is an error, and
+    /// nothing is asked of it.
+    async fn new(data_path: &Path, config: &ServeConfig) -> anyhow::Result<ServerClient> {
         let key = client_key(config.api_key.as_deref(), data_path)
             .context("no API key: set API_KEY as for scimd serve")?;
-        Ok(ServerClient {
+        let reach = reach::read(data_path).with_context(|| {
+            format!(
+                "a scimd serve holds {} but has not published where it answers (server.json); \
+                 stop it, or upgrade it, and run this command again",
+                data_path.display()
+            )
+        })?;
+        let expected = reach::existing_store_id(data_path)?
+            .with_context(|| format!("{} has no store-id file", data_path.display()))?;
+        let client = ServerClient {
             http: reqwest::Client::new(),
-            base: format!("http://{}{}", config.listen, config.base_path()),
+            base: reach.url,
             key,
-        })
+        };
+        let status = client.get("/status").await?;
+        let served = status["storeId"].as_str().unwrap_or("(none)");
+        if served != expected {
+            anyhow::bail!(
+                "the server at {} serves store {served}, not the store of {} ({expected}); \
+                 nothing was done",
+                client.base,
+                data_path.display()
+            );
+        }
+        Ok(client)
     }
 
     async fn post(&self, path: &str) -> anyhow::Result<Value> {

@@ -116,6 +116,25 @@ pub struct ServeConfig {
     /// PEM private key of TLS_CERT.
     #[arg(long, env = "TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a request's head (request line and headers) once it has
+    /// started it, and its first request after connecting; then the connection is closed.
+    #[arg(long, env = "HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's body after its head (408 beyond).
+    #[arg(long, env = "BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Seconds from a request's head to its answer (503 beyond: a write may or may not have been
+    /// applied).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+    /// Milliseconds of the store's writer one PATCH may take (413 beyond, nothing applied): every
+    /// other client's writes wait while the writer works on it.
+    #[arg(long, env = "PATCH_TIME_LIMIT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub patch_time_limit_ms: u64,
+    /// How many store reads (GET, lists, searches, `/status`) run at once, on threads of their own
+    /// beside the async runtime; more wait their turn.
+    #[arg(long, env = "READ_THREADS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..1024))]
+    pub read_threads: u64,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]

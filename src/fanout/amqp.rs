@@ -1,9 +1,13 @@
 //! The AMQP publisher: a log subscriber that sends every change to RabbitMQ.
 //!
-//! The log is the outbox. Messages are published with publisher confirms, pipelined in windows of
-//! at most [`WINDOW`], each confirm awaited with a timeout; the checkpoint advances only past
-//! confirmed messages. Any failure (broker down, nack, confirm timeout) drops the connection,
-//! reconnects with capped backoff for as long as it takes, and republishes from the checkpoint:
+//! The log is the outbox. Messages are published `mandatory` with publisher confirms, pipelined in
+//! windows of at most [`WINDOW`], each confirm awaited with a timeout; the checkpoint advances only
+//! past confirmed messages that reached a queue. A broker confirms an unroutable message too (the
+//! queue was deleted, or unbound from AMQP_EXCHANGE), so without `mandatory` it would be lost; with
+//! it the broker returns the message first, and a return counts as a failure. Any failure (broker
+//! down, nack, return, confirm timeout) drops the connection, reconnects with capped backoff for as
+//! long as it takes (declaring and binding QUEUE again, so a deleted queue comes back), and
+//! republishes from the checkpoint:
 //! delivery is at-least-once, duplicates carry the `message_id` (event id) they had the first time.
 //! One channel publishes in log order, so per resource, versions arrive in increasing order
 //! (except for such redeliveries).
@@ -17,7 +21,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
 
 use super::status::{StatusBoard, SubscriberState};
@@ -56,6 +60,8 @@ enum SessionError {
     },
     #[error("the broker refused (nack) the message for position {0}")]
     Nack(u64),
+    #[error("the broker returned the message for position {0}: no queue is bound to receive it")]
+    Returned(u64),
     #[error("no confirm for position {0} within {CONFIRM_TIMEOUT:?}")]
     ConfirmTimeout(u64),
     #[error("saving the checkpoint failed: {0}")]
@@ -73,6 +79,7 @@ impl SessionError {
             SessionError::Amqp(_) | SessionError::SetupTimeout => "unavailable",
             SessionError::Store(_) => "store",
             SessionError::Nack(_) => "nack",
+            SessionError::Returned(_) => "returned",
             SessionError::Encode { .. } => "encode",
             SessionError::ConfirmTimeout(_) => "confirm_timeout",
             SessionError::Checkpoint(_) => "checkpoint",
@@ -261,7 +268,10 @@ impl Publisher {
                     .basic_publish(
                         exchange.clone(),
                         routing_key,
-                        BasicPublishOptions::default(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
                         &body,
                         properties(event),
                     )
@@ -273,7 +283,10 @@ impl Publisher {
             let mut failure = None;
             for (position, confirm) in confirms {
                 match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-                    Ok(Ok(c)) if c.is_ack() => confirmed = position,
+                    Ok(Ok(Confirmation::Ack(None))) => confirmed = position,
+                    Ok(Ok(Confirmation::Ack(Some(_)))) => {
+                        failure = Some(SessionError::Returned(position));
+                    }
                     Ok(Ok(_)) => failure = Some(SessionError::Nack(position)),
                     Ok(Err(e)) => failure = Some(e.into()),
                     Err(_) => failure = Some(SessionError::ConfirmTimeout(position)),

@@ -337,7 +337,12 @@ impl Runner {
             }
             (parked, changes)
         };
-        let position = self.store.snapshot()?.checkpoint(self.name())?;
+        // The position each retried change is applied with, which a backend that keeps its own
+        // (SQL) records with it: the position that backend already holds. After a crash between
+        // its commit and the store's checkpoint, the store's is behind, and using it would move
+        // the backend's position backwards (and make the runner redo, or a new database claim,
+        // what it does not hold).
+        let position = self.initial_checkpoint().await?;
         let mut fixed = 0;
         for ((id, p), change) in parked.into_iter().zip(changes) {
             let result = self

@@ -91,6 +91,24 @@ impl ApiKeys {
     }
 }
 
+impl ApiKeys {
+    /// The actor of the key a request presents (`Authorization: Bearer` or `X-API-Key`), if it
+    /// is one of ours: checked before the body is read, so an anonymous body is never buffered.
+    pub fn presented(&self, headers: &poem::http::HeaderMap) -> Option<Actor> {
+        let bearer = headers
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let header = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        bearer
+            .and_then(|k| self.check(k))
+            .or_else(|| header.and_then(|k| self.check(k)))
+    }
+}
+
 /// The key a command-line tool presents to the local server: the first key of `API_KEY`, else the
 /// generated key kept in `DATA_PATH/api-key`.
 pub fn client_key(spec: Option<&str>, data_path: &Path) -> Option<String> {

@@ -1,10 +1,8 @@
 //! Every failure as a SCIM error body (RFC 7644 §3.12), including the errors poem and
-//! poem-openapi raise themselves (unknown route, wrong method, unparsable JSON, missing key),
-//! and the 1 MiB request body limit.
+//! poem-openapi raise themselves (unknown route, wrong method, unparsable JSON, missing key).
 
 use std::sync::Arc;
 
-use poem::error::ReadBodyError;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
@@ -32,35 +30,6 @@ pub async fn scim_errors<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Resul
     Ok(with_challenge(resp))
 }
 
-/// Reads the body up front with a limit, so an oversized body is refused whether or not it has a
-/// Content-Length (poem's `SizeLimit` only looks at the header).
-pub async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
-    let too_large = || {
-        scim_response(&ScimError::new(
-            413,
-            format!("the request body is larger than {MAX_BODY} bytes"),
-        ))
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Ok(with_challenge(too_large()));
-    }
-    match req.take_body().into_bytes_limit(MAX_BODY).await {
-        Ok(bytes) => req.set_body(bytes),
-        Err(ReadBodyError::PayloadTooLarge) => return Ok(with_challenge(too_large())),
-        Err(e) => {
-            return Ok(scim_response(&ScimError::invalid_syntax(format!(
-                "the request body could not be read: {e}"
-            ))));
-        }
-    }
-    next.call(req).await.map(IntoResponse::into_response)
-}
-
 fn is_scim(resp: &Response) -> bool {
     resp.headers()
         .get(header::CONTENT_TYPE)
@@ -69,7 +38,7 @@ fn is_scim(resp: &Response) -> bool {
 }
 
 /// 401 responses name the scheme to use (RFC 6750 §3).
-fn with_challenge(mut resp: Response) -> Response {
+pub(super) fn with_challenge(mut resp: Response) -> Response {
     if resp.status() == StatusCode::UNAUTHORIZED {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

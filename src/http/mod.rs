@@ -5,15 +5,18 @@ mod api;
 mod auth;
 mod base_url;
 mod errors;
+mod header_deadline;
+mod intake;
 mod metrics;
+pub mod reach;
 mod responses;
 mod status_page;
 mod tls;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use poem::listener::{Listener, TcpListener};
+use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
@@ -29,6 +32,7 @@ pub fn app(
     subscribers: Arc<Subscribers>,
     keys: Arc<ApiKeys>,
     config: &ServeConfig,
+    store_id: String,
 ) -> impl Endpoint + use<> {
     let base_path = config.base_path();
     let explorer = Arc::new(api::Explorer::default());
@@ -44,6 +48,7 @@ pub fn app(
         public_url: config.public_url(),
         page_size: config.page_size,
         explorer: explorer.clone(),
+        store_id,
     });
     let server = if base_path.is_empty() {
         "/".to_owned()
@@ -74,12 +79,17 @@ pub fn app(
             .nest(&base_path, api)
     };
     let status_path: Arc<str> = format!("{base_path}/status").into();
+    let limits = intake::Limits {
+        body: Duration::from_secs(config.body_timeout),
+        request: Duration::from_secs(config.request_timeout),
+    };
+    let intake_keys = keys.clone();
     routes
         .around(move |next, req| status_page::serve(next, req, status_path.clone()))
         .around(move |next, req| metrics::record(next, req, templates.clone()))
         .data(keys)
         .around(errors::scim_errors)
-        .around(errors::limit_body)
+        .around(move |next, req| intake::intake(next, req, intake_keys.clone(), limits))
         .around(log_request)
 }
 
@@ -105,9 +115,34 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
 }
 
 /// Serves `app` on `config.listen` (with TLS when TLS_CERT and TLS_KEY are set) until SIGTERM or
-/// Ctrl-C, then stops accepting, lets in-flight requests finish (up to 30 s) and returns.
-pub async fn serve(app: impl Endpoint + 'static, config: &ServeConfig) -> anyhow::Result<()> {
-    let grace = Some(std::time::Duration::from_secs(30));
+/// Ctrl-C, then stops accepting, lets in-flight requests finish (up to 30 s) and returns. Once
+/// listening, it publishes where it answers in `data_path` (see `reach`), with `store_id`.
+pub async fn serve(
+    app: impl Endpoint + 'static,
+    config: &ServeConfig,
+    data_path: &std::path::Path,
+    store_id: &str,
+) -> anyhow::Result<()> {
+    let publish = |addrs: Vec<poem::web::LocalAddr>, scheme: &str| -> anyhow::Result<()> {
+        let bound = addrs
+            .iter()
+            .find_map(|a| a.as_socket_addr().copied())
+            .unwrap_or(config.listen);
+        let reach = reach::Reach {
+            url: format!(
+                "{scheme}://{}{}",
+                reach::connect_addr(bound),
+                config.base_path()
+            ),
+            store_id: store_id.to_owned(),
+            pid: std::process::id(),
+        };
+        reach::publish(data_path, &reach)?;
+        tracing::info!(url = %reach.url, "listening; published in DATA_PATH/server.json");
+        Ok(())
+    };
+    let grace = Some(Duration::from_secs(30));
+    let header_timeout = Duration::from_secs(config.header_timeout);
     let listener = TcpListener::bind(config.listen);
     match config.tls_files()? {
         Some(files) => {
@@ -115,18 +150,35 @@ pub async fn serve(app: impl Endpoint + 'static, config: &ServeConfig) -> anyhow
                 cert: files.0,
                 key: files.1,
             })?;
-            poem::Server::new(listener.rustls(configs))
-                .run_with_graceful_shutdown(app, shutdown_signal(), grace)
-                .await?
+            let acceptor = listener.rustls(configs).into_acceptor().await?;
+            publish(acceptor.local_addr(), "https")?;
+            poem::Server::new_with_acceptor(header_deadline::HeaderDeadline::new(
+                acceptor,
+                header_timeout,
+            ))
+            .idle_timeout(IDLE_TIMEOUT)
+            .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+            .await?
         }
         None => {
-            poem::Server::new(listener)
-                .run_with_graceful_shutdown(app, shutdown_signal(), grace)
-                .await?
+            let acceptor = listener.into_acceptor().await?;
+            publish(acceptor.local_addr(), "http")?;
+            poem::Server::new_with_acceptor(header_deadline::HeaderDeadline::new(
+                acceptor,
+                header_timeout,
+            ))
+            .idle_timeout(IDLE_TIMEOUT)
+            .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+            .await?
         }
     }
     Ok(())
 }
+
+/// A connection that neither sends nor receives a byte this long is closed (once any request on
+/// it is answered): longer than the usual load balancer's keep-alive, so the balancer, not
+/// scimd, closes an idle connection it pools.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn shutdown_signal() {
     let term = async {

@@ -2,7 +2,7 @@
 //! (RFC 7644 §3.4.2, §3.4.3), with cursor paging (RFC 9865).
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, BinaryHeap};
 
 use serde_json::{Value, json};
 
@@ -88,22 +88,17 @@ impl Service {
                 (total, page, more)
             }
             _ => {
-                let mut hits = Vec::new();
+                // Every match is counted, but only the hits the page needs are kept: memory follows
+                // `startIndex + count`, not the number of matches.
+                let mut window = Window::new(skip, count, after.as_ref(), descending);
                 for rt in types {
-                    self.matching(&snapshot, *rt, filter.as_ref(), query, base, &mut hits)?;
+                    self.matching(&snapshot, *rt, filter.as_ref(), query, base, &mut |hit| {
+                        window.offer(hit);
+                    })?;
                 }
-                hits.sort_by(|a, b| order(&a.key, &a.id, &b.key, &b.id, descending));
-                let total = hits.len();
-                // Keyset paging: the next page starts after the cursor's resource, wherever it is now.
-                let from = match &after {
-                    Some(p) => hits.partition_point(|h| {
-                        order(&h.key, &h.id, &p.key, &p.id, descending) != Ordering::Greater
-                    }),
-                    None => skip,
-                };
-                let more = from.saturating_add(count) < total;
-                let mut page = Vec::new();
-                for mut hit in hits.into_iter().skip(from).take(count) {
+                let (total, hits, more) = window.finish();
+                let mut page = Vec::with_capacity(hits.len());
+                for mut hit in hits {
                     if hit.stored.is_none() {
                         hit.stored = snapshot.get(hit.rt, &hit.id).map_err(unavailable)?;
                     }
@@ -164,9 +159,11 @@ impl Service {
         self.cursors.ttl_secs()
     }
 
-    /// Adds to `hits` every resource of `rt` that matches `filter`, with its sort key. An equality
-    /// on `id` or on an attribute in the uniqueness index (`userName`, `externalId`, …) reads only
-    /// that resource; anything else reads every resource of the type.
+    /// Hands `hit` every resource of `rt` that matches `filter`, with its sort key (and without
+    /// its stored state, which is read again only for the page). An equality on `id` or on an
+    /// attribute in the uniqueness index (`userName`, `externalId`, …) reads only that resource;
+    /// an exact index plan without `sortBy` reads no resource at all; anything else reads every
+    /// resource of the type, one at a time.
     fn matching(
         &self,
         snapshot: &Snapshot,
@@ -174,7 +171,7 @@ impl Service {
         filter: Option<&Filter>,
         query: &ListQuery,
         base: &str,
-        hits: &mut Vec<Hit>,
+        hit: &mut dyn FnMut(Hit),
     ) -> Result<(), ScimError> {
         let schemas = self.registry.schemas(rt);
         let bound = filter.map(|f| f.bind(schemas)).transpose()?;
@@ -198,10 +195,18 @@ impl Service {
         let needs = |name: &str| sorts_by(name) || (evaluate && mentions(name));
         let with_members = rt == ResourceType::Group && needs("members");
         let with_groups = rt == ResourceType::User && needs("groups");
-        // `keep`: hold on to the stored resource for the page (index candidates are few; a scan's
-        // matches may be many, and are read again only if they land on the page).
-        let mut visit = |id: &str, stored: StoredResource, keep: bool| -> Result<(), StoreError> {
-            let kept = keep.then(|| stored.clone());
+        // `None`: a candidate of an exact plan, taken unread (it matches, and without `sortBy`
+        // nothing of it is needed until it lands on the page).
+        let mut visit = |id: &str, stored: Option<StoredResource>| -> Result<(), StoreError> {
+            let Some(stored) = stored else {
+                hit(Hit {
+                    key: None,
+                    rt,
+                    id: id.to_owned(),
+                    stored: None,
+                });
+                return Ok(());
+            };
             let members = if with_members {
                 Some(snapshot.members(id)?)
             } else {
@@ -218,15 +223,17 @@ impl Service {
             };
             let doc = represent(rt, id, stored, related, base);
             if !evaluate || bound.as_ref().is_none_or(|b| b.matches(&doc)) {
-                hits.push(Hit {
+                hit(Hit {
                     key: sort.as_ref().and_then(|t| t.sort_key(&doc)),
                     rt,
                     id: id.to_owned(),
-                    stored: kept,
+                    stored: None,
                 });
             }
             Ok(())
         };
+        // The candidates of an exact plan all match; unsorted, nothing of them needs reading.
+        let unread = !evaluate && sort.is_none();
         let mut read = || -> Result<(), StoreError> {
             let candidates = match (&planned, &bound) {
                 (Some((p, _)), _) => Some(run(snapshot, rt, p)?),
@@ -234,15 +241,21 @@ impl Service {
                 (None, None) => None,
             };
             match candidates {
+                Some(ids) if unread => {
+                    for id in ids {
+                        visit(&id, None)?;
+                    }
+                    Ok(())
+                }
                 Some(ids) => {
                     for id in ids {
                         if let Some(stored) = snapshot.get(rt, &id)? {
-                            visit(&id, stored, true)?;
+                            visit(&id, Some(stored))?;
                         }
                     }
                     Ok(())
                 }
-                None => snapshot.scan(rt, |id, stored| visit(id, stored, false)),
+                None => snapshot.scan(rt, |id, stored| visit(id, Some(stored))),
             }
         };
         read().map_err(unavailable)
@@ -307,6 +320,115 @@ struct Hit {
     id: String,
     stored: Option<StoredResource>,
 }
+
+/// The hits of one page, chosen while the matches stream past: all are counted, and a bounded
+/// heap keeps the first `skip + count` in list order (or, after a cursor, the first `count + 1`
+/// past it), so a list of a million matches holds a page's worth of them, not a million.
+struct Window<'a> {
+    skip: usize,
+    count: usize,
+    after: Option<&'a Position>,
+    descending: bool,
+    /// How many hits the heap keeps.
+    keep: usize,
+    /// The kept hits, the last in list order on top.
+    heap: BinaryHeap<Ranked>,
+    /// Every match.
+    total: usize,
+    /// The matches past the cursor.
+    past: usize,
+}
+
+impl<'a> Window<'a> {
+    fn new(skip: usize, count: usize, after: Option<&'a Position>, descending: bool) -> Self {
+        let keep = match after {
+            Some(_) => count.saturating_add(1),
+            None => skip.saturating_add(count),
+        };
+        Window {
+            skip,
+            count,
+            after,
+            descending,
+            keep: if count == 0 { 0 } else { keep },
+            heap: BinaryHeap::new(),
+            total: 0,
+            past: 0,
+        }
+    }
+
+    fn offer(&mut self, hit: Hit) {
+        self.total += 1;
+        if let Some(p) = self.after {
+            // Keyset paging: the next page starts after the cursor's resource, wherever it is now.
+            if order(&hit.key, &hit.id, &p.key, &p.id, self.descending) != Ordering::Greater {
+                return;
+            }
+            self.past += 1;
+        }
+        if self.keep == 0 {
+            return;
+        }
+        let ranked = Ranked {
+            hit,
+            descending: self.descending,
+        };
+        if self.heap.len() < self.keep {
+            self.heap.push(ranked);
+        } else if self.heap.peek().is_some_and(|last| ranked < *last) {
+            self.heap.pop();
+            self.heap.push(ranked);
+        }
+    }
+
+    /// The total, the page's hits in list order, and whether more follow.
+    fn finish(self) -> (usize, Vec<Hit>, bool) {
+        let sorted = self.heap.into_sorted_vec();
+        let (from, more) = match self.after {
+            Some(_) => (0, self.past > self.count),
+            None => (self.skip, self.skip.saturating_add(self.count) < self.total),
+        };
+        let page = sorted
+            .into_iter()
+            .skip(from)
+            .take(self.count)
+            .map(|r| r.hit)
+            .collect();
+        (self.total, page, more)
+    }
+}
+
+/// A hit ordered as the list is.
+struct Ranked {
+    hit: Hit,
+    descending: bool,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        order(
+            &self.hit.key,
+            &self.hit.id,
+            &other.hit.key,
+            &other.hit.id,
+            self.descending,
+        )
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
 
 /// The list order: by sort key (RFC 7644 §3.4.2.3: no value sorts last ascending, first
 /// descending), then by id.

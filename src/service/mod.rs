@@ -8,9 +8,11 @@ mod cursor;
 mod list;
 mod metrics;
 mod password;
+mod reads;
 mod subscribers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -48,6 +50,15 @@ pub struct ResourceDoc {
     pub location: String,
 }
 
+/// How much of the machine one request may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// PATCH_TIME_LIMIT_MS: the most writer time one PATCH may take (413 beyond).
+    pub patch_time_limit: Duration,
+    /// READ_THREADS: how many store reads run at once, off the async runtime.
+    pub read_threads: usize,
+}
+
 /// The SCIM service: validation, commands and queries over one [`Store`].
 pub struct Service {
     store: Arc<Store>,
@@ -55,18 +66,22 @@ pub struct Service {
     page_size: usize,
     limits: Limits,
     cursors: Cursors,
+    patch_time_limit: Duration,
+    reads: reads::ReadPool,
 }
 
 impl Service {
     /// A service over `store` that validates against `registry` and lists at most `page_size`
     /// resources per page, accepts filters within `limits` and keeps paging cursors valid for
-    /// `cursor_ttl_secs` seconds.
+    /// `cursor_ttl_secs` seconds. `tuning` bounds the writer time of a PATCH and the reads that
+    /// run at once.
     pub fn new(
         store: Arc<Store>,
         registry: Arc<Registry>,
         page_size: usize,
         limits: Limits,
         cursor_ttl_secs: u64,
+        tuning: Tuning,
     ) -> Service {
         Service {
             store,
@@ -74,7 +89,20 @@ impl Service {
             page_size,
             limits,
             cursors: Cursors::new(cursor_ttl_secs),
+            patch_time_limit: tuning.patch_time_limit,
+            reads: reads::ReadPool::new(tuning.read_threads),
         }
+    }
+
+    /// Runs `read` (synchronous store work: a GET, a list, `/status`) off the async runtime, on
+    /// the bounded read pool, so that an expensive query never stalls other requests.
+    pub async fn read<T, F>(self: &Arc<Self>, read: F) -> Result<T, ScimError>
+    where
+        F: FnOnce(&Service) -> Result<T, ScimError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let service = self.clone();
+        self.reads.run(move || read(&service)).await
     }
 
     /// The schemas this service validates against.
@@ -224,6 +252,7 @@ impl Service {
             operations,
             limits: self.limits,
             with_members,
+            time_limit: self.patch_time_limit,
         })
     }
 

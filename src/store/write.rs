@@ -6,6 +6,8 @@
 //! durable, a 4xx means it changed nothing, and a 503 means its outcome is unknown (see the store's
 //! Guarantees and docs/ARCHITECTURE.md, "The flow of one write").
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
 use super::StoredResource;
@@ -38,7 +40,9 @@ pub enum Write {
     /// Apply a PATCH (RFC 7644 §3.5.2) to the current state: all operations or none, one event.
     /// The writer applies it to the state its transaction holds, so two concurrent PATCHes of one
     /// resource never lose each other's changes. `with_members` asks for the Group's member list
-    /// in the outcome (read only then).
+    /// in the outcome (read only then). `time_limit` is the most writer time it may take: beyond
+    /// it the PATCH is refused (413) and nothing is applied, so one request cannot hold up every
+    /// other client's writes.
     Patch {
         rt: ResourceType,
         id: String,
@@ -46,6 +50,7 @@ pub enum Write {
         operations: Vec<patch::Operation>,
         limits: Limits,
         with_members: bool,
+        time_limit: Duration,
     },
     /// The operations of one Bulk request (RFC 7644 §3.7), in order, in the same transaction as
     /// the rest of the batch: each succeeds or fails on its own, one that refers to an operation

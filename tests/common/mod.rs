@@ -972,7 +972,7 @@ pub async fn raw_request(addr: &str, head: &str, body: Vec<u8>) -> RawResp {
 
 /// Parse a complete HTTP/1.1 response (Content-Length or chunked); `None` if incomplete.
 /// `closed`: the connection has ended, so an unframed body runs to the end of `buf`.
-fn parse_raw_response(buf: &[u8], closed: bool) -> Option<RawResp> {
+pub fn parse_raw_response(buf: &[u8], closed: bool) -> Option<RawResp> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let rest = &buf[end + 4..];

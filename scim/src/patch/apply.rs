@@ -21,6 +21,19 @@ pub fn apply(
     ops: Vec<Operation>,
     limits: &Limits,
 ) -> Result<Patched, ScimError> {
+    apply_within(registry, rt, current, ops, limits, &mut || Ok(()))
+}
+
+/// [`apply()`], asking `budget` before each operation whether the request may go on: its error
+/// (a request that would take too long, say) ends the PATCH, and nothing is applied.
+pub fn apply_within(
+    registry: &Registry,
+    rt: ResourceType,
+    current: &Map<String, Value>,
+    ops: Vec<Operation>,
+    limits: &Limits,
+    budget: &mut dyn FnMut() -> Result<(), ScimError>,
+) -> Result<Patched, ScimError> {
     let mut engine = Engine {
         s: registry.schemas(rt),
         lenient: registry.mode() == SchemaMode::Lenient,
@@ -30,6 +43,7 @@ pub fn apply(
         members: Vec::new(),
     };
     for op in ops {
+        budget()?;
         engine.operation(op)?;
     }
     let mut attributes = validate::normalise(registry, rt, Value::Object(engine.doc))?;

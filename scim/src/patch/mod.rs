@@ -33,7 +33,7 @@ use super::filter::Bound;
 use super::resource::MemberInput;
 use super::{ScimError, ScimType};
 
-pub use apply::apply;
+pub use apply::{apply, apply_within};
 pub use parse::{named_attributes, parse, passwords};
 
 /// URN of the PatchOp message (RFC 7644 §3.5.2).

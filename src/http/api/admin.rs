@@ -29,22 +29,28 @@ pub struct AdminApi {
     pub(super) shared: Arc<Shared>,
     /// Progress and controls of the log subscribers.
     pub(super) subscribers: Arc<Subscribers>,
+    /// The id of the store served, so that operator commands can check they reached the server
+    /// of their DATA_PATH (`http::reach`).
+    pub(super) store_id: String,
 }
 
 #[OpenApi]
 impl AdminApi {
-    /// The log position, the number of Users and Groups, the last events (position, kind,
+    /// The store's id, the log position, the number of Users and Groups, the last events (position, kind,
     /// resource, key name, time) and, for each log subscriber (AMQP publisher, projections), its
     /// checkpoint, lag (events not yet handled), state, last error and parked changes (count and
     /// the first 100 with their error). A browser (`Accept` preferring `text/html`) gets the status
     /// page instead, which reads this document with the key it asks for.
     #[oai(path = "/status", method = "get", tag = "Tag::Operations")]
     async fn status(&self, _auth: ApiKeyAuth) -> Result<DocumentResponse> {
-        let status = self
+        let subscribers = self.subscribers.clone();
+        let mut status = self
             .shared
             .service
-            .status(&self.subscribers)
+            .read(move |s| s.status(&subscribers))
+            .await
             .inspect_err(|e| tracing::error!(error = %e, "GET /status failed"))?;
+        status["storeId"] = json!(self.store_id);
         Ok(DocumentResponse::Ok(Json(status)))
     }
 
@@ -96,6 +102,8 @@ impl AdminApi {
     /// Readiness: 200 when the store can be read, else 503. No key needed.
     #[oai(path = "/ready", method = "get", tag = "Tag::Operations")]
     async fn ready(&self) -> HealthResponse {
+        // One small read, kept off the read pool: a pool busy with expensive queries must not
+        // make a load balancer take this node out.
         match self.shared.service.position() {
             Ok(position) => HealthResponse::Ok(Json(json!({"status": "OK", "position": position}))),
             Err(_) => HealthResponse::Unavailable(Json(json!({"status": "unavailable"}))),

@@ -60,6 +60,8 @@ pub struct Parts {
     pub page_size: usize,
     /// The explorer, for the `/` and `/openapi.json` routes.
     pub explorer: Arc<Explorer>,
+    /// The id of the store this server serves, shown in `/status` (see `http::reach`).
+    pub store_id: String,
 }
 
 /// Every route of the SCIM API.
@@ -81,6 +83,7 @@ pub fn api(parts: Parts) -> Api {
         admin::AdminApi {
             shared,
             subscribers: parts.subscribers,
+            store_id: parts.store_id,
         },
     )
 }

@@ -82,7 +82,7 @@ macro_rules! resource_routes {
                     cursor: cursor.0,
                 };
                 let view = view(&attributes, &excluded);
-                list(&self.0, &[ResourceType::$rt], req, &query, &view)
+                list(&self.0, &[ResourceType::$rt], req, &query, &view).await
             }
 
             $(#[doc = $get])*
@@ -97,7 +97,7 @@ macro_rules! resource_routes {
                 #[oai(name = "excludedAttributes")] excluded: Query<Option<String>>,
             ) -> Result<ResourceResponse> {
                 let view = view(&attributes, &excluded);
-                get(&self.0, ResourceType::$rt, req, &id.0, if_none_match.0.as_deref(), &view)
+                get(&self.0, ResourceType::$rt, req, &id.0, if_none_match.0.as_deref(), &view).await
             }
 
             $(#[doc = $replace])*
@@ -157,7 +157,7 @@ macro_rules! resource_routes {
                 req: &Request,
                 body: Json<Value>,
             ) -> Result<DocumentResponse> {
-                search(&self.0, &[ResourceType::$rt], req, &body.0)
+                search(&self.0, &[ResourceType::$rt], req, &body.0).await
             }
         }
     };
@@ -258,7 +258,7 @@ impl RootApi {
         req: &Request,
         body: Json<Value>,
     ) -> Result<DocumentResponse> {
-        search(&self.0, &ResourceType::ALL, req, &body.0)
+        search(&self.0, &ResourceType::ALL, req, &body.0).await
     }
 
     /// Bulk operations (RFC 7644 §3.7): POST, PUT, PATCH and DELETE of Users and Groups, with
@@ -351,7 +351,7 @@ async fn create(
 }
 
 /// RFC 7644 §3.4.1: the resource, or 304 when `If-None-Match` names its current version.
-fn get(
+async fn get(
     shared: &Shared,
     rt: ResourceType,
     req: &Request,
@@ -359,7 +359,11 @@ fn get(
     if_none_match: Option<&str>,
     view: &View,
 ) -> Result<ResourceResponse> {
-    let doc = shared.service.get(rt, id, &shared.base(req), view)?;
+    let (id, base, view) = (id.to_owned(), shared.base(req), view.clone());
+    let doc = shared
+        .service
+        .read(move |s| s.get(rt, &id, &base, &view))
+        .await?;
     if if_none_match.is_some_and(|h| scim::etag::matches(h, doc.version)) {
         return Ok(ResourceResponse::NotModified(scim::etag::format(
             doc.version,
@@ -369,19 +373,28 @@ fn get(
 }
 
 /// RFC 7644 §3.4.2: a ListResponse of the resources of `types` that `query` selects.
-fn list(
+async fn list(
     shared: &Shared,
     types: &[ResourceType],
     req: &Request,
     query: &ListQuery,
     view: &View,
 ) -> Result<DocumentResponse> {
-    let body = shared.service.list(types, query, &shared.base(req), view)?;
+    let (types, query, base, view) = (
+        types.to_vec(),
+        query.clone(),
+        shared.base(req),
+        view.clone(),
+    );
+    let body = shared
+        .service
+        .read(move |s| s.list(&types, &query, &base, &view))
+        .await?;
     Ok(DocumentResponse::Ok(Json(body)))
 }
 
 /// RFC 7644 §3.4.3: a search with a SearchRequest body.
-fn search(
+async fn search(
     shared: &Shared,
     types: &[ResourceType],
     req: &Request,
@@ -392,7 +405,7 @@ fn search(
         search.attributes.as_deref(),
         search.excluded_attributes.as_deref(),
     );
-    list(shared, types, req, &search.query, &view)
+    list(shared, types, req, &search.query, &view).await
 }
 
 /// RFC 7644 §3.5.1: 200 with the replaced resource.

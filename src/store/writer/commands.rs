@@ -3,6 +3,7 @@
 //! changes in the transaction it shares with the rest of its batch.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use redb::ReadableTable;
@@ -63,6 +64,7 @@ pub(super) fn apply(
             operations,
             limits,
             with_members,
+            time_limit,
         } => patch(
             t,
             registry,
@@ -72,7 +74,7 @@ pub(super) fn apply(
                 id,
                 if_match: if_match.as_deref(),
             },
-            (operations, &limits),
+            (operations, &limits, time_limit),
             with_members,
         ),
         Write::Bulk {
@@ -388,16 +390,55 @@ fn patch(
     registry: &Registry,
     ctx: &WriteContext,
     target: Addressed<'_>,
-    (operations, limits): (Vec<patch::Operation>, &Limits),
+    (operations, limits, time_limit): (Vec<patch::Operation>, &Limits, Duration),
     with_members: bool,
 ) -> Result<Outcome, Rejection> {
     let Addressed { rt, id, if_match } = target;
+    let deadline = Instant::now() + time_limit;
+    let mut within = || {
+        if Instant::now() <= deadline {
+            return Ok(());
+        }
+        Err(ScimError::new(
+            413,
+            format!(
+                "this PATCH needs more than {} ms of the store's writer (PATCH_TIME_LIMIT_MS); \
+                 send its operations in several smaller requests",
+                time_limit.as_millis()
+            ),
+        ))
+    };
     let current = current(t, rt, &id, if_match)?;
-    let patched = patch::apply(registry, rt, &current.attributes, operations, limits)?;
+    let patched = patch::apply_within(
+        registry,
+        rt,
+        &current.attributes,
+        operations,
+        limits,
+        &mut within,
+    )?;
     let attributes = patched.attributes;
     let unique = &registry.unique_keys(rt, &attributes);
     check_unique(t, rt, &id, unique)?;
-    let (added, removed) = member_changes(t, &id, patched.members)?;
+    let (added, removed) = member_changes(t, &id, patched.members, &mut within)?;
+    let members = |t: &TxnTables<'_>| -> Result<_, StoreError> {
+        Ok(if with_members && rt == ResourceType::Group {
+            Some(tables::member_views(&t.members, &t.resources, &id)?)
+        } else {
+            None
+        })
+    };
+    // A PATCH that changes nothing (removing a non-member, re-adding a value already there) is
+    // answered with the current version and appends no event: a new version would make clients
+    // refetch, and subscribers (AMQP, projections) redo work for a change that did not happen.
+    if attributes == current.attributes && added.is_empty() && removed.is_empty() {
+        let members = members(t)?;
+        return Ok(Outcome::Resource {
+            id,
+            resource: current,
+            members,
+        });
+    }
     reindex(t, registry, rt, &id, &current.attributes, unique)?;
     let resource = new_version(
         t,
@@ -412,11 +453,7 @@ fn patch(
             removed,
         },
     )?;
-    let members = if with_members && rt == ResourceType::Group {
-        Some(tables::member_views(&t.members, &t.resources, &id)?)
-    } else {
-        None
-    };
+    let members = members(t)?;
     Ok(Outcome::Resource {
         id,
         resource,
@@ -426,14 +463,19 @@ fn patch(
 
 /// The members a PATCH adds and removes: each touched member is looked up in the members table,
 /// so the cost follows the operations, not the group's size. Only `replace` of the whole list and
-/// a `remove` filter on something other than `value` read every member.
+/// a `remove` filter on something other than `value` read every member, and a run of such filters
+/// reads the list once: whether a filter matches a member does not depend on the other members,
+/// so consecutive filters remove exactly what one pass testing each member against all of them
+/// removes. `within` is asked as the pass goes (the PATCH's writer time limit).
 fn member_changes(
     t: &TxnTables<'_>,
     group: &str,
     ops: Vec<MemberOp>,
+    within: &mut dyn FnMut() -> Result<(), ScimError>,
 ) -> Result<(Vec<MemberRef>, Vec<MemberRef>), Rejection> {
     let mut touched = Touched::default();
-    for op in ops {
+    let mut ops = ops.into_iter().peekable();
+    while let Some(op) = ops.next() {
         match op {
             MemberOp::Add(list) => {
                 for v in resolve_members(t, group, &list)? {
@@ -456,17 +498,26 @@ fn member_changes(
                     touched.set(v.value.clone(), Some(v));
                 }
             }
-            MemberOp::RemoveWhere(filter) => {
+            MemberOp::RemoveWhere(first) => {
+                let mut filters = vec![first];
+                while let Some(MemberOp::RemoveWhere(_)) = ops.peek() {
+                    if let Some(MemberOp::RemoveWhere(next)) = ops.next() {
+                        filters.push(next);
+                    }
+                }
                 let mut current = tables::member_views(&t.members, &t.resources, group)?;
                 current.retain(|m| !touched.state.contains_key(&m.value));
                 current.extend(touched.state.values().flatten().cloned());
-                for m in current {
+                for (n, m) in current.into_iter().enumerate() {
+                    if n % 64 == 0 {
+                        within()?;
+                    }
                     let doc = serde_json::json!({
                         "value": m.value,
                         "type": m.member_type.name(),
                         "display": m.display,
                     });
-                    if filter.matches(&doc) {
+                    if filters.iter().any(|f| f.matches(&doc)) {
                         touched.set(m.value, None);
                     }
                 }
