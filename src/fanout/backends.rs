@@ -4,10 +4,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use projections::file::FileProjection;
+use projections::file::source::FileSource;
+use projections::ldap::source::LdapSource;
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
+use projections::mongo::source::MongoSource;
 use projections::mongo::{MongoProjection, MongoSettings};
 use projections::scim::{ScimProjection, ScimSettings};
+use projections::source::Source;
 use projections::sql::SqlProjection;
+use projections::sql::source::SqlSource;
 use projections::{IdMap, Projection, ProjectionError};
 
 use crate::config::{ForwardScimError, ProjectionConfig};
@@ -80,6 +85,29 @@ impl Backend {
             }
             Backend::Scim(settings) => {
                 Box::new(ScimProjection::connect(settings.clone(), ids).await?)
+            }
+        })
+    }
+}
+
+impl Backend {
+    /// Connects to the backend's read side (`scimd import`, and `replay --fresh` looking for rows
+    /// the log cannot rebuild). It writes nothing: no table, OU or directory is created.
+    pub async fn source(&self) -> Result<Box<dyn Source>, ProjectionError> {
+        Ok(match self {
+            Backend::File(root) => Box::new(FileSource::new(root.clone())?),
+            Backend::Sql { url, users, groups } => {
+                Box::new(SqlSource::connect(url, users, groups).await?)
+            }
+            Backend::Ldap(settings) => Box::new(LdapSource::connect(settings.clone()).await?),
+            Backend::Mongo { uri, settings } => {
+                Box::new(MongoSource::connect(uri, settings.clone()).await?)
+            }
+            // Not a source: its `--fresh` deletes only what the id map says scimd created there.
+            Backend::Scim(_) => {
+                return Err(ProjectionError::Config(
+                    "an upstream SCIM server is not read back as a source".into(),
+                ));
             }
         })
     }

@@ -9,7 +9,7 @@
 //! - `query_index`: ([`plan::index_keys`](scim::filter::plan::index_keys) row, id) → (): the
 //!   filter indexes (userName, externalId, displayName, emails.value, meta.lastModified)
 //! - `parked`: (subscriber, resource id) → [`Parked`]: changes a projection backend refused for good
-//! - `counters`: `position` and `count:{type}`; `checkpoints`: subscriber name → position
+//! - `counters`: `position`, `chain-head` and `count:{type}`; `checkpoints`: subscriber name → position
 //! - `remote_ids`: (projection, resource type, id) → the id a remote backend assigned, and its
 //!   reverse `remote_ids_reverse`: (projection, resource type, remote id) → id (see
 //!   [`projections::IdMap`]); written only by the projection runners, never by an event
@@ -39,6 +39,10 @@ pub(crate) const REMOTE_IDS: TableDefinition<(&str, &str, &str), &str> =
 pub(crate) const REMOTE_IDS_REVERSE: TableDefinition<(&str, &str, &str), &str> =
     TableDefinition::new("remote_ids_reverse");
 
+/// The counter holding [`Registry::uniqueness_fingerprint`](scim::schema::Registry::uniqueness_fingerprint)
+/// of the schemas the uniqueness index was built with.
+pub(crate) const UNIQUE_SCHEMA: &str = "unique-schema";
+
 /// The counter holding the layout version the query index was built with.
 pub(crate) const QUERY_INDEX_VERSION: &str = "query-index-version";
 
@@ -47,6 +51,9 @@ pub(crate) const QUERY_INDEX_LAYOUT: u64 = 1;
 
 /// The counter holding the last committed position.
 pub(crate) const POSITION: &str = "position";
+
+/// The counter holding the first 8 bytes of the last event's chain hash (see `Event::prev`).
+pub(crate) const CHAIN_HEAD: &str = "chain-head";
 
 /// The counter of live resources of a type.
 pub(crate) fn count_key(rt: ResourceType) -> &'static str {
