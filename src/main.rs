@@ -50,7 +50,7 @@ enum Command {
     Log(LogCommand),
     /// Rebuild one projection from position 0 (with the server stopped, or through it while it runs).
     Replay {
-        /// The projection to rebuild: file, sql, ldap, mongo or jumpcloud.
+        /// The projection to rebuild: file, sql, ldap, mongo, jumpcloud or scim.
         #[arg(long)]
         projection: String,
         /// Empty the backend first.
@@ -104,7 +104,7 @@ enum LogCommand {
 enum ProjectionCommand {
     /// Re-apply the changes a projection's backend refused (parked changes).
     Retry {
-        /// The projection: file, sql, ldap, mongo or jumpcloud.
+        /// The projection: file, sql, ldap, mongo, jumpcloud or scim.
         name: String,
         #[command(flatten)]
         config: ServeConfig,
