@@ -450,7 +450,7 @@ async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Arg
     let out = scimd(
         data,
         &listen,
-        &["replay", "--projection", "sql", "--fresh"],
+        &["replay", "--projection", "sql", "--fresh", "--yes"],
         &[
             ("DATABASE_URL", url),
             ("USER_MODEL_NAME", &users),
@@ -502,7 +502,7 @@ async fn timed_replay(
     let out = scimd(
         data,
         &listen,
-        &["replay", "--projection", projection, "--fresh"],
+        &["replay", "--projection", projection, "--fresh", "--yes"],
         env,
     )
     .stdout(Stdio::piped())

@@ -56,6 +56,18 @@ enum Command {
         /// Empty the backend first.
         #[arg(long)]
         fresh: bool,
+        /// With --fresh: empty the backend even when it holds rows the log cannot rebuild (rows
+        /// scimd did not write, such as an earlier server's that were never imported).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        config: ServeConfig,
+    },
+    /// Import an earlier server's Users and Groups (files, SQL, MongoDB or LDAP) into the log,
+    /// keeping their ids; run again, it imports only what changed. The server must be stopped.
+    Import {
+        #[command(flatten)]
+        args: cli::import::ImportArgs,
         #[command(flatten)]
         config: ServeConfig,
     },
@@ -78,9 +90,14 @@ enum LogCommand {
         #[arg(long)]
         follow: bool,
     },
-    /// Check that positions are contiguous, every event decodes, and the read model equals a
-    /// fold of the log. Exits 1 if anything is wrong.
-    Verify,
+    /// Check the log (positions, decoding, the hash chain, each resource's history) and that the
+    /// read model, its indexes and the subscribers' bookkeeping equal what the log says. Reads
+    /// only; exits 1 if anything is wrong.
+    Verify {
+        /// Memory (MiB) the store's page cache may use while verifying.
+        #[arg(long, env = "STORE_CACHE_MB", default_value_t = 1024)]
+        store_cache_mb: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +113,8 @@ enum ProjectionCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before anything creates a file: the store and projection documents hold personal data.
+    cli.common.files_mode.apply();
     init_tracing(&cli.common);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,17 +126,28 @@ fn main() -> anyhow::Result<()> {
         Command::Log(LogCommand::Tail { from, follow }) => {
             runtime.block_on(cli::log::tail(data_path, from, follow))
         }
-        Command::Log(LogCommand::Verify) => cli::log::verify(data_path, &*cli.common.registry()?),
+        Command::Log(LogCommand::Verify { store_cache_mb }) => cli::log::verify(
+            data_path,
+            &*cli.common.registry()?,
+            store_cache_mb.saturating_mul(1024 * 1024),
+        ),
         Command::Replay {
             projection,
             fresh,
+            yes,
             config,
         } => runtime.block_on(cli::projection::replay(
             data_path,
             cli.common.registry()?,
             &config,
             &projection,
-            fresh,
+            cli::projection::Fresh::from_flags(fresh, yes),
+        )),
+        Command::Import { args, config } => runtime.block_on(cli::import::run(
+            data_path,
+            cli.common.registry()?,
+            &config,
+            &args,
         )),
         Command::Projection(ProjectionCommand::Retry { name, config }) => runtime.block_on(
             cli::projection::retry(data_path, cli.common.registry()?, &config, &name),
@@ -164,6 +194,7 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         registry.clone(),
         config.store_cache_bytes(),
     )?);
+    store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
     let publisher = config.amqp.url.clone().map(|url| {
@@ -212,7 +243,12 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
     let served = http::serve(app, &config, &common.data_path, &store_id).await;
     http::reach::withdraw(&common.data_path, std::process::id());
-    store.close().await;
+    let closed = store.close().await;
+    served.with_context(|| format!("cannot serve on {}", config.listen))?;
+    anyhow::ensure!(
+        closed,
+        "the store was not closed cleanly (its writer was stuck); the next start repairs it"
+    );
     tracing::info!("store closed");
-    served.with_context(|| format!("cannot serve on {}", config.listen))
+    Ok(())
 }

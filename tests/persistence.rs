@@ -291,3 +291,96 @@ async fn ready_reports_the_store_is_open() {
     let r = s.anonymous().get("/ready").await.expect(200);
     assert!(r.text.len() < 10_000);
 }
+
+/// The mode bits of a path.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Starts a server with the file projection on a DATA_PATH it creates itself, writes a User, and
+/// returns the modes of DATA_PATH, the store file, `Users/` and the User's document.
+async fn modes_with(files_mode: Option<&str>) -> [u32; 4] {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut opts = Opts::default()
+        .env("DATA_PATH", &data.to_string_lossy())
+        .env("PROJECTIONS", "file");
+    if let Some(m) = files_mode {
+        opts = opts.env("FILES_MODE", m);
+    }
+    let mut s = Scimd::start(opts).await;
+    let id = id_of(&s.client().create_user_named("modes").await);
+    let doc = data.join("Users").join(&id);
+    for _ in 0..100 {
+        if doc.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.stop().await;
+    [
+        mode(&data),
+        mode(&data.join("scimd.redb")),
+        mode(&data.join("Users")),
+        mode(&doc),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_files_and_projection_documents_are_private_by_default() {
+    assert_eq!(modes_with(None).await, [0o700, 0o600, 0o700, 0o600]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_mode_0640_lets_the_group_read() {
+    assert_eq!(modes_with(Some("0640")).await, [0o750, 0o640, 0o750, 0o640]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_files_mode_that_is_not_a_data_file_mode_stops_start_up() {
+    let s = Scimd::start_default().await;
+    let out = s.cli(&["--files-mode", "0755", "log", "tail"]).await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("FILES_MODE"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_does_not_keep_the_store_from_reusing_freed_pages() {
+    let mut s = Scimd::start(Opts::default().loglevel("warn")).await;
+    let api = s.client();
+    let id = id_of(&api.create_user_named("churn").await);
+    // A read, then only writes: a read transaction kept from here on would pin every page the
+    // writes free, and the file would grow with each commit instead of reusing them.
+    api.get("/Users?count=1").await.expect(200);
+    let file = s.data_path().join("scimd.redb");
+    let size = || std::fs::metadata(&file).unwrap().len();
+    // Bulk answers carry no representation, so nothing reads between these writes.
+    let bulk = |i: usize| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [{"method": "PATCH", "path": format!("/Users/{id}"), "data": {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "title", "value": format!("t{i}-{}", "x".repeat(2000))}]
+            }}]
+        })
+    };
+    for i in 0..100 {
+        api.post("/Bulk", &bulk(i)).await.expect(200);
+    }
+    let warm = size();
+    for i in 100..400 {
+        api.post("/Bulk", &bulk(i)).await.expect(200);
+    }
+    let grown = size() - warm;
+    s.stop().await;
+    // 300 events of ≈2.5 KB are ≈0.8 MB of log; the rewritten pages must be reused.
+    assert!(
+        grown < 3_000_000,
+        "300 PATCHes grew the store by {grown} bytes (from {warm}): freed pages are not reused"
+    );
+}

@@ -155,7 +155,14 @@ async fn replay_with_the_server_stopped_rebuilds_the_same_content_as_the_live_pr
         "INSERT INTO {t_users} (id, details) VALUES ('stray', '{{}}')"
     ))
     .await;
-    s.cli(&["replay", "--projection", "sql", "--fresh"])
+    // The stray row is not the log's: --fresh alone refuses (naming it) and changes nothing.
+    let out = s.cli(&["replay", "--projection", "sql", "--fresh"]).await;
+    assert!(
+        !out.status.success() && out.stderr.contains("stray") && out.stderr.contains("--yes"),
+        "{out:?}"
+    );
+    assert_eq!(sql.users().await.get("stray"), Some(&json!({})));
+    s.cli(&["replay", "--projection", "sql", "--fresh", "--yes"])
         .await
         .success();
     assert_holds(
@@ -181,7 +188,7 @@ async fn replay_with_the_server_stopped_rebuilds_the_same_content_as_the_live_pr
         "{\"tampered\": true}",
     )
     .unwrap();
-    s.cli(&["replay", "--projection", "file", "--fresh"])
+    s.cli(&["replay", "--projection", "file", "--fresh", "--yes"])
         .await
         .success();
     assert_holds(
@@ -242,9 +249,15 @@ async fn replay_while_the_server_runs_goes_through_the_server_and_rebuilds_the_s
     ))
     .await;
 
+    // The stray row is not the log's: --fresh asks for --yes, beside the running server too.
+    let out = s.cli(&["replay", "--projection", "sql", "--fresh"]).await;
+    assert!(
+        !out.status.success() && out.stderr.contains("--yes"),
+        "{out:?}"
+    );
     let started = Instant::now();
     let out = s
-        .cli(&["replay", "--projection", "sql", "--fresh"])
+        .cli(&["replay", "--projection", "sql", "--fresh", "--yes"])
         .await
         .success();
     let took = started.elapsed();

@@ -19,6 +19,8 @@
 //! - Every other I/O failure (disk full, permission denied, read-only file system, I/O error) is
 //!   [`ProjectionError::Unavailable`]: the runner retries once the operator has fixed it.
 
+pub mod source;
+
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

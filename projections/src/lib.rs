@@ -44,10 +44,15 @@
 //!
 //! A backend that takes deltas stores members without their `display` (a member's rename does not
 //! re-send the groups it is in).
+//!
+//! # Reading back
+//! Each backend also has a [`source::Source`], its read side: what the backend holds, as SCIM
+//! documents (`scimd import` moves an earlier server's data in with it).
 
 pub mod file;
 pub mod ldap;
 pub mod mongo;
+pub mod source;
 pub mod sql;
 
 use async_trait::async_trait;

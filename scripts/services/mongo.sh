@@ -4,7 +4,8 @@
 # for the registries this project installs from; the Rust `mongodb` driver works with it.
 # Known differences from MongoDB (nx-27017 is a MongoDB-wire server, not MongoDB): `$inc` on Int64 returns Int32;
 # `{"emails.value": {"$regex": …}}` on arrays of subdocuments matches nothing (use $elemMatch); BSON regex
-# values are rejected; no multi-document transactions (scimd then writes its checkpoint after the batch).
+# values are rejected; no multi-document transactions (scimd then writes its checkpoint after the batch); an `$or` of
+# `{_version: {$lte: n}}` and `{_version: {$exists: false}}` misses some documents (each alone works).
 #
 # A throwaway mongo server for the tests, with a subcommand:
 #   mongo.sh install  create the virtualenv MONGO_VENV with nx-27017 unless it is there (needs python3-venv)

@@ -18,8 +18,34 @@ use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
 use crate::http::{client_key, reach};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreReader};
+use projections::ProjectionError;
+use projections::ResourceKind;
+use scim::ResourceType;
 use scim::schema::Registry;
+
+/// Whether a replay empties the backend first and, if so, whether rows the log cannot rebuild may
+/// go with the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    /// Rebuild over what the backend holds (upserts by id).
+    No,
+    /// Empty the backend first, unless it holds rows the log does not: then refuse.
+    Checked,
+    /// Empty the backend first, whatever it holds (`--fresh --yes`).
+    Confirmed,
+}
+
+impl Fresh {
+    /// From `--fresh` and `--yes` (`--yes` alone changes nothing).
+    pub fn from_flags(fresh: bool, yes: bool) -> Fresh {
+        match (fresh, yes) {
+            (false, _) => Fresh::No,
+            (true, false) => Fresh::Checked,
+            (true, true) => Fresh::Confirmed,
+        }
+    }
+}
 
 fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
@@ -36,8 +62,12 @@ pub async fn replay(
     registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
-    fresh: bool,
+    fresh: Fresh,
 ) -> anyhow::Result<()> {
+    if fresh == Fresh::Checked {
+        refuse_rows_the_log_lacks(data_path, config, name).await?;
+    }
+    let fresh = fresh != Fresh::No;
     match open_locally(data_path, registry, config, name)? {
         Some((store, mut runner)) => {
             let target = store.snapshot()?.position()?;
@@ -75,6 +105,74 @@ pub async fn replay(
             Ok(())
         }
     }
+}
+
+/// Fails when the backend of projection `name` holds Users or Groups whose ids the store does not
+/// hold: rows scimd did not write (an earlier server's, never imported), which `--fresh` would
+/// delete for good. Reads the store read-only, so it works beside a running server too. A backend
+/// whose layout is not there yet (no table, OU or directory) holds nothing.
+async fn refuse_rows_the_log_lacks(
+    data_path: &Path,
+    config: &ServeConfig,
+    name: &str,
+) -> anyhow::Result<()> {
+    let backend = backends::by_name(name, &config.projections, data_path)?;
+    let cannot_check = |e: ProjectionError| {
+        anyhow::anyhow!(
+            "cannot see what the {name} backend holds before emptying it ({e}); \
+             pass --yes to empty it without looking"
+        )
+    };
+    let mut source = match backend.source().await {
+        Ok(source) => source,
+        Err(ProjectionError::Config(_)) => return Ok(()),
+        Err(e) => return Err(cannot_check(e)),
+    };
+    let reader = if data_path.join("scimd.redb").exists() {
+        Some(StoreReader::open(data_path, config.store_cache_bytes())?)
+    } else {
+        None
+    };
+    let mut unknown = [0usize; 2];
+    let mut examples: Vec<String> = Vec::new();
+    for (slot, (kind, rt)) in [
+        (ResourceKind::User, ResourceType::User),
+        (ResourceKind::Group, ResourceType::Group),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let held = match source.read(kind).await {
+            Ok(held) => held,
+            Err(ProjectionError::Config(_)) => continue,
+            Err(e) => return Err(cannot_check(e)),
+        };
+        let snapshot = reader.as_ref().map(StoreReader::snapshot).transpose()?;
+        for h in held {
+            let (known, what) = match (&h, &snapshot) {
+                (Ok(found), Some(s)) => (s.get(rt, &found.id)?.is_some(), found.id.clone()),
+                (Ok(found), None) => (false, found.id.clone()),
+                (Err(u), _) => (false, u.location.clone()),
+            };
+            if !known {
+                unknown[slot] += 1;
+                if examples.len() < 3 {
+                    examples.push(format!("{} {what}", rt.name()));
+                }
+            }
+        }
+    }
+    if unknown.iter().sum::<usize>() > 0 {
+        anyhow::bail!(
+            "the {name} backend holds {} User(s) and {} Group(s) that scimd's log does not hold \
+             (such as {}): --fresh would delete them, and no rebuild brings them back. Import them \
+             first (scimd import --from …), or pass --yes to delete them",
+            unknown[0],
+            unknown[1],
+            examples.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Re-applies projection `name`'s parked changes (`amqp`: publishes the parked messages again).

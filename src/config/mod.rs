@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use scim::schema::{Registry, SchemaFiles, SchemaMode};
 
+pub use files_mode::FilesMode;
 pub use schema_path::SchemaPathError;
 
+mod files_mode;
 mod schema_path;
 
 /// Settings every subcommand shares.
@@ -39,6 +41,10 @@ pub struct CommonConfig {
     /// Group attributes set from other attributes on every write, like USER_MAPPING.
     #[arg(long, env = "GROUP_MAPPING", global = true)]
     pub group_mapping: Option<String>,
+    /// Mode of the files scimd creates (store, projection documents); directories get search
+    /// where it lets read (0600 → 0700, 0640 → 0750).
+    #[arg(long, env = "FILES_MODE", default_value = "0600", global = true)]
+    pub files_mode: FilesMode,
 }
 
 impl CommonConfig {
@@ -87,6 +93,10 @@ pub struct ServeConfig {
     /// fastest while the store file (`DATA_PATH/scimd.redb`) fits: about 2 GB per million users.
     #[arg(long, env = "STORE_CACHE_MB", default_value_t = 1024)]
     pub store_cache_mb: usize,
+    /// Seconds one batch may keep the store's writer (an fsync, a commit) before it counts as
+    /// stalled: `/ready` and `/health` fail and an ERROR is logged until it moves again.
+    #[arg(long, env = "WRITER_STALL_TIMEOUT", default_value_t = 30)]
+    pub writer_stall_timeout: u64,
     /// Longest `filter` accepted, in characters (longer: 400 `invalidFilter`).
     #[arg(long, env = "FILTER_MAX_LENGTH", default_value_t = 4096)]
     pub filter_max_length: usize,

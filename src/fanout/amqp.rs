@@ -261,7 +261,7 @@ impl Publisher {
             source,
         })?;
         let routing_key = session.fixed_key.clone().unwrap_or_else(|| {
-            format!("{}.{}", event.resource_type.name(), operation(event.kind)).into()
+            format!("{}.{}", event.resource_type.name(), operation(event)).into()
         });
         session
             .channel
@@ -515,10 +515,13 @@ impl Publisher {
     }
 }
 
-/// The operation name the earlier server used: Create, Update or Delete.
-fn operation(kind: EventKind) -> &'static str {
-    match kind {
+/// The operation name the earlier server used: Create, Update or Delete. An import is a Create when
+/// it made the resource (version 1), else an Update.
+fn operation(event: &Event) -> &'static str {
+    match event.kind {
         EventKind::Create => "Create",
+        EventKind::Import if event.version == 1 => "Create",
+        EventKind::Import => "Update",
         EventKind::Replace | EventKind::Patch => "Update",
         EventKind::Delete => "Delete",
     }
@@ -537,7 +540,7 @@ fn message_body(
         GroupMembers::Changes => Members::Omit,
     };
     let resource = snapshot.as_of(event.clone(), base, members)?;
-    let mut body = json!({"operation": operation(event.kind)});
+    let mut body = json!({"operation": operation(event)});
     if event.resource_type == ResourceType::Group && group_members == GroupMembers::Changes {
         let refs = |list: &[crate::store::MemberRef]| -> Vec<Value> {
             list.iter()

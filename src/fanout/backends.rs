@@ -3,9 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use projections::file::FileProjection;
+use projections::file::source::FileSource;
+use projections::ldap::source::LdapSource;
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
+use projections::mongo::source::MongoSource;
 use projections::mongo::{MongoProjection, MongoSettings};
+use projections::source::Source;
 use projections::sql::SqlProjection;
+use projections::sql::source::SqlSource;
 use projections::{Projection, ProjectionError};
 
 use crate::config::ProjectionConfig;
@@ -67,6 +72,23 @@ impl Backend {
             Backend::Ldap(settings) => Box::new(LdapProjection::connect(settings.clone()).await?),
             Backend::Mongo { uri, settings } => {
                 Box::new(MongoProjection::connect(uri, settings.clone()).await?)
+            }
+        })
+    }
+}
+
+impl Backend {
+    /// Connects to the backend's read side (`scimd import`, and `replay --fresh` looking for rows
+    /// the log cannot rebuild). It writes nothing: no table, OU or directory is created.
+    pub async fn source(&self) -> Result<Box<dyn Source>, ProjectionError> {
+        Ok(match self {
+            Backend::File(root) => Box::new(FileSource::new(root.clone())?),
+            Backend::Sql { url, users, groups } => {
+                Box::new(SqlSource::connect(url, users, groups).await?)
+            }
+            Backend::Ldap(settings) => Box::new(LdapSource::connect(settings.clone()).await?),
+            Backend::Mongo { uri, settings } => {
+                Box::new(MongoSource::connect(uri, settings.clone()).await?)
             }
         })
     }

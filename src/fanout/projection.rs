@@ -401,10 +401,13 @@ fn coalesce(
     }
     let mut renamed: Vec<(String, u64)> = Vec::new();
     for e in events.iter().filter(|_| !deltas) {
-        let renames = matches!(e.kind, EventKind::Replace | EventKind::Patch)
-            && e.changed
-                .iter()
-                .any(|c| c == "displayName" || c == "userName");
+        let renames = matches!(
+            e.kind,
+            EventKind::Replace | EventKind::Patch | EventKind::Import
+        ) && e
+            .changed
+            .iter()
+            .any(|c| c == "displayName" || c == "userName");
         if renames {
             for group in snapshot.direct_groups_of(&e.resource_id)? {
                 renamed.push((group, e.position));
@@ -467,7 +470,8 @@ struct MemberFold {
 impl MemberFold {
     fn add(&mut self, e: &Event) {
         match e.kind {
-            EventKind::Create | EventKind::Delete => self.whole = true,
+            // An import sends the group whole: it may replace every attribute and member.
+            EventKind::Create | EventKind::Delete | EventKind::Import => self.whole = true,
             EventKind::Replace | EventKind::Patch => {
                 self.attributes_changed |= e.changed.iter().any(|c| c != "members");
             }

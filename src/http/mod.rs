@@ -36,6 +36,7 @@ pub fn app(
 ) -> impl Endpoint + use<> {
     let base_path = config.base_path();
     let explorer = Arc::new(api::Explorer::default());
+    let liveness = service.clone();
     let scrape = metrics::Scrape {
         service: service.clone(),
         subscribers: subscribers.clone(),
@@ -74,7 +75,10 @@ pub fn app(
         routes
             .at(
                 "/health",
-                poem::endpoint::make_sync(|_| poem::web::Json(serde_json::json!({"status": "OK"}))),
+                poem::endpoint::make_sync(move |_| {
+                    let (status, body) = api::liveness(&liveness);
+                    (status, poem::web::Json(body))
+                }),
             )
             .nest(&base_path, api)
     };

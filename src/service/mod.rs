@@ -1,10 +1,12 @@
 //! The SCIM service: commands (create, replace, patch, delete; Bulk in `bulk`) turned into store
-//! writes, single resources rendered from the read model, lists (in `list`), and the log
-//! subscribers' progress and controls (in `subscribers`). The HTTP layer calls only this; it knows
+//! writes, single resources rendered from the read model, lists (in `list`), the log
+//! subscribers' progress and controls (in `subscribers`), and `scimd import`'s documents (in
+//! `import`). The HTTP layer calls only this; it knows
 //! nothing of redb or of the subscribers.
 
 mod bulk;
 mod cursor;
+pub mod import;
 mod list;
 mod metrics;
 mod password;
@@ -20,9 +22,9 @@ use uuid::Uuid;
 use cursor::Cursors;
 pub use subscribers::Subscribers;
 
-/// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
-pub use crate::store::WriteContext;
 use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
+/// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
+pub use crate::store::{WriteContext, WriterStatus};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{self, GroupView, MemberView};
@@ -108,6 +110,11 @@ impl Service {
     /// The schemas this service validates against.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// What the store's writer is doing (`/ready`, `/health`).
+    pub fn writer_status(&self) -> WriterStatus {
+        self.store.writer_status()
     }
 
     /// The last committed log position.
@@ -347,9 +354,12 @@ impl Service {
                 Ok(self.doc(rt, &id, resource, related, base, view))
             }
             // The writer answers a create or replace with the resource; anything else is a bug there.
-            Outcome::Deleted | Outcome::Checkpointed | Outcome::Bulk(_) => Err(
-                ScimError::unavailable("the store gave an unexpected answer; retry the request"),
-            ),
+            Outcome::Deleted
+            | Outcome::Checkpointed
+            | Outcome::Imported { .. }
+            | Outcome::Bulk(_) => Err(ScimError::unavailable(
+                "the store gave an unexpected answer; retry the request",
+            )),
         }
     }
 }

@@ -6,7 +6,8 @@
 use std::sync::LazyLock;
 
 use argon2::Argon2;
-use argon2::password_hash::PasswordHasher;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use tokio::sync::Semaphore;
 
 use crate::metrics::METRICS;
@@ -51,4 +52,18 @@ pub async fn hash(password: String) -> Result<String, ScimError> {
     })
     .await
     .map_err(|_| ScimError::unavailable("password hashing was interrupted; retry the request"))?
+}
+
+/// Whether `password` is the one `hash` (a PHC string made by [`hash`]) was made from; checked off
+/// the async runtime. A hash that does not parse matches nothing.
+pub async fn verify(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    })
+    .await
+    .unwrap_or(false)
 }

@@ -13,7 +13,8 @@ use scim::ResourceType;
 pub const ENVELOPE_VERSION: u8 = 1;
 
 /// The SCIM operation that caused an event. A change the server makes on its own (removing a deleted
-/// resource from its groups) is a `Patch` with a [`Cause`].
+/// resource from its groups) is a `Patch` with a [`Cause`]; a resource moved in from an earlier
+/// server by `scimd import` is an `Import`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
@@ -21,6 +22,10 @@ pub enum EventKind {
     Replace,
     Patch,
     Delete,
+    /// `scimd import`: the whole resource as an earlier server held it, with its id kept. Creates
+    /// the resource (version 1) or replaces it (the next version) like a PUT; a Group's event
+    /// carries the membership deltas against what the store held, as a replace does.
+    Import,
 }
 
 /// Why the server changed a resource nobody wrote to.
@@ -87,6 +92,31 @@ pub struct Event {
     /// Groups: members removed by this event (on `delete`: every member the group had).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members_removed: Vec<MemberRef>,
+    /// The hash chain: SHA-256 (hex) of the previous event's stored bytes ([`GENESIS`] for the
+    /// first event), so an event rewritten in place, even one that still decodes, breaks the chain
+    /// at the event after it (`scimd log verify`). Events written before the chain existed have
+    /// none: a store's chain begins at its first event written by a scimd that has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+}
+
+/// The `prev` of the first event of a log.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash the next event's `prev` carries: SHA-256 of an event's stored bytes, in hex.
+pub fn chain_hash(stored: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(stored))
+}
+
+/// The first 8 bytes of a chain hash as a number: the `chain-head` counter, which lets verify
+/// see a rewritten last event (no event after it carries its hash).
+pub(crate) fn chain_head(hash: &str) -> u64 {
+    let mut head = [0u8; 8];
+    if let Ok(bytes) = hex::decode(hash.get(..16).unwrap_or_default()) {
+        head.copy_from_slice(&bytes[..8.min(bytes.len())]);
+    }
+    u64::from_be_bytes(head)
 }
 
 /// Errors decoding a stored envelope.

@@ -9,7 +9,7 @@
 //! - `query_index`: ([`plan::index_keys`](scim::filter::plan::index_keys) row, id) → (): the
 //!   filter indexes (userName, externalId, displayName, emails.value, meta.lastModified)
 //! - `parked`: (subscriber, resource id) → [`Parked`]: changes a projection backend refused for good
-//! - `counters`: `position` and `count:{type}`; `checkpoints`: subscriber name → position
+//! - `counters`: `position`, `chain-head` and `count:{type}`; `checkpoints`: subscriber name → position
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,10 @@ pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("co
 pub(crate) const PARKED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("parked");
 pub(crate) const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
 
+/// The counter holding [`Registry::uniqueness_fingerprint`](scim::schema::Registry::uniqueness_fingerprint)
+/// of the schemas the uniqueness index was built with.
+pub(crate) const UNIQUE_SCHEMA: &str = "unique-schema";
+
 /// The counter holding the layout version the query index was built with.
 pub(crate) const QUERY_INDEX_VERSION: &str = "query-index-version";
 
@@ -40,6 +44,9 @@ pub(crate) const QUERY_INDEX_LAYOUT: u64 = 1;
 
 /// The counter holding the last committed position.
 pub(crate) const POSITION: &str = "position";
+
+/// The counter holding the first 8 bytes of the last event's chain hash (see `Event::prev`).
+pub(crate) const CHAIN_HEAD: &str = "chain-head";
 
 /// The counter of live resources of a type.
 pub(crate) fn count_key(rt: ResourceType) -> &'static str {

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::StoredResource;
@@ -66,6 +67,18 @@ pub enum Write {
         id: String,
         if_match: Option<String>,
     },
+    /// `scimd import`: create resource `id` (version 1, `created` kept from the earlier server) or
+    /// replace it whole (the next version), as one event of kind `import`. Uniqueness holds as for
+    /// any write. Members that do not exist (or name the group itself) are left out and named in
+    /// [`Outcome::Imported`], so that a stale reference the earlier server kept does not keep the
+    /// whole group out.
+    Import {
+        rt: ResourceType,
+        id: String,
+        attributes: Map<String, Value>,
+        members: Option<Vec<MemberInput>>,
+        created: Option<DateTime<Utc>>,
+    },
     /// Save a log subscriber's checkpoint (no event). It commits like any write, so a checkpoint
     /// is as durable as the events it follows.
     Checkpoint { name: String, position: u64 },
@@ -110,6 +123,8 @@ pub enum Outcome {
     },
     /// The resource is gone.
     Deleted,
+    /// An import was written; `left_out` are the members that did not exist.
+    Imported { left_out: Vec<String> },
     /// Subscriber bookkeeping (checkpoint, parked change) is saved.
     Checkpointed,
     /// Each Bulk operation's outcome, in the order given; `None` for those not attempted once

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod faults;
 pub mod projections;
 
 use std::fs::OpenOptions;
@@ -61,6 +62,10 @@ pub struct Opts {
     /// Variables removed from the environment after everything else was set (e.g. `PROJECTIONS`,
     /// which the harness otherwise sets to `none`).
     pub unset: Vec<String>,
+    /// A program (and its arguments) `scimd serve` runs under, e.g. `fiu-run -x` or `strace -f`;
+    /// it must exec scimd or trace it, so that the pid the harness signals is scimd's or its
+    /// tracer's.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for Opts {
@@ -73,6 +78,7 @@ impl Default for Opts {
             loglevel: "info".to_string(),
             env: Vec::new(),
             unset: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -104,6 +110,11 @@ impl Opts {
     }
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+    /// Run `scimd serve` under this program (`["fiu-run", "-x"]`).
+    pub fn wrapper(mut self, argv: &[&str]) -> Self {
+        self.wrapper = argv.iter().map(|a| a.to_string()).collect();
         self
     }
     /// Leave `k` unset in every scimd process of the test (wins over the harness defaults and `env`).
@@ -310,7 +321,19 @@ impl Scimd {
 
     /// The environment every scimd process of this test gets (serve and the CLI).
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.command_under(&[], args)
+    }
+
+    /// [`command`](Self::command), run under `wrapper` (a program that execs or traces scimd).
+    fn command_under(&self, wrapper: &[String], args: &[&str]) -> Command {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(args);
         cmd.env_clear();
         for k in PASSTHROUGH_ENV {
@@ -373,7 +396,7 @@ impl Scimd {
                 self.starts, self.addr
             ));
             let log = self.log_file();
-            let mut cmd = self.command(&["serve"]);
+            let mut cmd = self.command_under(&self.opts.wrapper, &["serve"]);
             cmd.stdout(log.try_clone().unwrap()).stderr(log);
             let child = cmd.spawn().expect("spawn scimd serve");
             self.child = Some(child);

@@ -54,6 +54,7 @@
 //! The bind password is never logged or shown (`Debug` of [`LdapSettings`] hides it).
 
 mod layout;
+pub mod source;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -167,36 +168,7 @@ impl LdapProjection {
     /// [`ProjectionError::Unavailable`] while the server cannot be reached;
     /// [`ProjectionError::Config`] for a bad URL, refused credentials or a missing base DN.
     pub async fn connect(settings: LdapSettings) -> Result<Self, ProjectionError> {
-        let conn_settings = LdapConnSettings::new()
-            .set_conn_timeout(CONNECT_TIMEOUT)
-            .set_starttls(settings.starttls);
-        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &settings.url)
-            .await
-            .map_err(|e| match e {
-                LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) => {
-                    ProjectionError::Config(format!("ldap projection: LDAP_HOSTNAME: {e}"))
-                }
-                e => {
-                    ProjectionError::Unavailable(format!("ldap projection: {}: {e}", settings.url))
-                }
-            })?;
-        ldap3::drive!(conn);
-        let bound = ldap
-            .with_timeout(CONNECT_TIMEOUT)
-            .simple_bind(&settings.bind_dn, &settings.password)
-            .await
-            .and_then(|r| r.success());
-        match bound {
-            Ok(_) => {}
-            Err(LdapError::LdapResult { result }) if result.rc == 49 || result.rc == 34 => {
-                return Err(ProjectionError::Config(format!(
-                    "ldap projection: bind as {:?} refused: {}",
-                    settings.bind_dn,
-                    describe(result.rc, &result.text)
-                )));
-            }
-            Err(e) => return Err(unavailable(&e)),
-        }
+        let ldap = bind(&settings).await?;
         let mut projection = LdapProjection { settings, ldap };
         projection.create_ous().await?;
         tracing::info!(
@@ -321,6 +293,43 @@ impl Projection for LdapProjection {
         }
         Ok(())
     }
+}
+
+/// Connects to `settings.url` and binds.
+///
+/// # Errors
+/// [`ProjectionError::Unavailable`] while the server cannot be reached; [`ProjectionError::Config`]
+/// for a bad URL or refused credentials.
+async fn bind(settings: &LdapSettings) -> Result<Ldap, ProjectionError> {
+    let conn_settings = LdapConnSettings::new()
+        .set_conn_timeout(CONNECT_TIMEOUT)
+        .set_starttls(settings.starttls);
+    let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &settings.url)
+        .await
+        .map_err(|e| match e {
+            LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) => {
+                ProjectionError::Config(format!("ldap projection: LDAP_HOSTNAME: {e}"))
+            }
+            e => ProjectionError::Unavailable(format!("ldap projection: {}: {e}", settings.url)),
+        })?;
+    ldap3::drive!(conn);
+    let bound = ldap
+        .with_timeout(CONNECT_TIMEOUT)
+        .simple_bind(&settings.bind_dn, &settings.password)
+        .await
+        .and_then(|r| r.success());
+    match bound {
+        Ok(_) => {}
+        Err(LdapError::LdapResult { result }) if result.rc == 49 || result.rc == 34 => {
+            return Err(ProjectionError::Config(format!(
+                "ldap projection: bind as {:?} refused: {}",
+                settings.bind_dn,
+                describe(result.rc, &result.text)
+            )));
+        }
+        Err(e) => return Err(unavailable(&e)),
+    }
+    Ok(ldap)
 }
 
 /// The error to report for a batch: any that is not a rejection first (the batch is retried

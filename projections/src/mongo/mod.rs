@@ -18,6 +18,11 @@
 //!   `_version` is not newer: `replaceOne({_id, _version: {$lte: v}}, doc, upsert)`. Where a newer
 //!   version is stored the upsert's insert fails on the `_id` (duplicate key), which means "already
 //!   newer" and is success. A redelivered or older change therefore never overwrites a newer one.
+//!   A document without `_version` (an earlier server's, with the same `_id`) is adopted: when
+//!   the guarded upsert meets it (duplicate key), it is replaced where `_version` does not exist
+//!   (a second, rare step: one `$or` filter would do, but nx-27017 evaluates `$or` with `$exists`
+//!   wrongly on some documents). A membership delta for such a document is parked (retry writes
+//!   the group whole).
 //! - A membership delta ([`Change::Members`]) is `$pull` of the removed members' values, then one
 //!   update with `$addToSet` (`$each`) of the added `{value, type}` and `$set` of `meta` and
 //!   `_version` (and, when other attributes changed, `$set` of each of them and `$unset` of those
@@ -37,6 +42,8 @@
 //! [`ProjectionError::Unavailable`]; a document the server or the BSON encoder refuses (too
 //! large, invalid field names) is [`ProjectionError::Rejected`]; a connection string that does not
 //! parse or refused credentials are [`ProjectionError::Config`].
+
+pub mod source;
 
 use std::time::Duration;
 
@@ -158,10 +165,16 @@ impl MongoProjection {
             } => {
                 let version = version_of(*version)?;
                 let doc = stored_document(index, id, version, document)?;
-                let guard = doc! {"_id": id, "_version": {"$lte": version}};
-                match coll.replace_one(guard, doc).upsert(true).await {
+                match coll.replace_one(guard(id, version), doc).upsert(true).await {
                     Ok(_) => Ok(()),
-                    Err(e) if duplicate_key(&e) => Ok(()), // a newer version is stored
+                    // A newer version is stored, or a document scimd did not write.
+                    Err(e) if duplicate_key(&e) => {
+                        let doc = stored_document(index, id, version, document)?;
+                        coll.replace_one(doc! {"_id": id, "_version": {"$exists": false}}, doc)
+                            .await
+                            .map(drop)
+                            .map_err(fail)
+                    }
                     Err(e) => Err(fail(e)),
                 }
             }
@@ -179,7 +192,7 @@ impl MongoProjection {
                 removed,
             } => {
                 let version = version_of(*version)?;
-                let guard = doc! {"_id": id, "_version": {"$lte": version}};
+                let guard = guard(id, version);
                 if !removed.is_empty() {
                     let values: Vec<&str> = removed.iter().map(|m| m.value.as_str()).collect();
                     coll.update_one(
@@ -232,14 +245,27 @@ impl MongoProjection {
                         .projection(doc! {"_version": 1})
                         .await
                         .map_err(fail)?;
-                    if stored.is_none() {
-                        return Err(ProjectionError::Rejected {
-                            index,
-                            reason: format!(
-                                "group {id} has no document, so its membership change cannot be \
-                                 applied (was its creation parked?)"
-                            ),
-                        });
+                    match stored {
+                        None => {
+                            return Err(ProjectionError::Rejected {
+                                index,
+                                reason: format!(
+                                    "group {id} has no document, so its membership change cannot \
+                                     be applied (was its creation parked?)"
+                                ),
+                            });
+                        }
+                        Some(stored) if !stored.contains_key("_version") => {
+                            return Err(ProjectionError::Rejected {
+                                index,
+                                reason: format!(
+                                    "group {id}'s document was not written by scimd (it has no \
+                                     _version), so a membership change cannot be applied to it; \
+                                     `scimd projection retry mongo` writes the group whole"
+                                ),
+                            });
+                        }
+                        Some(_) => {}
                     }
                 }
                 Ok(())
@@ -381,12 +407,16 @@ async fn replace_group(
     new.insert("_id", id);
     new.insert("_version", version);
     new.insert("members", members);
-    let guard = doc! {"_id": id, "_version": {"$lte": version}};
-    match coll.replace_one(guard, new).await {
+    match coll.replace_one(guard(id, version), new).await {
         Ok(_) => Ok(()),
         Err(e) if duplicate_key(&e) => Ok(()),
         Err(e) => Err(classify(index, &e)),
     }
+}
+
+/// The filter of a write of `version` to document `id`: the stored version is not newer.
+fn guard(id: &str, version: i64) -> Document {
+    doc! {"_id": id, "_version": {"$lte": version}}
 }
 
 fn member(m: &Member) -> Bson {

@@ -29,7 +29,8 @@
 //!
 //! # Code
 //! - this file: [`SqlProjection`], table names, error mapping;
-//! - `url`: the accepted DATABASE_URL spellings; `migrate`: the migrations;
+//! - `url`: the accepted DATABASE_URL spellings; `migrate`: the migrations; `source`: the tables
+//!   read back (for `scimd import`);
 //! - `batch`: a batch reduced to its last change per resource and cut into multi-row statements;
 //! - `dialect`: what the dialects share (checkpoint, reset, the batch transaction), written once
 //!   over sqlx's `Database`;
@@ -55,6 +56,7 @@ mod dialect;
 mod migrate;
 mod mysql;
 mod postgres;
+pub mod source;
 mod sqlite;
 mod url;
 

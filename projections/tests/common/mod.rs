@@ -331,6 +331,38 @@ impl Backend {
         })
     }
 
+    /// The backend's read side (`projections::source`), on the same storage.
+    pub async fn source(&self) -> Box<dyn projections::source::Source> {
+        use projections::file::source::FileSource;
+        use projections::ldap::source::LdapSource;
+        use projections::mongo::source::MongoSource;
+        use projections::sql::source::SqlSource;
+        let opened: Result<Box<dyn projections::source::Source>, ProjectionError> =
+            match &self.store {
+                Store::Files(root) => FileSource::new(root.clone())
+                    .map(|s| Box::new(s) as Box<dyn projections::source::Source>),
+                Store::Sqlite(_) | Store::Postgres(_) | Store::MySql(_) => {
+                    SqlSource::connect(&self.url, &self.users, &self.groups)
+                        .await
+                        .map(|s| Box::new(s) as Box<dyn projections::source::Source>)
+                }
+                Store::Ldap(ldap) => LdapSource::connect(ldap.1.clone())
+                    .await
+                    .map(|s| Box::new(s) as Box<dyn projections::source::Source>),
+                Store::Mongo(db) => {
+                    let settings = MongoSettings {
+                        database: db.name().to_owned(),
+                        users: "Users".into(),
+                        groups: "Groups".into(),
+                    };
+                    MongoSource::connect(&self.url, settings)
+                        .await
+                        .map(|s| Box::new(s) as Box<dyn projections::source::Source>)
+                }
+            };
+        opened.unwrap_or_else(|e| panic!("open the read side: {e}"))
+    }
+
     /// The temporary directory of this test.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::{Result, Shared, Tag};
 use crate::http::auth::ApiKeyAuth;
 use crate::http::responses::DocumentResponse;
-use crate::service::Subscribers;
+use crate::service::{Service, Subscribers, WriterStatus};
+use poem::http::StatusCode;
 
 /// The result of `GET /health`.
 #[derive(ApiResponse)]
@@ -93,20 +94,55 @@ impl AdminApi {
         Ok(DocumentResponse::Ok(Json(json!({"projection": name.0}))))
     }
 
-    /// Liveness: `{"status":"OK"}` while the process serves requests. No key needed.
+    /// Liveness: `{"status":"OK"}` while the process can serve requests; 503 when the store's
+    /// writer is gone for good (it kept panicking) or stalled on one batch for longer than
+    /// `WRITER_STALL_TIMEOUT`: only a restart of the process helps then. No key needed.
     #[oai(path = "/health", method = "get", tag = "Tag::Operations")]
     async fn health(&self) -> HealthResponse {
-        HealthResponse::Ok(Json(json!({"status": "OK"})))
+        match liveness(&self.shared.service) {
+            (StatusCode::OK, body) => HealthResponse::Ok(Json(body)),
+            (_, body) => HealthResponse::Unavailable(Json(body)),
+        }
     }
 
-    /// Readiness: 200 when the store can be read, else 503. No key needed.
+    /// Readiness: 200 when the store can be read and its writer takes writes, else 503 (the
+    /// store is being reopened after a fault, or the writer is stalled or gone). No key needed.
     #[oai(path = "/ready", method = "get", tag = "Tag::Operations")]
     async fn ready(&self) -> HealthResponse {
         // One small read, kept off the read pool: a pool busy with expensive queries must not
         // make a load balancer take this node out.
+        let writer = self.shared.service.writer_status();
         match self.shared.service.position() {
-            Ok(position) => HealthResponse::Ok(Json(json!({"status": "OK", "position": position}))),
-            Err(_) => HealthResponse::Unavailable(Json(json!({"status": "unavailable"}))),
+            Ok(position) if writer.ready() => {
+                HealthResponse::Ok(Json(json!({"status": "OK", "position": position})))
+            }
+            _ => HealthResponse::Unavailable(Json(
+                json!({"status": "unavailable", "writer": describe(writer)}),
+            )),
         }
+    }
+}
+
+/// `/health`'s status and body, also served at the root when BASE_PATH is set.
+pub(crate) fn liveness(service: &Service) -> (StatusCode, Value) {
+    let writer = service.writer_status();
+    if writer.alive() {
+        (StatusCode::OK, json!({"status": "OK"}))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "writer": describe(writer)}),
+        )
+    }
+}
+
+/// The writer's state in words, for the probes' bodies.
+fn describe(writer: WriterStatus) -> String {
+    match writer {
+        WriterStatus::Running => "running".into(),
+        WriterStatus::Restarting => "reopening the store".into(),
+        WriterStatus::Stalled(busy) => format!("stalled on one batch for {} s", busy.as_secs()),
+        WriterStatus::Dead => "stopped after repeated panics; restart scimd".into(),
+        WriterStatus::Stopped => "shut down".into(),
     }
 }

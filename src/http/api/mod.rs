@@ -12,6 +12,7 @@ use std::sync::Arc;
 use poem::Request;
 use poem_openapi::Tags;
 
+pub(crate) use admin::liveness;
 pub use discovery::Explorer;
 
 use super::auth::ApiKeyAuth;

@@ -83,6 +83,24 @@ pub(super) fn apply(
         Write::Delete { rt, id, if_match } => {
             delete(t, registry, ctx, rt, &id, if_match.as_deref())
         }
+        Write::Import {
+            rt,
+            id,
+            attributes,
+            members,
+            created,
+        } => super::import::import(
+            t,
+            registry,
+            ctx,
+            super::import::Imported {
+                rt,
+                id,
+                attributes,
+                members,
+                created,
+            },
+        ),
         Write::Checkpoint { name, position } => {
             t.checkpoints.insert(name.as_str(), position)?;
             Ok(Outcome::Checkpointed)
@@ -283,19 +301,19 @@ fn replace(
 }
 
 /// A resource's next version, as a replace or a PATCH makes it.
-struct NewVersion<'a> {
-    rt: ResourceType,
-    id: &'a str,
-    kind: EventKind,
-    current: StoredResource,
-    attributes: Map<String, Value>,
-    added: Vec<MemberRef>,
-    removed: Vec<MemberRef>,
+pub(super) struct NewVersion<'a> {
+    pub(super) rt: ResourceType,
+    pub(super) id: &'a str,
+    pub(super) kind: EventKind,
+    pub(super) current: StoredResource,
+    pub(super) attributes: Map<String, Value>,
+    pub(super) added: Vec<MemberRef>,
+    pub(super) removed: Vec<MemberRef>,
 }
 
 /// Writes the next version of a resource (its checks already done): the membership changes, the
 /// resource with `meta` moved on, and its event.
-fn new_version(
+pub(super) fn new_version(
     t: &mut TxnTables<'_>,
     ctx: &WriteContext,
     v: NewVersion<'_>,
@@ -350,7 +368,7 @@ fn new_version(
 }
 
 /// Moves a resource's uniqueness index rows from its `before` attributes to `unique`.
-fn reindex(
+pub(super) fn reindex(
     t: &mut TxnTables<'_>,
     registry: &Registry,
     rt: ResourceType,
@@ -651,7 +669,7 @@ fn current(
     Ok(current)
 }
 
-fn check_unique(
+pub(super) fn check_unique(
     t: &TxnTables<'_>,
     rt: ResourceType,
     id: &str,
@@ -737,7 +755,10 @@ impl AsMemberRef for MemberView {
 }
 
 /// Top-level attribute names whose values differ between two versions.
-fn changed_attributes(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<String> {
+pub(super) fn changed_attributes(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> Vec<String> {
     let mut changed: Vec<String> = after
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(v))

@@ -9,14 +9,13 @@
 use redb::{Database, ReadableTable};
 
 use super::txn::TxnTables;
-use crate::store::tables::{self, POSITION, QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION};
+use crate::store::tables::{
+    self, POSITION, QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION, UNIQUE_SCHEMA,
+};
 use crate::store::{StoreError, StoredResource};
 use scim::ResourceType;
 use scim::filter::plan;
 use scim::schema::Registry;
-
-/// The counter holding [`Registry::uniqueness_fingerprint`] of the schemas the index was built with.
-const UNIQUE_SCHEMA: &str = "unique-schema";
 
 /// Creates every table, so readers never meet a missing one, rebuilds the uniqueness index if the
 /// schemas' uniqueness rules changed since it was built, and returns the last position.

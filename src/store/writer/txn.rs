@@ -7,10 +7,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::store::WriteContext;
-use crate::store::event::{ENVELOPE_VERSION, MemberRef};
+use crate::store::event::{ENVELOPE_VERSION, GENESIS, MemberRef, chain_hash, chain_head};
 use crate::store::tables::{
-    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX,
-    RESOURCES, STREAMS, UNIQUE,
+    self, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION,
+    QUERY_INDEX, RESOURCES, STREAMS, UNIQUE,
 };
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
 use scim::ResourceType;
@@ -31,14 +31,21 @@ pub(super) struct TxnTables<'txn> {
     pub(super) parked: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) position: u64,
     pub(super) now: DateTime<Utc>,
+    /// The chain hash of the last event: the next event's `prev`.
+    last_hash: String,
 }
 
 impl<'txn> TxnTables<'txn> {
     pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
         let counters = txn.open_table(COUNTERS)?;
         let position = tables::counter(&counters, POSITION)?;
+        let events = txn.open_table(EVENTS)?;
+        let last_hash = match events.last()? {
+            Some((_, stored)) => chain_hash(stored.value()),
+            None => GENESIS.to_owned(),
+        };
         Ok(TxnTables {
-            events: txn.open_table(EVENTS)?,
+            events,
             resources: txn.open_table(RESOURCES)?,
             members: txn.open_table(MEMBERS)?,
             member_of: txn.open_table(MEMBER_OF)?,
@@ -50,10 +57,21 @@ impl<'txn> TxnTables<'txn> {
             parked: txn.open_table(PARKED)?,
             position,
             now: Utc::now(),
+            last_hash,
         })
     }
 
+    /// Records the batch's position and chain head; the last step before the commit.
+    pub(super) fn finish(&mut self) -> Result<(), StoreError> {
+        self.counters.insert(POSITION, self.position)?;
+        self.counters
+            .insert(CHAIN_HEAD, chain_head(&self.last_hash))?;
+        Ok(())
+    }
+
     /// Appends an event at the next position and returns that position.
+    ///
+    /// Each event carries the chain hash of the one before it (`Event::prev`).
     ///
     /// Keeps the log gap-free: positions go up by one per event in the order the writer applies
     /// commands, and since a batch commits whole or not at all, no committed log skips one. The
@@ -61,8 +79,10 @@ impl<'txn> TxnTables<'txn> {
     pub(super) fn append(&mut self, mut event: Event) -> Result<u64, StoreError> {
         self.position += 1;
         event.position = self.position;
-        self.events
-            .insert(self.position, event.encode()?.as_slice())?;
+        event.prev = Some(std::mem::take(&mut self.last_hash));
+        let stored = event.encode()?;
+        self.last_hash = chain_hash(&stored);
+        self.events.insert(self.position, stored.as_slice())?;
         self.streams
             .insert((event.resource_id.as_str(), event.version), self.position)?;
         Ok(self.position)
@@ -173,5 +193,6 @@ pub(super) fn event(t: &TxnTables<'_>, ctx: &WriteContext, body: EventBody) -> E
         attributes: body.attributes,
         members_added: body.members_added,
         members_removed: body.members_removed,
+        prev: None,
     }
 }
