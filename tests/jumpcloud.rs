@@ -569,7 +569,8 @@ async fn file_scim_and_jumpcloud_run_together_and_each_converges() {
     let s = Scimd::start(
         opts(&jc, "file,scim,jumpcloud")
             .env("FORWARD_SCIM_URL", &up.url(""))
-            .env("FORWARD_SCIM_KEY", &up.key),
+            .env("FORWARD_SCIM_KEY", &up.key)
+            .loglevel("trace"),
     )
     .await;
     workload(&s.client(), "tri", 6).await;
@@ -644,6 +645,13 @@ async fn file_scim_and_jumpcloud_run_together_and_each_converges() {
         members(&groups, &users),
         "upstream scimd Groups and their members"
     );
+    let log = s.log();
+    assert!(
+        log.contains("TRACE") || log.contains("trace"),
+        "the log is at trace level"
+    );
+    assert!(!log.contains(JC_KEY), "the JumpCloud key is logged");
+    assert!(!log.contains(&up.key), "the upstream's key is logged");
 }
 
 #[tokio::test]
