@@ -559,6 +559,101 @@ async fn replay_fresh_rebuilds_what_scimd_wrote_and_leaves_the_rest() {
     assert_eq!(held(&jc).await, want);
 }
 
+/// The "done when": one scimd with `PROJECTIONS=file,scim,jumpcloud` feeds all three at
+/// once — the file tree, an upstream scimd and the emulator each end up holding what scimd's GETs
+/// show, members included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_scim_and_jumpcloud_run_together_and_each_converges() {
+    let jc = Emulator::start(JC_KEY).await;
+    let up = Scimd::start_default().await;
+    let s = Scimd::start(
+        opts(&jc, "file,scim,jumpcloud")
+            .env("FORWARD_SCIM_URL", &up.url(""))
+            .env("FORWARD_SCIM_KEY", &up.key)
+            .loglevel("trace"),
+    )
+    .await;
+    workload(&s.client(), "tri", 6).await;
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let st = status(&s).await;
+        let behind: Vec<&str> = ["file", "scim", "jumpcloud"]
+            .into_iter()
+            .filter(|n| {
+                let sub = &st["subscribers"][*n];
+                sub["checkpoint"].as_u64() != st["position"].as_u64() || sub["state"] != "running"
+            })
+            .collect();
+        if behind.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{behind:?} did not catch up: {st:#}\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    converged(&s, &jc, CONVERGE).await;
+
+    let api = s.client();
+    let users = api.list_all("/Users").await;
+    let groups = api.list_all("/Groups").await;
+    let ids = |docs: &[Value]| -> BTreeSet<String> {
+        docs.iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let root = s.data_path();
+    let on_disk = |dir| -> BTreeSet<String> {
+        common::projections::file_docs(&root, dir)
+            .into_keys()
+            .collect()
+    };
+    assert_eq!(on_disk("Users"), ids(&users), "file projection Users");
+    assert_eq!(on_disk("Groups"), ids(&groups), "file projection Groups");
+
+    let upstream = up.client();
+    let up_users = upstream.list_all("/Users").await;
+    let name_of = |docs: &[Value], id: &str| -> String {
+        docs.iter()
+            .find(|d| d["id"] == id)
+            .map(|d| d["userName"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| format!("unknown member {id}"))
+    };
+    let names = |docs: &[Value]| -> BTreeSet<String> {
+        docs.iter()
+            .map(|d| d["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&up_users), names(&users), "upstream scimd Users");
+    let members = |docs: &[Value], people: &[Value]| -> BTreeMap<String, BTreeSet<String>> {
+        docs.iter()
+            .map(|g| {
+                let m = g["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| name_of(people, m["value"].as_str().unwrap()))
+                    .collect();
+                (g["displayName"].as_str().unwrap().to_owned(), m)
+            })
+            .collect()
+    };
+    assert_eq!(
+        members(&upstream.list_all("/Groups").await, &up_users),
+        members(&groups, &users),
+        "upstream scimd Groups and their members"
+    );
+    let log = s.log();
+    assert!(
+        log.contains("TRACE") || log.contains("trace"),
+        "the log is at trace level"
+    );
+    assert!(!log.contains(JC_KEY), "the JumpCloud key is logged");
+    assert!(!log.contains(&up.key), "the upstream's key is logged");
+}
+
 #[tokio::test]
 async fn a_jumpcloud_url_without_a_key_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,23 @@ use async_trait::async_trait;
 
 use crate::{ProjectionError, ResourceKind};
 
+/// A remote id as one URL path segment: every byte but RFC 3986's unreserved characters
+/// percent-encoded, and `.`/`..` encoded too. A remote service chooses its ids, and one holding
+/// `/`, `?`, `#` or dot segments would otherwise address another resource (or path) than its own.
+pub fn path_segment(remote: &str) -> String {
+    let only_dots = remote.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(remote.len());
+    for b in remote.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') || (b == b'.' && !only_dots)
+        {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// One projection's durable map of scimd ids to remote ids, per resource type.
 ///
 /// Every method may fail with [`ProjectionError::Unavailable`] when scimd's store cannot be read or
@@ -162,5 +179,18 @@ impl IdMap for MemoryIdMap {
             .collect();
         out.sort();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn a_remote_id_cannot_address_another_path() {
+        assert_eq!(path_segment("5f1b-2c_~.x"), "5f1b-2c_~.x");
+        assert_eq!(path_segment("a/b?c#d"), "a%2Fb%3Fc%23d");
+        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("é 1"), "%C3%A9%201");
     }
 }

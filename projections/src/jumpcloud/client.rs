@@ -15,6 +15,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::remote_body::{BodyError, MAX_BODY};
+
 /// Tries of one call before it counts as unavailable.
 pub const ATTEMPTS: u32 = 6;
 /// The first wait after a 429, a 5xx or a network error; doubled each time.
@@ -124,9 +126,17 @@ impl Client {
                         .get("x-total-count")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
-                    let text = match response.text().await {
-                        Ok(text) => text,
-                        Err(e) => {
+                    let code = status.as_u16();
+                    let text = match crate::remote_body::read(response, MAX_BODY).await {
+                        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                        Err(too_large @ BodyError::TooLarge(_)) => {
+                            return Err(CallError::Refused {
+                                status: code,
+                                what,
+                                message: too_large.to_string(),
+                            });
+                        }
+                        Err(BodyError::Broken(e)) => {
                             last = format!(
                                 "JumpCloud's answer to {what} broke off: {}",
                                 without_url(&e)
@@ -136,7 +146,6 @@ impl Client {
                             continue;
                         }
                     };
-                    let code = status.as_u16();
                     if status.is_success() || expected.contains(&code) {
                         let body = if text.trim().is_empty() {
                             Value::Null

@@ -192,7 +192,7 @@ impl JumpCloudProjection {
         let user = translate::user(document)?;
         let mut answer = None;
         if let Some(remote) = self.ids.remote_id(ResourceKind::User, id).await? {
-            let path = format!("/api/systemusers/{remote}");
+            let path = format!("/api/systemusers/{}", crate::id_map::path_segment(&remote));
             let a = self
                 .client
                 .call(Method::PUT, &path, &[], Some(&user.body), &[404])
@@ -254,7 +254,7 @@ impl JumpCloudProjection {
                 .client
                 .call(
                     Method::PUT,
-                    &format!("/api/systemusers/{remote}"),
+                    &format!("/api/systemusers/{}", crate::id_map::path_segment(&remote)),
                     &[],
                     Some(&user.body),
                     &[],
@@ -306,7 +306,10 @@ impl JumpCloudProjection {
         body: &Value,
         wanted: &[translate::SshKey],
     ) -> Result<(), Failure> {
-        let path = format!("/api/systemusers/{remote}/sshkeys");
+        let path = format!(
+            "/api/systemusers/{}/sshkeys",
+            crate::id_map::path_segment(remote)
+        );
         let held = match body.get("ssh_keys").and_then(Value::as_array) {
             Some(keys) => keys.clone(),
             None if wanted.is_empty() => return Ok(()),
@@ -368,7 +371,10 @@ impl JumpCloudProjection {
     /// by name (adopted) or created.
     async fn ensure_group(&self, id: &str, body: &Value) -> Result<String, Failure> {
         if let Some(remote) = self.ids.remote_id(ResourceKind::Group, id).await? {
-            let path = format!("/api/v2/usergroups/{remote}");
+            let path = format!(
+                "/api/v2/usergroups/{}",
+                crate::id_map::path_segment(&remote)
+            );
             let a = self
                 .client
                 .call(Method::PUT, &path, &[], Some(body), &[404])
@@ -467,7 +473,10 @@ impl JumpCloudProjection {
             self.client
                 .call(
                     Method::PUT,
-                    &format!("/api/v2/usergroups/{remote}"),
+                    &format!(
+                        "/api/v2/usergroups/{}",
+                        crate::id_map::path_segment(&remote)
+                    ),
                     &[],
                     Some(&body),
                     &[],
@@ -512,7 +521,10 @@ impl JumpCloudProjection {
 
     /// The direct user members of a JumpCloud group, every page.
     async fn members_of(&self, remote: &str) -> Result<Vec<String>, Failure> {
-        let path = format!("/api/v2/usergroups/{remote}/members");
+        let path = format!(
+            "/api/v2/usergroups/{}/members",
+            crate::id_map::path_segment(remote)
+        );
         let mut out = Vec::new();
         let mut edges = 0;
         loop {
@@ -547,7 +559,10 @@ impl JumpCloudProjection {
     /// `op` (`add` or `remove`) of each user, [`CONCURRENCY`] at a time; a 409 to an add and a
     /// 404 to a remove mean it was already so.
     async fn member_ops(&self, remote: &str, op: &str, users: &[&String]) -> Result<(), Failure> {
-        let path = format!("/api/v2/usergroups/{remote}/members");
+        let path = format!(
+            "/api/v2/usergroups/{}/members",
+            crate::id_map::path_segment(remote)
+        );
         let done_already: &[u16] = if op == "add" { &[409] } else { &[404] };
         let bodies: Vec<Value> = users
             .iter()
@@ -584,8 +599,12 @@ impl JumpCloudProjection {
 
     async fn delete_remote(&self, kind: ResourceKind, remote: &str) -> Result<(), Failure> {
         let path = match kind {
-            ResourceKind::User => format!("/api/systemusers/{remote}"),
-            ResourceKind::Group => format!("/api/v2/usergroups/{remote}"),
+            ResourceKind::User => {
+                format!("/api/systemusers/{}", crate::id_map::path_segment(remote))
+            }
+            ResourceKind::Group => {
+                format!("/api/v2/usergroups/{}", crate::id_map::path_segment(remote))
+            }
         };
         self.client
             .call(Method::DELETE, &path, &[], None, &[404])

@@ -14,6 +14,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::remote_body::{BodyError, MAX_BODY};
+
 /// Attempts of one request before the batch is handed back to the runner as unavailable.
 const ATTEMPTS: u32 = 5;
 /// The first wait between attempts; doubled each time.
@@ -177,9 +179,17 @@ impl Upstream {
                             .get(reqwest::header::ETAG)
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned);
-                        let bytes = response.bytes().await.map_err(|e| {
-                            Failure::Unavailable(format!("{what}: {}", without_url(&e)))
-                        })?;
+                        let bytes = crate::remote_body::read(response, MAX_BODY).await.map_err(
+                            |e| match e {
+                                BodyError::Broken(e) => {
+                                    Failure::Unavailable(format!("{what}: {}", without_url(&e)))
+                                }
+                                too_large => Failure::Refused(format!(
+                                    "upstream answered {} to {what}: {too_large}",
+                                    status.as_u16()
+                                )),
+                            },
+                        )?;
                         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                         let etag = etag.or_else(|| {
                             body.pointer("/meta/version")

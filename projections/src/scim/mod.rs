@@ -324,7 +324,7 @@ impl ScimProjection {
         remote: &str,
         body: &Value,
     ) -> Result<bool, Failure> {
-        let path = format!("/{}/{remote}", kind.plural());
+        let path = format!("/{}/{}", kind.plural(), crate::id_map::path_segment(remote));
         let mut body = body.clone();
         if let Value::Object(map) = &mut body {
             map.insert("id".into(), Value::String(remote.to_owned()));
@@ -406,7 +406,7 @@ impl ScimProjection {
             .iter()
             .filter_map(|m| translation.get(&(m.kind, m.value.clone())).cloned())
             .collect();
-        let path = format!("/Groups/{remote}");
+        let path = format!("/Groups/{}", crate::id_map::path_segment(&remote));
         let gone = || {
             Failure::Refused(format!(
                 "the upstream no longer has group {remote} (404); \
@@ -500,7 +500,7 @@ impl ScimProjection {
     }
 
     async fn delete_remote(&self, kind: ResourceKind, remote: &str) -> Result<(), Failure> {
-        let path = format!("/{}/{remote}", kind.plural());
+        let path = format!("/{}/{}", kind.plural(), crate::id_map::path_segment(remote));
         let answer = self
             .upstream
             .send(Method::DELETE, &path, &[], None, None)
