@@ -392,6 +392,121 @@ async fn refusals_are_reported_with_their_reasons_and_the_rest_moves_in() {
     assert_eq!(s.client().user("ok").await["userName"], "carol");
 }
 
+/// Hostile source data: an id the source holds as a User and a Group, an id the store gives a
+/// resource of the other type, userNames that collide within the source and with the store, and
+/// members the earlier server typed wrongly. The dry run must predict the real run resource by
+/// resource, each refusal must give its true reason, and a wrongly typed member is kept.
+#[tokio::test]
+async fn a_dry_run_predicts_the_real_run_and_each_refusal_gives_its_true_reason() {
+    let mut s = Scimd::start_default().await;
+    let api = s.client();
+    api.create_user(json!({"schemas": [USER_SCHEMA], "userName": "held"}))
+        .await;
+    let gid = sid(&api
+        .create_group(json!({"schemas": [GROUP_SCHEMA], "displayName": "Store group"}))
+        .await);
+
+    let earlier = tempfile::tempdir().expect("tempdir");
+    let put = |dir: &str, id: &str, doc: Value| {
+        let dir = earlier.path().join(dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(id), doc.to_string()).expect("write");
+    };
+    put("Users", "same", json!({"userName": "same-user"}));
+    put("Groups", "same", json!({"displayName": "Same"}));
+    put("Users", &gid, json!({"userName": "clash"}));
+    put("Users", "taker", json!({"userName": "HELD"}));
+    put("Users", "dup-1", json!({"userName": "twice"}));
+    put("Users", "dup-2", json!({"userName": "Twice"}));
+    put(
+        "Groups",
+        "gx",
+        json!({"displayName": "Gx", "members": [{"value": "gy", "type": "User"}]}),
+    );
+    put(
+        "Groups",
+        "gy",
+        json!({"displayName": "Gy", "members": [{"value": "same", "type": "Group"}]}),
+    );
+    let from = format!("file:{}", earlier.path().display());
+
+    s.stop().await;
+    let outcome = |r: &Value| {
+        let refused: BTreeMap<String, String> = r["refused"]
+            .as_array()
+            .expect("refused")
+            .iter()
+            .map(|e| {
+                let key = format!("{} {}", e["resourceType"], e["id"]);
+                (key, e["detail"].as_str().unwrap_or("").to_owned())
+            })
+            .collect();
+        (refused, r["danglingMembers"].clone())
+    };
+    let out = s.cli(&["import", "--from", &from, "--dry-run"]).await;
+    assert!(!out.status.success(), "{out:?}");
+    let dry = report(&s);
+    let out = s.cli(&["import", "--from", &from]).await;
+    assert!(!out.status.success(), "{out:?}");
+    let real = report(&s);
+    assert_eq!(outcome(&dry), outcome(&real), "dry {dry:#}\nreal {real:#}");
+    for rt in ["Users", "Groups"] {
+        assert_eq!(
+            dry[rt]["toImport"], real[rt]["imported"],
+            "{dry:#}\n{real:#}"
+        );
+    }
+    assert_eq!(
+        real["Users"]["imported"], 2,
+        "same and one of dup-*: {real:#}"
+    );
+    assert_eq!(real["Groups"]["imported"], 2, "{real:#}");
+    let (refused, dangling) = outcome(&real);
+    assert_eq!(
+        dangling,
+        json!([]),
+        "wrongly typed members are kept: {real:#}"
+    );
+    assert_eq!(refused.len(), 4, "{real:#}");
+    assert!(
+        refused[r#""Group" "same""#].contains("as a User too"),
+        "{real:#}"
+    );
+    assert!(
+        refused[&format!(r#""User" "{gid}""#)].contains("holds a Group"),
+        "{real:#}"
+    );
+    assert!(
+        refused[r#""User" "taker""#].contains("already used"),
+        "{real:#}"
+    );
+
+    s.start_again().await;
+    let members = |g: Value| -> BTreeSet<(String, String)> {
+        g["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                (
+                    sid(&json!({"id": m["value"]})),
+                    m["type"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let api = s.client();
+    assert_eq!(
+        members(api.group("gx").await),
+        BTreeSet::from([("gy".to_owned(), "Group".to_owned())])
+    );
+    assert_eq!(
+        members(api.group("gy").await),
+        BTreeSet::from([("same".to_owned(), "User".to_owned())])
+    );
+    assert_eq!(api.group(&gid).await["displayName"], "Store group");
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQL
 // ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::config::{ProjectionConfig, ServeConfig};
 use crate::fanout::backends::{self, Backend};
 use crate::service::import::{self, Prepared};
-use crate::store::{Outcome, Snapshot, Store, StoreError, StoreReader, WriteContext};
+use crate::store::{Outcome, Snapshot, Store, StoreError, StoreReader, Write, WriteContext};
 use scim::schema::Registry;
 use scim::{ResourceType, ScimError};
 
@@ -75,6 +75,8 @@ pub async fn run(
         target,
         report: Report::new(from.clone(), args.dry_run),
         pending: HashSet::new(),
+        seen: HashMap::new(),
+        claimed: HashMap::new(),
         ctx: WriteContext {
             actor: "import".into(),
             txn_id: format!("import-{}", uuid::Uuid::new_v4()),
@@ -217,28 +219,46 @@ struct Run {
     report: Report,
     /// Ids of the source's resources not refused so far: members may name them.
     pending: HashSet<String>,
+    /// Every id read from the source so far, with its type: an id is one resource of either type.
+    seen: HashMap<String, ResourceType>,
+    /// In a dry run, the unique values (index key → id) the resources to import claim, as the
+    /// writer's transaction would.
+    claimed: HashMap<String, String>,
     ctx: WriteContext,
     bar: ProgressBar,
 }
 
 impl Run {
     /// The resources that could be read; the others are refused in the report. An id the source
-    /// holds twice is refused the second time.
+    /// holds twice, as the same type or as a User and a Group, is refused the second time.
     fn readable(&mut self, rt: ResourceType, held: Vec<Held>) -> Vec<Found> {
-        let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(held.len());
         for h in held {
             match h {
-                Ok(found) if seen.insert(found.id.clone()) => out.push(found),
-                Ok(found) => {
-                    self.bar.inc(1);
-                    self.report.refuse(
-                        rt,
-                        Some(&found.id),
-                        None,
-                        &ScimError::invalid_value("the source holds this id twice"),
-                    );
-                }
+                Ok(found) => match self.seen.get(&found.id) {
+                    None => {
+                        self.seen.insert(found.id.clone(), rt);
+                        out.push(found);
+                    }
+                    Some(first) => {
+                        let detail = if *first == rt {
+                            "the source holds this id twice".to_owned()
+                        } else {
+                            format!(
+                                "the source holds this id as a {} too, and an id names one \
+                                 resource of either type",
+                                first.name()
+                            )
+                        };
+                        self.bar.inc(1);
+                        self.report.refuse(
+                            rt,
+                            Some(&found.id),
+                            None,
+                            &ScimError::invalid_value(detail),
+                        );
+                    }
+                },
                 Err(Unreadable { location, reason }) => {
                     self.bar.inc(1);
                     self.report.refuse(
@@ -298,7 +318,6 @@ impl Run {
             )
         }))
         .await;
-        drop(snapshot);
         let mut writes = Vec::new();
         let mut written = Vec::new();
         for (found, prepared) in chunk.iter().zip(prepared) {
@@ -308,8 +327,25 @@ impl Run {
                     self.report.refuse(rt, Some(&found.id), None, &e);
                 }
                 Ok(Prepared::Unchanged) => self.report.unchanged(rt, &found.id),
-                Ok(Prepared::Write { dangling, .. }) if self.report.dry_run => {
-                    self.report.imported(rt, &found.id, dangling);
+                Ok(Prepared::Write { write, dangling }) if self.report.dry_run => {
+                    let checked = match &write {
+                        Write::Import { attributes, .. } => import::check_unique_dry(
+                            &self.registry,
+                            &snapshot,
+                            rt,
+                            &found.id,
+                            attributes,
+                            &mut self.claimed,
+                        ),
+                        _ => Err(unexpected()),
+                    };
+                    match checked {
+                        Ok(()) => self.report.imported(rt, &found.id, dangling),
+                        Err(e) => {
+                            self.pending.remove(&found.id);
+                            self.report.refuse(rt, Some(&found.id), None, &e);
+                        }
+                    }
                 }
                 Ok(Prepared::Write { write, .. }) => {
                     writes.push(write);
@@ -317,6 +353,7 @@ impl Run {
                 }
             }
         }
+        drop(snapshot);
         if let Target::Writable(store) = &self.target
             && !writes.is_empty()
         {
