@@ -538,6 +538,66 @@ async fn fill_tables(sql: &Sql) {
     }
 }
 
+/// An earlier table with an extra column, no primary key (an id twice), and rows no backend or URL
+/// could serve: `..` and a dot file are ids the file layout cannot hold (a directory, a file its
+/// reader skips) and a URL cannot name; they are refused, the rest moves in.
+#[tokio::test]
+async fn odd_rows_of_an_earlier_table_are_refused_one_by_one() {
+    let sql = Sql::sqlite().await;
+    for (table, rows) in [
+        (
+            &sql.users,
+            vec![
+                ("ok", json!({"userName": "ok"}).to_string()),
+                ("ok", json!({"userName": "ok-again"}).to_string()),
+                ("..", json!({"userName": "dots"}).to_string()),
+                (".hidden", json!({"userName": "hidden"}).to_string()),
+                ("str", json!("a string").to_string()),
+                ("text", "{not json".to_owned()),
+            ],
+        ),
+        (&sql.groups, vec![]),
+    ] {
+        let t = sql.quote(table);
+        sql.execute(format!(
+            "CREATE TABLE {t} (id VARCHAR(255), details TEXT, legacy INTEGER)"
+        ))
+        .await;
+        for (id, details) in rows {
+            let details = details.replace('\'', "''");
+            sql.execute(format!(
+                "INSERT INTO {t} (id, details, legacy) VALUES ('{id}', '{details}', 7)"
+            ))
+            .await;
+        }
+    }
+    let mut s = Scimd::start(sql.opts(Opts::default())).await;
+    s.stop().await;
+    let out = s
+        .cli(&["import", "--from", &format!("sql:{}", sql.url)])
+        .await;
+    assert!(!out.status.success(), "{out:?}");
+    let r = report(&s);
+    assert_eq!(r["Users"]["imported"], 1, "{r:#}");
+    assert_eq!(r["Users"]["refused"], 5, "{r:#}");
+    let detail = |id: &str| {
+        r["refused"]
+            .as_array()
+            .expect("refused")
+            .iter()
+            .find(|e| e["id"] == id)
+            .and_then(|e| e["detail"].as_str())
+            .unwrap_or_else(|| panic!("{id} not refused: {r:#}"))
+            .to_owned()
+    };
+    assert!(detail("..").contains("no backend"), "{r:#}");
+    assert!(detail(".hidden").contains("no backend"), "{r:#}");
+    assert!(detail("ok").contains("twice"), "{r:#}");
+    s.start_again().await;
+    assert_eq!(s.client().user("ok").await["userName"], "ok");
+    sql.cleanup().await;
+}
+
 async fn sql_layout_moves_in(sql: Sql) {
     fill_tables(&sql).await;
     let mut s = Scimd::start(sql.opts(Opts::default())).await;
