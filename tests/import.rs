@@ -405,6 +405,10 @@ async fn a_dry_run_predicts_the_real_run_and_each_refusal_gives_its_true_reason(
     let gid = sid(&api
         .create_group(json!({"schemas": [GROUP_SCHEMA], "displayName": "Store group"}))
         .await);
+    let gone = sid(&api
+        .create_user(json!({"schemas": [USER_SCHEMA], "userName": "gone"}))
+        .await);
+    api.delete(&format!("/Users/{gone}")).await.expect(204);
 
     let earlier = tempfile::tempdir().expect("tempdir");
     let put = |dir: &str, id: &str, doc: Value| {
@@ -416,6 +420,7 @@ async fn a_dry_run_predicts_the_real_run_and_each_refusal_gives_its_true_reason(
     put("Groups", "same", json!({"displayName": "Same"}));
     put("Users", &gid, json!({"userName": "clash"}));
     put("Users", "taker", json!({"userName": "HELD"}));
+    put("Users", &gone, json!({"userName": "back-again"}));
     put("Users", "dup-1", json!({"userName": "twice"}));
     put("Users", "dup-2", json!({"userName": "Twice"}));
     put(
@@ -467,7 +472,11 @@ async fn a_dry_run_predicts_the_real_run_and_each_refusal_gives_its_true_reason(
         json!([]),
         "wrongly typed members are kept: {real:#}"
     );
-    assert_eq!(refused.len(), 4, "{real:#}");
+    assert_eq!(refused.len(), 5, "{real:#}");
+    assert!(
+        refused[&format!(r#""User" "{gone}""#)].contains("deleted"),
+        "{real:#}"
+    );
     assert!(
         refused[r#""Group" "same""#].contains("as a User too"),
         "{real:#}"

@@ -133,8 +133,9 @@ pub async fn write_batch(
         .collect())
 }
 
-/// Refuses `id` when the store holds it as a resource of the other type: ids share one namespace
-/// (the writer refuses the same way; checked here too so that a dry run reports it).
+/// Refuses `id` when the store holds it as a resource of the other type (ids share one namespace)
+/// or when the log deleted it (ids are not reused). The writer refuses both the same way; checked
+/// here too so that a dry run reports them.
 fn check_other_type(snapshot: &Snapshot, rt: ResourceType, id: &str) -> Result<(), ScimError> {
     let other = match rt {
         ResourceType::User => ResourceType::Group,
@@ -149,6 +150,19 @@ fn check_other_type(snapshot: &Snapshot, rt: ResourceType, id: &str) -> Result<(
                  one resource of either type; give one of them a new id in the source",
                 rt.name(),
                 other.name()
+            ),
+        ));
+    }
+    if snapshot.get(rt, id).map_err(ScimError::from)?.is_none()
+        && snapshot.stream_head(id).map_err(ScimError::from)?.is_some()
+    {
+        return Err(ScimError::typed(
+            409,
+            ScimType::Uniqueness,
+            format!(
+                "{} {id} was deleted in this log and ids are not reused; give the resource a new id \
+                 in the source, or leave it out",
+                rt.name()
             ),
         ));
     }
