@@ -49,7 +49,7 @@ pub async fn prepare(
     pending: &HashSet<String>,
 ) -> Result<Prepared, ScimError> {
     check_id(id)?;
-    check_other_type(snapshot, rt, id)?;
+    check_id_free(snapshot, rt, id)?;
     let created = document
         .pointer("/meta/created")
         .and_then(Value::as_str)
@@ -136,7 +136,7 @@ pub async fn write_batch(
 /// Refuses `id` when the store holds it as a resource of the other type (ids share one namespace)
 /// or when the log deleted it (ids are not reused). The writer refuses both the same way; checked
 /// here too so that a dry run reports them.
-fn check_other_type(snapshot: &Snapshot, rt: ResourceType, id: &str) -> Result<(), ScimError> {
+fn check_id_free(snapshot: &Snapshot, rt: ResourceType, id: &str) -> Result<(), ScimError> {
     let other = match rt {
         ResourceType::User => ResourceType::Group,
         ResourceType::Group => ResourceType::User,
