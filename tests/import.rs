@@ -582,9 +582,8 @@ async fn odd_rows_of_an_earlier_table_are_refused_one_by_one() {
     }
     let mut s = Scimd::start(sql.opts(Opts::default())).await;
     s.stop().await;
-    let out = s
-        .cli(&["import", "--from", &format!("sql:{}", sql.url)])
-        .await;
+    let from = format!("sql:{}", sql.url);
+    let out = s.cli(&["import", "--from", &from]).await;
     assert!(!out.status.success(), "{out:?}");
     let r = report(&s);
     assert_eq!(r["Users"]["imported"], 1, "{r:#}");
@@ -602,8 +601,31 @@ async fn odd_rows_of_an_earlier_table_are_refused_one_by_one() {
     assert!(detail("..").contains("no backend"), "{r:#}");
     assert!(detail(".hidden").contains("no backend"), "{r:#}");
     assert!(detail("ok").contains("twice"), "{r:#}");
+
+    // The source changes: `ok` is renamed and a newcomer, read first, takes its former userName.
+    // Both move in, in a dry run as in the real one.
+    let t = sql.quote(&sql.users);
+    sql.execute(format!("DELETE FROM {t}")).await;
+    for (id, name) in [("newcomer", "ok"), ("ok", "ok-renamed")] {
+        sql.execute(format!(
+            "INSERT INTO {t} (id, details) VALUES ('{id}', '{{\"userName\": \"{name}\"}}')"
+        ))
+        .await;
+    }
+    for dry_run in [true, false] {
+        let mut args = vec!["import", "--from", &from];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = s.cli(&args).await;
+        assert!(out.status.success(), "{out:?}");
+        let r = report(&s);
+        let imported = if dry_run { "toImport" } else { "imported" };
+        assert_eq!(r["Users"][imported], 2, "{r:#}");
+    }
     s.start_again().await;
-    assert_eq!(s.client().user("ok").await["userName"], "ok");
+    assert_eq!(s.client().user("ok").await["userName"], "ok-renamed");
+    assert_eq!(s.client().user("newcomer").await["userName"], "ok");
     sql.cleanup().await;
 }
 

@@ -171,7 +171,8 @@ fn check_id_free(snapshot: &Snapshot, rt: ResourceType, id: &str) -> Result<(), 
 
 /// For a dry run, the uniqueness check the writer makes: `attributes` of resource `id` must not
 /// hold a unique value the store gives another resource, or one `claimed` (index key → id) by a
-/// resource met earlier in this run; its own values are claimed when it passes.
+/// resource met earlier in this run. When it passes, its values are claimed and those its stored
+/// version held and it gives up are released (`None`), as the writer's reindex frees them.
 ///
 /// # Errors
 /// 409 `uniqueness`, worded as the writer words it; 503 when the store cannot be read.
@@ -181,13 +182,13 @@ pub fn check_unique_dry(
     rt: ResourceType,
     id: &str,
     attributes: &Map<String, Value>,
-    claimed: &mut HashMap<String, String>,
+    claimed: &mut HashMap<String, Option<String>>,
 ) -> Result<(), ScimError> {
     let keys = registry.unique_keys(rt, attributes);
     for key in &keys {
         let index_key = key.index_key(rt);
         let owner = match claimed.get(&index_key) {
-            Some(owner) => Some(owner.clone()),
+            Some(owner) => owner.clone(),
             None => snapshot.unique_owner(&index_key).map_err(ScimError::from)?,
         };
         if owner.is_some_and(|o| o != id) {
@@ -198,8 +199,15 @@ pub fn check_unique_dry(
             )));
         }
     }
+    if let Some(stored) = snapshot.get(rt, id).map_err(ScimError::from)? {
+        for key in registry.unique_keys(rt, &stored.attributes) {
+            if !keys.contains(&key) {
+                claimed.insert(key.index_key(rt), None);
+            }
+        }
+    }
     for key in keys {
-        claimed.insert(key.index_key(rt), id.to_owned());
+        claimed.insert(key.index_key(rt), Some(id.to_owned()));
     }
     Ok(())
 }
