@@ -50,7 +50,7 @@ enum Command {
     Log(LogCommand),
     /// Rebuild one projection from position 0 (with the server stopped, or through it while it runs).
     Replay {
-        /// The projection to rebuild: file or sql.
+        /// The projection to rebuild: file, sql, ldap, mongo, jumpcloud or scim.
         #[arg(long)]
         projection: String,
         /// Empty the backend first.
@@ -104,18 +104,40 @@ enum LogCommand {
 enum ProjectionCommand {
     /// Re-apply the changes a projection's backend refused (parked changes).
     Retry {
-        /// The projection: file or sql.
+        /// The projection: file, sql, ldap, mongo, jumpcloud or scim.
         name: String,
         #[command(flatten)]
         config: ServeConfig,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Before anything creates a file: the store and projection documents hold personal data.
     cli.common.files_mode.apply();
     init_tracing(&cli.common);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A failure as the operator reads it: one line on stderr, what failed and why (each cause after a
+/// `: `), which names the setting or path and so how to fix it. The backtrace only when the
+/// operator asked for one (`RUST_BACKTRACE`), on the lines after: never before the message.
+fn report(e: &anyhow::Error) {
+    let line = format!("{e:#}").replace('\n', " ");
+    eprintln!("scimd: error: {line}");
+    let trace = e.backtrace();
+    if trace.status() == std::backtrace::BacktraceStatus::Captured {
+        eprintln!("backtrace (RUST_BACKTRACE is set):\n{trace}");
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -197,16 +219,17 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
-    if let Some(url) = config.amqp.url.clone() {
-        let publisher = fanout::amqp::Publisher::new(
+    let publisher = config.amqp.url.clone().map(|url| {
+        let publisher = Arc::new(fanout::amqp::Publisher::new(
             store.clone(),
             board.clone(),
             config.amqp.clone(),
             url,
             fanout_base.clone(),
-        );
-        tokio::spawn(publisher.run());
-    }
+        ));
+        tokio::spawn(publisher.clone().run());
+        publisher
+    });
     let mut controls = BTreeMap::new();
     for backend in backends {
         let (tx, rx) = mpsc::channel(8);
@@ -230,7 +253,7 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
             read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
         },
     ));
-    let subscribers = Arc::new(Subscribers::new(board, controls));
+    let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
     let store_id = http::reach::store_id(&common.data_path)?;
     let app = http::app(
         service,
@@ -240,6 +263,18 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         store_id.clone(),
     );
     tracing::info!(listen = %config.listen, data_path = %common.data_path.display(), base_path = %config.base_path(), "scimd serving");
+    // Where a person starts: the explorer and the document, as a browser on this machine reaches them.
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let root = format!(
+        "{scheme}://{}{}",
+        http::reach::connect_addr(config.listen),
+        config.base_path()
+    );
+    tracing::info!(explorer = %format!("{root}/"), openapi = %format!("{root}/openapi.json"), "API explorer");
     let served = http::serve(app, &config, &common.data_path, &store_id).await;
     http::reach::withdraw(&common.data_path, std::process::id());
     let closed = store.close().await;

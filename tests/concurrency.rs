@@ -51,8 +51,9 @@ async fn concurrent_creates_of_the_same_user_name_yield_exactly_one_201() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrent_creates_of_the_same_external_id_yield_exactly_one_201() {
-    let s = Scimd::start_default().await;
+async fn with_external_id_unique_concurrent_creates_of_the_same_external_id_yield_exactly_one_201()
+{
+    let s = Scimd::start(Opts::default().env("EXTERNAL_ID_UNIQUE", "true")).await;
     let api = s.client();
     for round in 0..10usize {
         let n = 2 + round % 5;

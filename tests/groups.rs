@@ -66,8 +66,8 @@ async fn a_group_without_display_name_is_rejected_as_invalid_value() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_groups_cannot_share_an_external_id() {
-    let s = Scimd::start_default().await;
+async fn with_external_id_unique_two_groups_cannot_share_an_external_id() {
+    let s = Scimd::start(Opts::default().env("EXTERNAL_ID_UNIQUE", "true")).await;
     let api = s.client();
     api.create_group(json!({"displayName": "A", "externalId": "gx"}))
         .await;

@@ -128,7 +128,7 @@ async fn writes_after_a_restart_continue_with_the_next_version() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uniqueness_survives_a_restart() {
-    let mut s = Scimd::start_default().await;
+    let mut s = Scimd::start(Opts::default().env("EXTERNAL_ID_UNIQUE", "true")).await;
     let api = s.client();
     api.create_user(json!({"userName": "bjensen", "externalId": "e1"}))
         .await;

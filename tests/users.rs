@@ -146,8 +146,8 @@ async fn user_names_collide_case_insensitively() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_users_cannot_share_an_external_id() {
-    let s = Scimd::start_default().await;
+async fn with_external_id_unique_two_users_cannot_share_an_external_id() {
+    let s = Scimd::start(Opts::default().env("EXTERNAL_ID_UNIQUE", "true")).await;
     let api = s.client();
     api.create_user(json!({"userName": "a", "externalId": "ext-1"}))
         .await;
@@ -300,7 +300,7 @@ async fn put_may_change_the_case_of_its_own_user_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn put_cannot_take_another_users_user_name_or_external_id() {
-    let s = Scimd::start_default().await;
+    let s = Scimd::start(Opts::default().env("EXTERNAL_ID_UNIQUE", "true")).await;
     let api = s.client();
     api.create_user(json!({"userName": "alice", "externalId": "ext-alice"}))
         .await;

@@ -1,5 +1,5 @@
 //! Projections: the backends scimd materialises Users and Groups into (flat files, SQL, LDAP,
-//! MongoDB, and later JumpCloud, an upstream SCIM server).
+//! MongoDB, JumpCloud and an upstream SCIM server).
 //!
 //! Every backend implements [`Projection`]. The caller (scimd's projection runner) owns the log,
 //! batching, retries, parking and checkpoints; a backend only applies [`Change`]s. This crate knows
@@ -50,13 +50,18 @@
 //! documents (`scimd import` moves an earlier server's data in with it).
 
 pub mod file;
+pub mod id_map;
+pub mod jumpcloud;
 pub mod ldap;
 pub mod mongo;
+pub mod scim;
 pub mod source;
 pub mod sql;
 
 use async_trait::async_trait;
 use serde_json::Value;
+
+pub use id_map::{IdMap, MemoryIdMap};
 
 /// The SCIM resource types, named as the backends lay them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -127,6 +127,9 @@ pub fn parse_input(
     })
 }
 
+/// The sub-attributes of a Group member (RFC 7643 §4.2).
+const MEMBER_KEYS: [&str; 4] = ["value", "type", "$ref", "display"];
+
 /// A Group's `members` as a client sent them: each an object with the member's id in `value` and
 /// an optional `type`. Duplicates are dropped, order kept.
 pub(crate) fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, ScimError> {
@@ -143,6 +146,16 @@ pub(crate) fn parse_members(members: Option<Value>) -> Result<Vec<MemberInput>, 
                 "each element of members must be an object with a value",
             ));
         };
+        // The store keeps a member's id and type; `$ref` and `display` are the server's to fill.
+        // Anything else cannot be kept, so it is refused (even leniently), never dropped.
+        if let Some(other) = item
+            .keys()
+            .find(|k| !MEMBER_KEYS.iter().any(|m| k.eq_ignore_ascii_case(m)))
+        {
+            return Err(ScimError::invalid_value(format!(
+                "members.{other} is not a sub-attribute of members (value, type, $ref, display)"
+            )));
+        }
         let value = match item.get("value") {
             Some(Value::String(v)) if !v.is_empty() => v.clone(),
             _ => {

@@ -11,7 +11,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use super::client::server_client;
 use crate::config::ServeConfig;
+use crate::fanout::amqp::{self, Publisher};
 use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
@@ -66,7 +68,7 @@ pub async fn replay(
         refuse_rows_the_log_lacks(data_path, config, name).await?;
     }
     let fresh = fresh != Fresh::No;
-    match open_locally(data_path, registry, config, name)? {
+    match open_locally(data_path, registry, config, name, "--projection")? {
         Some((store, mut runner)) => {
             let target = store.snapshot()?.position()?;
             let bar = progress_bar(target);
@@ -114,7 +116,7 @@ async fn refuse_rows_the_log_lacks(
     config: &ServeConfig,
     name: &str,
 ) -> anyhow::Result<()> {
-    let backend = backends::by_name(name, &config.projections, data_path)?;
+    let backend = backend_named(data_path, config, name, "--projection")?;
     let cannot_check = |e: ProjectionError| {
         anyhow::anyhow!(
             "cannot see what the {name} backend holds before emptying it ({e}); \
@@ -173,14 +175,17 @@ async fn refuse_rows_the_log_lacks(
     Ok(())
 }
 
-/// Re-applies projection `name`'s parked changes.
+/// Re-applies projection `name`'s parked changes (`amqp`: publishes the parked messages again).
 pub async fn retry(
     data_path: &Path,
     registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
 ) -> anyhow::Result<()> {
-    match open_locally(data_path, registry, config, name)? {
+    if name == amqp::NAME {
+        return retry_amqp(data_path, registry, config).await;
+    }
+    match open_locally(data_path, registry, config, name, "`projection retry`")? {
         Some((store, mut runner)) => {
             let result = runner.retry_parked().await;
             let left = store.snapshot()?.parked(name)?.len();
@@ -202,14 +207,79 @@ pub async fn retry(
     }
 }
 
+/// Publishes the parked AMQP messages again: here when the store is free, else through the
+/// running server.
+async fn retry_amqp(
+    data_path: &Path,
+    registry: Arc<Registry>,
+    config: &ServeConfig,
+) -> anyhow::Result<()> {
+    match Store::open(data_path, registry, config.store_cache_bytes()) {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let url =
+                config.amqp.url.clone().context(
+                    "AMQP is not set: set it as for scimd serve to publish parked messages",
+                )?;
+            let publisher = Publisher::new(
+                store.clone(),
+                Arc::new(StatusBoard::default()),
+                config.amqp.clone(),
+                url,
+                fanout_base(config),
+            );
+            let result = publisher.retry_parked().await;
+            let left = store.snapshot()?.parked(amqp::NAME)?.len();
+            store.close().await;
+            let published = result?;
+            eprintln!(
+                "{}: {published} parked message(s) published, {left} still parked",
+                amqp::NAME
+            );
+            Ok(())
+        }
+        Err(StoreError::Locked(_)) => {
+            let client = ServerClient::new(data_path, config).await?;
+            client
+                .post(&format!("/admin/projections/{}/retry", amqp::NAME))
+                .await?;
+            eprintln!(
+                "scimd serve holds the store: asked it to publish the parked AMQP messages again; \
+                 see /status"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The store and a runner for projection `name`, or `None` when a running server holds the store.
+/// `given_as` is how the operator typed the name (`--projection`), for the message when it is
+/// not a projection.
+/// The backend `name` names, or an error naming the flag it was `given_as` and the valid names.
+fn backend_named(
+    data_path: &Path,
+    config: &ServeConfig,
+    name: &str,
+    given_as: &str,
+) -> anyhow::Result<backends::Backend> {
+    match backends::by_name(name, &config.projections, data_path) {
+        Err(backends::SelectError::Unknown(_)) => anyhow::bail!(
+            "{given_as} names `{name}`, which is not a projection; choose one of: {}",
+            backends::NAMES.join(", ")
+        ),
+        other => Ok(other?),
+    }
+}
+
 fn open_locally(
     data_path: &Path,
     registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
+    given_as: &str,
 ) -> anyhow::Result<Option<(Arc<Store>, Runner)>> {
-    let backend = backends::by_name(name, &config.projections, data_path)?;
+    let backend = backend_named(data_path, config, name, given_as)?;
     match Store::open(data_path, registry, config.store_cache_bytes()) {
         Ok(store) => {
             let store = Arc::new(store);
@@ -261,7 +331,7 @@ impl ServerClient {
         let expected = reach::existing_store_id(data_path)?
             .with_context(|| format!("{} has no store-id file", data_path.display()))?;
         let client = ServerClient {
-            http: reqwest::Client::new(),
+            http: server_client(config.tls_cert.as_deref(), None)?,
             base: reach.url,
             key,
         };

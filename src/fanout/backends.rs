@@ -1,19 +1,22 @@
 //! Which projection backends a deployment runs, and how each is connected.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use projections::file::FileProjection;
 use projections::file::source::FileSource;
+use projections::jumpcloud::{JumpCloudProjection, JumpCloudSettings};
 use projections::ldap::source::LdapSource;
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
 use projections::mongo::source::MongoSource;
 use projections::mongo::{MongoProjection, MongoSettings};
+use projections::scim::{ScimProjection, ScimSettings};
 use projections::source::Source;
 use projections::sql::SqlProjection;
 use projections::sql::source::SqlSource;
-use projections::{Projection, ProjectionError};
+use projections::{IdMap, Projection, ProjectionError};
 
-use crate::config::ProjectionConfig;
+use crate::config::{ForwardScimError, ProjectionConfig};
 
 /// A configured projection backend, not yet connected.
 #[derive(Debug, Clone)]
@@ -33,14 +36,21 @@ pub enum Backend {
         uri: String,
         settings: MongoSettings,
     },
+    /// A JumpCloud organisation.
+    JumpCloud(JumpCloudSettings),
+    /// An upstream SCIM server.
+    Scim(ScimSettings),
 }
+
+/// The name of every projection backend, as PROJECTIONS and `scimd replay --projection` take them.
+pub const NAMES: &[&str] = &["file", "sql", "ldap", "mongo", "jumpcloud", "scim"];
 
 /// A projection setting that makes no sense.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
     /// PROJECTIONS names a backend scimd does not have.
     #[error(
-        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, none)"
+        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, jumpcloud, scim, none)"
     )]
     Unknown(String),
     /// A backend was asked for without its settings.
@@ -59,11 +69,18 @@ impl Backend {
             Backend::Sql { .. } => "sql",
             Backend::Ldap(_) => "ldap",
             Backend::Mongo { .. } => "mongo",
+            Backend::JumpCloud(_) => "jumpcloud",
+            Backend::Scim(_) => "scim",
         }
     }
 
-    /// Connects to the backend. Fails with `Unavailable` while it is unreachable.
-    pub async fn connect(&self) -> Result<Box<dyn Projection>, ProjectionError> {
+    /// Connects to the backend. Fails with `Unavailable` while it is unreachable. `ids` is the
+    /// backend's durable id map, which the remote backends (whose services assign their own ids)
+    /// keep; the others ignore it.
+    pub async fn connect(
+        &self,
+        ids: Arc<dyn IdMap>,
+    ) -> Result<Box<dyn Projection>, ProjectionError> {
         Ok(match self {
             Backend::File(root) => Box::new(FileProjection::new(root.clone())),
             Backend::Sql { url, users, groups } => {
@@ -72,6 +89,12 @@ impl Backend {
             Backend::Ldap(settings) => Box::new(LdapProjection::connect(settings.clone()).await?),
             Backend::Mongo { uri, settings } => {
                 Box::new(MongoProjection::connect(uri, settings.clone()).await?)
+            }
+            Backend::JumpCloud(settings) => {
+                Box::new(JumpCloudProjection::connect(settings, ids).await?)
+            }
+            Backend::Scim(settings) => {
+                Box::new(ScimProjection::connect(settings.clone(), ids).await?)
             }
         })
     }
@@ -89,6 +112,20 @@ impl Backend {
             Backend::Ldap(settings) => Box::new(LdapSource::connect(settings.clone()).await?),
             Backend::Mongo { uri, settings } => {
                 Box::new(MongoSource::connect(uri, settings.clone()).await?)
+            }
+            // `replay --fresh` deletes in JumpCloud only what the id map names, so the rows scimd
+            // did not write are never at risk; importing from JumpCloud is not offered.
+            Backend::JumpCloud(_) => {
+                return Err(ProjectionError::Config(
+                    "the jumpcloud projection has no read side: scimd import cannot read from it"
+                        .into(),
+                ));
+            }
+            // Not a source: its `--fresh` deletes only what the id map says scimd created there.
+            Backend::Scim(_) => {
+                return Err(ProjectionError::Config(
+                    "an upstream SCIM server is not read back as a source".into(),
+                ));
             }
         })
     }
@@ -158,13 +195,65 @@ pub fn by_name(
                 },
             })
             .ok_or(SelectError::Missing("mongo", "MONGO_DB")),
+        "jumpcloud" => {
+            let url = config
+                .jumpcloud_url
+                .clone()
+                .filter(|u| !u.trim().is_empty())
+                .ok_or(SelectError::Missing("jumpcloud", "JUMPCLOUD_URL"))?;
+            let key = config
+                .jumpcloud_key
+                .clone()
+                .filter(|k| !k.trim().is_empty())
+                .ok_or(SelectError::Missing(
+                    "jumpcloud",
+                    "JUMPCLOUD_KEY (the API key JumpCloud issued; scimd never sends its own)",
+                ))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(SelectError::Invalid(
+                    "jumpcloud",
+                    format!("JUMPCLOUD_URL {url:?} is not an http(s):// URL"),
+                ));
+            }
+            Ok(Backend::JumpCloud(JumpCloudSettings {
+                url,
+                key,
+                org_id: config.jumpcloud_org_id.clone(),
+            }))
+        }
+        "scim" => {
+            let forward = &config.forward;
+            let invalid = |e: ForwardScimError| SelectError::Invalid("scim", e.to_string());
+            let (url, key) =
+                forward
+                    .url_and_key()
+                    .map_err(invalid)?
+                    .ok_or(SelectError::Missing(
+                        "scim",
+                        "FORWARD_SCIM_URL and FORWARD_SCIM_KEY",
+                    ))?;
+            Ok(Backend::Scim(ScimSettings {
+                url,
+                key,
+                headers: forward.header_pairs().map_err(invalid)?,
+                ca_file: forward.ca_file.clone(),
+                adopt: forward.adopt,
+            }))
+        }
         other => Err(SelectError::Unknown(other.to_owned())),
     }
 }
 
 /// The projections to run: PROJECTIONS if set (`none` for none); otherwise every backend whose
 /// settings are present; otherwise `file`, as the earlier server defaulted to flat files.
+///
+/// A FORWARD_SCIM_URL without its key stops start-up even when `scim` is not selected: whoever set
+/// it expects forwarding, and must learn that the key has no default.
 pub fn select(config: &ProjectionConfig, data_path: &Path) -> Result<Vec<Backend>, SelectError> {
+    config
+        .forward
+        .url_and_key()
+        .map_err(|e| SelectError::Invalid("scim", e.to_string()))?;
     match config.projections.as_deref().map(str::trim) {
         Some("none") => Ok(Vec::new()),
         Some(list) if !list.is_empty() => {

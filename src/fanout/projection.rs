@@ -15,6 +15,7 @@ use projections::{Change, Member, Projection, ProjectionError, ResourceKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backends::Backend;
+use super::id_map::StoreIdMap;
 use super::status::{StatusBoard, SubscriberState};
 use crate::metrics::METRICS;
 use crate::store::{
@@ -204,11 +205,17 @@ impl Runner {
 
     /// Sets both checkpoints (the backend's own, where it keeps one, and the store's) to 0, after
     /// emptying the backend when `fresh`; a restart in the middle of a rebuild then resumes it.
+    /// An emptied remote backend's id map is dropped with it: its ids name nothing any more.
     async fn restart_from_zero(&mut self, fresh: bool) -> Result<(), RunError> {
         let projection = self.connected().await?;
         if fresh {
             projection.reset().await?;
+            self.write(Write::ClearRemoteIds {
+                projection: self.name().into(),
+            })
+            .await?;
         }
+        let projection = self.connected().await?;
         projection.apply(&[], 0).await?;
         self.save_checkpoint(0).await
     }
@@ -222,7 +229,8 @@ impl Runner {
 
     async fn connected(&mut self) -> Result<&mut Box<dyn Projection>, ProjectionError> {
         if self.projection.is_none() {
-            self.projection = Some(self.backend.connect().await?);
+            let ids = Arc::new(StoreIdMap::new(self.store.clone(), self.name()));
+            self.projection = Some(self.backend.connect(ids).await?);
             if self.connected_before {
                 METRICS.reconnects.with_label_values(&[self.name()]).inc();
             }

@@ -14,6 +14,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Converts any error the inner endpoint returns into a SCIM error response.
 pub async fn scim_errors<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let credentials = Credentials::of(&req);
     let resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {
@@ -23,7 +24,7 @@ pub async fn scim_errors<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Resul
             if is_scim(&resp) {
                 resp
             } else {
-                framework_error(status, &detail)
+                framework_error(status, &detail, credentials)
             }
         }
     };
@@ -54,13 +55,54 @@ pub fn scim_response(e: &ScimError) -> Response {
         .body(e.to_body().to_string())
 }
 
+/// What a request presented to authenticate itself, for the text of a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credentials {
+    /// Neither `Authorization` nor `X-API-Key`.
+    Missing,
+    /// `Authorization` with another scheme than Bearer, and no `X-API-Key`.
+    NotBearer,
+    /// A key, which the check then refused.
+    Key,
+}
+
+impl Credentials {
+    fn of(req: &Request) -> Credentials {
+        let headers = req.headers();
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split_once(' ')
+                    .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            });
+        match (bearer, headers.contains_key("x-api-key")) {
+            (Some(true), _) | (_, true) => Credentials::Key,
+            (Some(false), false) => Credentials::NotBearer,
+            (None, false) => Credentials::Missing,
+        }
+    }
+
+    /// The 401's detail: which of the three went wrong, never anything about the keys themselves.
+    fn detail(self) -> &'static str {
+        match self {
+            Credentials::Missing => {
+                "authentication required: send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+            }
+            Credentials::NotBearer => {
+                "the Authorization header must be `Bearer <key>` with an API key (or send `X-API-Key: <key>`)"
+            }
+            Credentials::Key => {
+                "the API key sent is not valid: it is none of the keys in API_KEY (or DATA_PATH/api-key when API_KEY is unset)"
+            }
+        }
+    }
+}
+
 /// The SCIM error for a failure the framework detected before a handler ran.
-fn framework_error(status: StatusCode, detail: &str) -> Response {
+fn framework_error(status: StatusCode, detail: &str, credentials: Credentials) -> Response {
     let e = match status {
-        StatusCode::UNAUTHORIZED => ScimError::new(
-            401,
-            "authentication required: send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-        ),
+        StatusCode::UNAUTHORIZED => ScimError::new(401, credentials.detail()),
         StatusCode::NOT_FOUND => ScimError::not_found("no such endpoint"),
         StatusCode::METHOD_NOT_ALLOWED => {
             ScimError::new(405, "this endpoint does not support that method")

@@ -1,6 +1,7 @@
 //! The HTTP front: routes (poem-openapi), authentication, SCIM error bodies for every failure
 //! (the framework's own included), the 1 MiB body limit, request logging and graceful shutdown.
 
+mod allow;
 mod api;
 mod auth;
 mod base_url;
@@ -8,6 +9,7 @@ mod errors;
 mod header_deadline;
 mod intake;
 mod metrics;
+mod openapi;
 pub mod reach;
 mod responses;
 mod status_page;
@@ -43,7 +45,7 @@ pub fn app(
         public: config.metrics_public,
     };
     let api = api::api(api::Parts {
-        service,
+        service: service.clone(),
         subscribers,
         base_path: base_path.clone(),
         public_url: config.public_url(),
@@ -63,9 +65,25 @@ pub fn app(
              `X-API-Key: <key>`. Errors are SCIM error bodies (RFC 7644 §3.12).",
         )
         .server(server);
-    let _ = explorer.html.set(openapi.swagger_ui_html());
-    let spec = openapi.spec();
+    let spec = openapi::typed(&openapi.spec(), service.registry());
+    let _ = explorer
+        .html
+        .set(openapi::explorer_html(&openapi.swagger_ui_html(), &spec));
     let templates = Arc::new(metrics::Templates::new(&spec, &base_path));
+    let allowed = Arc::new(allow::Allowed::new(
+        &serde_json::from_str(&spec).unwrap_or_default(),
+        &base_path,
+        &[
+            ("/", &["GET"]),
+            ("/openapi.json", &["GET"]),
+            ("/favicon.ico", &["GET"]),
+        ],
+        &[
+            ("/metrics", &["GET"]),
+            ("/health", &["GET"]),
+            ("/favicon.ico", &["GET"]),
+        ],
+    ));
     let _ = explorer.spec.set(spec);
     let routes = Route::new().at("/metrics", scrape);
     let routes = if base_path.is_empty() {
@@ -80,6 +98,11 @@ pub fn app(
                     (status, poem::web::Json(body))
                 }),
             )
+            // Browsers ask the origin's root for it, whatever BASE_PATH is.
+            .at(
+                "/favicon.ico",
+                poem::endpoint::make_sync(|_| api::favicon()),
+            )
             .nest(&base_path, api)
     };
     let status_path: Arc<str> = format!("{base_path}/status").into();
@@ -93,8 +116,31 @@ pub fn app(
         .around(move |next, req| metrics::record(next, req, templates.clone()))
         .data(keys)
         .around(errors::scim_errors)
+        .around(move |next, req| allow::on_405(next, req, allowed.clone()))
         .around(move |next, req| intake::intake(next, req, intake_keys.clone(), limits))
         .around(log_request)
+        .around(one_trailing_slash)
+}
+
+/// A single trailing slash names the route itself (`GET /Users/?filter=…` is `GET /Users?filter=…`):
+/// clients send it, and RFC 7644 §3.2's endpoints have no resource at the slashed path.
+async fn one_trailing_slash<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') && !path.ends_with("//") {
+        let trimmed = &path[..path.len() - 1];
+        let target = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = target.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = poem::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// One line per request at INFO: method, path, status, latency. No query string (it may carry
@@ -112,7 +158,8 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
         %method,
         path,
         status = status.as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        // Three decimals (µs): the float's full expansion (0.12933199999999997) is noise in a log.
+        latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
         "request"
     );
     result

@@ -8,7 +8,7 @@ use redb::ReadTransaction;
 
 use super::tables::{
     self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, Parked, QUERY_INDEX,
-    RESOURCES, STREAMS, UNIQUE,
+    REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
 };
 use super::{Event, StoreError, StoredResource};
 use scim::ResourceType;
@@ -301,6 +301,72 @@ impl Snapshot {
             let parked = serde_json::from_slice(v.value())
                 .map_err(|e| StoreError::Corrupt(format!("parked change does not decode: {e}")))?;
             out.push((id.to_owned(), parked));
+        }
+        Ok(out)
+    }
+
+    /// The ids a remote projection's backend assigned to `ids` (of type `rt`), in order; `None`
+    /// where the map has no entry.
+    pub fn remote_ids(
+        &self,
+        projection: &str,
+        rt: ResourceType,
+        ids: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        self.id_lookup(REMOTE_IDS, projection, rt, ids)
+    }
+
+    /// The scimd ids a remote projection's map gives for `remote_ids` (of type `rt`), in order.
+    pub fn local_ids(
+        &self,
+        projection: &str,
+        rt: ResourceType,
+        remote_ids: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        self.id_lookup(REMOTE_IDS_REVERSE, projection, rt, remote_ids)
+    }
+
+    fn id_lookup(
+        &self,
+        table: redb::TableDefinition<(&str, &str, &str), &str>,
+        projection: &str,
+        rt: ResourceType,
+        keys: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let table = match self.txn.open_table(table) {
+            Ok(table) => table,
+            // A store no writer has opened since the map was introduced: nothing is mapped.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
+            Err(e) => return Err(e.into()),
+        };
+        keys.iter()
+            .map(|key| {
+                Ok(table
+                    .get((projection, rt.name(), key.as_str()))?
+                    .map(|v| v.value().to_owned()))
+            })
+            .collect()
+    }
+
+    /// Every `(id, remote id)` of a remote projection's map for type `rt`, in id order.
+    pub fn remote_id_entries(
+        &self,
+        projection: &str,
+        rt: ResourceType,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let table = match self.txn.open_table(REMOTE_IDS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in table.range((projection, rt.name(), "")..)? {
+            let (k, v) = row?;
+            let (p, kind, id) = k.value();
+            if p != projection || kind != rt.name() {
+                break;
+            }
+            out.push((id.to_owned(), v.value().to_owned()));
         }
         Ok(out)
     }

@@ -10,6 +10,9 @@
 //!   filter indexes (userName, externalId, displayName, emails.value, meta.lastModified)
 //! - `parked`: (subscriber, resource id) → [`Parked`]: changes a projection backend refused for good
 //! - `counters`: `position`, `chain-head` and `count:{type}`; `checkpoints`: subscriber name → position
+//! - `remote_ids`: (projection, resource type, id) → the id a remote backend assigned, and its
+//!   reverse `remote_ids_reverse`: (projection, resource type, remote id) → id (see
+//!   [`projections::IdMap`]); written only by the projection runners, never by an event
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,10 @@ pub(crate) const QUERY_INDEX: TableDefinition<(&str, &str), ()> =
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 pub(crate) const PARKED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("parked");
 pub(crate) const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+pub(crate) const REMOTE_IDS: TableDefinition<(&str, &str, &str), &str> =
+    TableDefinition::new("remote_ids");
+pub(crate) const REMOTE_IDS_REVERSE: TableDefinition<(&str, &str, &str), &str> =
+    TableDefinition::new("remote_ids_reverse");
 
 /// The counter holding [`Registry::uniqueness_fingerprint`](scim::schema::Registry::uniqueness_fingerprint)
 /// of the schemas the uniqueness index was built with.

@@ -90,6 +90,16 @@ pub enum Write {
     },
     /// Forget a parked change once it has been applied (no event).
     Unpark { subscriber: String, id: String },
+    /// Change a remote projection's id map (no event): each `(id, Some(remote))` records that the
+    /// remote backend knows the resource `id` as `remote` (replacing an earlier entry), each
+    /// `(id, None)` drops the entry. See [`projections::IdMap`].
+    RemoteIds {
+        projection: String,
+        rt: ResourceType,
+        entries: Vec<(String, Option<String>)>,
+    },
+    /// Drop a remote projection's whole id map (no event), after `replay --fresh` emptied it.
+    ClearRemoteIds { projection: String },
 }
 
 /// One operation of a [`Write::Bulk`].

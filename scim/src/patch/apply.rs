@@ -224,7 +224,14 @@ impl<'a> Engine<'a> {
                     path.text
                 )));
             }
-            let list = resource::parse_members(Some(as_array(value)))?;
+            // Checked as a PUT checks `members` (types, unknown sub-attributes), never dropped.
+            let checked = match path.at.attribute {
+                Some(attr) => {
+                    validate::attribute_value(attr, &attr.name, as_array(value), self.lenient)?
+                }
+                None => Some(as_array(value)),
+            };
+            let list = resource::parse_members(checked)?;
             self.members.push(match kind {
                 OpKind::Replace => MemberOp::Replace(list),
                 _ => MemberOp::Add(list),

@@ -116,6 +116,7 @@ impl Registry {
             users,
             groups,
             mode,
+            external_id_unique: false,
         })
     }
 }

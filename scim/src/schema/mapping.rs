@@ -40,12 +40,8 @@ impl Mapping {
                     "the source of {target} must be a string path"
                 )));
             };
-            let t = declared(s, &target).ok_or_else(|| {
-                invalid(format!("{target} is not an attribute of {}", s.rt.name()))
-            })?;
-            let src = declared(s, &source).ok_or_else(|| {
-                invalid(format!("{source} is not an attribute of {}", s.rt.name()))
-            })?;
+            let t = declared(s, &target, "a mapping target").map_err(&invalid)?;
+            let src = declared(s, &source, "a mapping source").map_err(&invalid)?;
             let (t_leaf, s_leaf) = (t.1, src.1);
             if t_leaf.mutability == Mutability::ReadOnly
                 || t.0
@@ -84,12 +80,26 @@ impl Mapping {
     }
 }
 
-/// `path` resolved, with the attribute it ends at, if it names an attribute the schemas declare:
-/// a mapping works on stored attributes, and of the common ones (RFC 7643 §3.1) the server keeps
-/// `id`, `meta` and `schemas` itself.
-fn declared<'s>(s: &'s ResourceSchemas, path: &str) -> Option<(AttrPath<'s>, &'s Attribute)> {
-    let p = s.resolve(path).filter(|p| !p.is_common())?;
-    Some((p, p.leaf()?))
+/// `path` resolved, with the attribute it ends at, if it names an attribute a write can carry:
+/// a schema's, or the common `externalId` (readWrite, RFC 7643 §3.1). The other common attributes
+/// (`id`, `meta`, `schemas`) are the server's: `role` says what the path was to be in the message.
+fn declared<'s>(
+    s: &'s ResourceSchemas,
+    path: &str,
+    role: &str,
+) -> Result<(AttrPath<'s>, &'s Attribute), String> {
+    let not_declared = || format!("{path} is not an attribute of {}", s.rt.name());
+    let p = s.resolve(path).ok_or_else(not_declared)?;
+    let leaf = p.leaf().ok_or_else(not_declared)?;
+    if p.is_common()
+        && p.attribute
+            .is_some_and(|a| a.mutability == Mutability::ReadOnly)
+    {
+        return Err(format!(
+            "{path} is assigned by the server (RFC 7643 §3.1), so it cannot be {role}"
+        ));
+    }
+    Ok((p, leaf))
 }
 
 #[cfg(test)]
@@ -127,6 +137,34 @@ mod tests {
     }
 
     #[test]
+    fn external_id_is_a_target_and_a_source() {
+        let s = users();
+        let m = Mapping::parse(
+            &s,
+            "USER_MAPPING",
+            &json!({"externalId": format!("{SRAM}:eduPersonUniqueId")}).to_string(),
+        )
+        .unwrap();
+        let mut attrs = json!({"userName": "x", SRAM: {"eduPersonUniqueId": "u@sram"}});
+        let attrs = attrs.as_object_mut().unwrap();
+        m.apply(attrs);
+        assert_eq!(attrs["externalId"], "u@sram");
+        let back = Mapping::parse(&s, "USER_MAPPING", r#"{"displayName": "externalId"}"#).unwrap();
+        back.apply(attrs);
+        assert_eq!(attrs["displayName"], "u@sram");
+    }
+
+    #[test]
+    fn server_assigned_attributes_are_refused_with_the_reason() {
+        let err = Mapping::parse(&users(), "USER_MAPPING", r#"{"id": "userName"}"#).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("USER_MAPPING") && text.contains("assigned by the server"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn invalid_mappings_are_refused() {
         for bad in [
             "not json".to_owned(),
@@ -135,6 +173,9 @@ mod tests {
             json!({"userName": "active"}).to_string(),
             json!({"groups": "userName"}).to_string(),
             json!({"emails.value": "userName"}).to_string(),
+            json!({"id": "userName"}).to_string(),
+            json!({"meta.created": "meta.lastModified"}).to_string(),
+            json!({"userName": "id"}).to_string(),
         ] {
             let err = Mapping::parse(&users(), "USER_MAPPING", &bad).unwrap_err();
             assert!(err.to_string().contains("USER_MAPPING"), "{err}");

@@ -237,6 +237,8 @@ pub struct Registry {
     users: ResourceSchemas,
     groups: ResourceSchemas,
     mode: SchemaMode,
+    /// `EXTERNAL_ID_UNIQUE`: whether `externalId` is unique per resource type.
+    external_id_unique: bool,
 }
 
 impl Registry {
@@ -267,6 +269,19 @@ impl Registry {
     /// How undeclared input is treated.
     pub fn mode(&self) -> SchemaMode {
         self.mode
+    }
+
+    /// `EXTERNAL_ID_UNIQUE`: makes `externalId` unique per resource type. RFC 7643 §3.1 scopes
+    /// `externalId` to the provisioning client and does not make it unique, and several clients may
+    /// feed one server, so by default it is not (it stays indexed for `eq`).
+    pub fn with_external_id_unique(mut self, unique: bool) -> Registry {
+        self.external_id_unique = unique;
+        self
+    }
+
+    /// Whether `externalId` is unique per resource type ([`Registry::with_external_id_unique`]).
+    pub fn external_id_unique(&self) -> bool {
+        self.external_id_unique
     }
 
     /// Every schema, each once: core User, core Group, then the extensions.

@@ -34,7 +34,12 @@ impl Registry {
     pub fn uniqueness_fingerprint(&self) -> u64 {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        h.update(b"v1 externalId per type, caseExact\n");
+        // Version 1 always indexed externalId; a store built by it is reindexed when it is not unique.
+        if self.external_id_unique {
+            h.update(b"v1 externalId per type, caseExact\n");
+        } else {
+            h.update(b"v2 externalId not unique\n");
+        }
         for s in [&self.users, &self.groups] {
             let scoped = std::iter::once((None, &s.core))
                 .chain(s.extensions.iter().map(|e| (Some(&e.schema.id), &e.schema)));
@@ -64,7 +69,8 @@ impl Registry {
     }
 
     /// The values of `attributes` that must be unique (RFC 7643 §7 `uniqueness`), for the store's
-    /// index. `externalId` is unique per resource type (case-exact), as the server always enforced.
+    /// index. `externalId` is unique per resource type (case-exact) only with
+    /// [`Registry::with_external_id_unique`].
     /// A multi-valued attribute contributes each value; a complex one its `value` sub-attribute.
     /// `caseExact: false` values are indexed lower-cased, so `BJensen` and `bjensen` collide.
     pub fn unique_keys(&self, rt: ResourceType, attributes: &Map<String, Value>) -> Vec<UniqueKey> {
@@ -94,7 +100,9 @@ impl Registry {
                 }
             }
         }
-        if let Some(Value::String(ext)) = attributes.get("externalId") {
+        if let Some(Value::String(ext)) = attributes.get("externalId")
+            && self.external_id_unique
+        {
             push(UniqueKey {
                 attribute: "externalId".into(),
                 normalised: ext.clone(),
@@ -152,7 +160,7 @@ mod tests {
 
     #[test]
     fn unique_keys_follow_uniqueness_and_case_exactness() {
-        let r = builtin();
+        let r = builtin().with_external_id_unique(true);
         let vo = "urn:temporaryNamespace:scim:schemas:voPerson:User";
         let attrs = json!({
             "userName": "BJensen",
@@ -170,5 +178,20 @@ mod tests {
         assert!(found.contains(&(format!("{vo}:voPersonID"), "id-2".into(), true)));
         assert!(found.contains(&(format!("{vo}:voPersonToken"), "Tok".into(), false)));
         assert_eq!(keys.len(), 5);
+    }
+
+    #[test]
+    fn external_id_is_unique_only_when_asked_and_the_fingerprint_says_which() {
+        let attrs = json!({"userName": "a", "externalId": "X1"});
+        let plain = builtin();
+        let keys = plain.unique_keys(ResourceType::User, attrs.as_object().unwrap());
+        assert!(keys.iter().all(|k| k.attribute != "externalId"), "{keys:?}");
+        let unique = builtin().with_external_id_unique(true);
+        let keys = unique.unique_keys(ResourceType::User, attrs.as_object().unwrap());
+        assert!(keys.iter().any(|k| k.attribute == "externalId"), "{keys:?}");
+        assert_ne!(
+            plain.uniqueness_fingerprint(),
+            unique.uniqueness_fingerprint()
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use poem::Request;
 use poem_openapi::param::Path;
-use poem_openapi::payload::{Html, Json, PlainText};
+use poem_openapi::payload::{Binary, Html, Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::{Value, json};
 
@@ -32,6 +32,19 @@ enum SpecResponse {
     /// The document.
     #[oai(status = 200, content_type = "application/json")]
     Ok(PlainText<String>),
+}
+
+/// The explorer's icon (a 32×32 PNG in an ICO).
+#[derive(ApiResponse)]
+pub enum FaviconResponse {
+    /// The icon.
+    #[oai(status = 200, content_type = "image/x-icon")]
+    Ok(Binary<&'static [u8]>),
+}
+
+/// The explorer's icon, for `BASE_PATH/favicon.ico` and the root `/favicon.ico`.
+pub fn favicon() -> FaviconResponse {
+    FaviconResponse::Ok(Binary(include_bytes!("../favicon.ico")))
 }
 
 /// The discovery routes.
@@ -145,6 +158,12 @@ impl DiscoveryApi {
     #[oai(path = "/", method = "get", hidden)]
     async fn explorer(&self) -> Result<Html<String>> {
         built(&self.explorer.html).map(Html)
+    }
+
+    /// The explorer's icon.
+    #[oai(path = "/favicon.ico", method = "get", hidden)]
+    async fn favicon(&self) -> FaviconResponse {
+        favicon()
     }
 
     /// This API's OpenAPI document.

@@ -13,7 +13,7 @@ use poem::Request;
 use poem_openapi::Tags;
 
 pub(crate) use admin::liveness;
-pub use discovery::Explorer;
+pub use discovery::{Explorer, favicon};
 
 use super::auth::ApiKeyAuth;
 use super::base_url;
@@ -30,6 +30,8 @@ enum Tag {
     Users,
     /// RFC 7643 §4.2 Group resources.
     Groups,
+    /// RFC 7644 §3.4.3 searches across Users and Groups.
+    Search,
     /// RFC 7644 §3.7 Bulk operations on Users and Groups.
     Bulk,
     /// RFC 7644 §4 service provider discovery.

@@ -251,7 +251,7 @@ impl RootApi {
     /// `excludedAttributes` (arrays or comma-separated strings), with the meaning they have in
     /// `GET /Users`. An attribute one type does not define has no value there, so one filter spans
     /// both types.
-    #[oai(path = "/.search", method = "post", tag = "Tag::Discovery")]
+    #[oai(path = "/.search", method = "post", tag = "Tag::Search")]
     async fn search_root(
         &self,
         _auth: ApiKeyAuth,

@@ -10,6 +10,7 @@ use redb::ReadableTable;
 use serde_json::{Map, Value};
 
 use super::Rejection;
+use super::remote_ids;
 use super::txn::{EventBody, TxnTables, event};
 use crate::store::event::MemberRef;
 use crate::store::tables::{self};
@@ -117,6 +118,18 @@ pub(super) fn apply(
         }
         Write::Unpark { subscriber, id } => {
             t.parked.remove((subscriber.as_str(), id.as_str()))?;
+            Ok(Outcome::Checkpointed)
+        }
+        Write::RemoteIds {
+            projection,
+            rt,
+            entries,
+        } => {
+            remote_ids::update(t, &projection, rt, entries)?;
+            Ok(Outcome::Checkpointed)
+        }
+        Write::ClearRemoteIds { projection } => {
+            remote_ids::clear(t, &projection)?;
             Ok(Outcome::Checkpointed)
         }
     }

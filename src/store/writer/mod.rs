@@ -30,6 +30,7 @@ mod commands;
 mod health;
 mod import;
 mod reindex;
+mod remote_ids;
 mod txn;
 
 use commands::apply;

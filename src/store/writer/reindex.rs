@@ -56,7 +56,10 @@ fn reindex_queries(t: &mut TxnTables<'_>) -> Result<(), StoreError> {
     for (key, id) in &rows {
         t.query_index.insert((key.as_str(), id.as_str()), ())?;
     }
-    tracing::info!(rows = rows.len(), "query index rebuilt");
+    // A new store has nothing to index: a line at INFO would read like a repair.
+    if !rows.is_empty() {
+        tracing::info!(rows = rows.len(), "query index rebuilt");
+    }
     Ok(())
 }
 
@@ -84,11 +87,13 @@ fn reindex_unique(t: &mut TxnTables<'_>, registry: &Registry) -> Result<(), Stor
             t.unique.insert(index_key.as_str(), id)?;
         }
     }
-    tracing::info!(
-        resources,
-        duplicates,
-        "uniqueness index rebuilt for the current schemas"
-    );
+    if resources > 0 {
+        tracing::info!(
+            resources,
+            duplicates,
+            "uniqueness index rebuilt for the current schemas"
+        );
+    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use crate::store::WriteContext;
 use crate::store::event::{ENVELOPE_VERSION, GENESIS, MemberRef, chain_hash, chain_head};
 use crate::store::tables::{
     self, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION,
-    QUERY_INDEX, RESOURCES, STREAMS, UNIQUE,
+    QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
 };
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
 use scim::ResourceType;
@@ -29,6 +29,9 @@ pub(super) struct TxnTables<'txn> {
     pub(super) counters: Table<'txn, &'static str, u64>,
     pub(super) checkpoints: Table<'txn, &'static str, u64>,
     pub(super) parked: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    pub(super) remote_ids: Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
+    pub(super) remote_ids_reverse:
+        Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
     pub(super) position: u64,
     pub(super) now: DateTime<Utc>,
     /// The chain hash of the last event: the next event's `prev`.
@@ -55,6 +58,8 @@ impl<'txn> TxnTables<'txn> {
             counters,
             checkpoints: txn.open_table(CHECKPOINTS)?,
             parked: txn.open_table(PARKED)?,
+            remote_ids: txn.open_table(REMOTE_IDS)?,
+            remote_ids_reverse: txn.open_table(REMOTE_IDS_REVERSE)?,
             position,
             now: Utc::now(),
             last_hash,
