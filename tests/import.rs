@@ -392,6 +392,130 @@ async fn refusals_are_reported_with_their_reasons_and_the_rest_moves_in() {
     assert_eq!(s.client().user("ok").await["userName"], "carol");
 }
 
+/// Hostile source data: an id the source holds as a User and a Group, an id the store gives a
+/// resource of the other type, userNames that collide within the source and with the store, and
+/// members the earlier server typed wrongly. The dry run must predict the real run resource by
+/// resource, each refusal must give its true reason, and a wrongly typed member is kept.
+#[tokio::test]
+async fn a_dry_run_predicts_the_real_run_and_each_refusal_gives_its_true_reason() {
+    let mut s = Scimd::start_default().await;
+    let api = s.client();
+    api.create_user(json!({"schemas": [USER_SCHEMA], "userName": "held"}))
+        .await;
+    let gid = sid(&api
+        .create_group(json!({"schemas": [GROUP_SCHEMA], "displayName": "Store group"}))
+        .await);
+    let gone = sid(&api
+        .create_user(json!({"schemas": [USER_SCHEMA], "userName": "gone"}))
+        .await);
+    api.delete(&format!("/Users/{gone}")).await.expect(204);
+
+    let earlier = tempfile::tempdir().expect("tempdir");
+    let put = |dir: &str, id: &str, doc: Value| {
+        let dir = earlier.path().join(dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(id), doc.to_string()).expect("write");
+    };
+    put("Users", "same", json!({"userName": "same-user"}));
+    put("Groups", "same", json!({"displayName": "Same"}));
+    put("Users", &gid, json!({"userName": "clash"}));
+    put("Users", "taker", json!({"userName": "HELD"}));
+    put("Users", &gone, json!({"userName": "back-again"}));
+    put("Users", "dup-1", json!({"userName": "twice"}));
+    put("Users", "dup-2", json!({"userName": "Twice"}));
+    put(
+        "Groups",
+        "gx",
+        json!({"displayName": "Gx", "members": [{"value": "gy", "type": "User"}]}),
+    );
+    put(
+        "Groups",
+        "gy",
+        json!({"displayName": "Gy", "members": [{"value": "same", "type": "Group"}]}),
+    );
+    let from = format!("file:{}", earlier.path().display());
+
+    s.stop().await;
+    let outcome = |r: &Value| {
+        let refused: BTreeMap<String, String> = r["refused"]
+            .as_array()
+            .expect("refused")
+            .iter()
+            .map(|e| {
+                let key = format!("{} {}", e["resourceType"], e["id"]);
+                (key, e["detail"].as_str().unwrap_or("").to_owned())
+            })
+            .collect();
+        (refused, r["danglingMembers"].clone())
+    };
+    let out = s.cli(&["import", "--from", &from, "--dry-run"]).await;
+    assert!(!out.status.success(), "{out:?}");
+    let dry = report(&s);
+    let out = s.cli(&["import", "--from", &from]).await;
+    assert!(!out.status.success(), "{out:?}");
+    let real = report(&s);
+    assert_eq!(outcome(&dry), outcome(&real), "dry {dry:#}\nreal {real:#}");
+    for rt in ["Users", "Groups"] {
+        assert_eq!(
+            dry[rt]["toImport"], real[rt]["imported"],
+            "{dry:#}\n{real:#}"
+        );
+    }
+    assert_eq!(
+        real["Users"]["imported"], 2,
+        "same and one of dup-*: {real:#}"
+    );
+    assert_eq!(real["Groups"]["imported"], 2, "{real:#}");
+    let (refused, dangling) = outcome(&real);
+    assert_eq!(
+        dangling,
+        json!([]),
+        "wrongly typed members are kept: {real:#}"
+    );
+    assert_eq!(refused.len(), 5, "{real:#}");
+    assert!(
+        refused[&format!(r#""User" "{gone}""#)].contains("deleted"),
+        "{real:#}"
+    );
+    assert!(
+        refused[r#""Group" "same""#].contains("as a User too"),
+        "{real:#}"
+    );
+    assert!(
+        refused[&format!(r#""User" "{gid}""#)].contains("holds a Group"),
+        "{real:#}"
+    );
+    assert!(
+        refused[r#""User" "taker""#].contains("already used"),
+        "{real:#}"
+    );
+
+    s.start_again().await;
+    let members = |g: Value| -> BTreeSet<(String, String)> {
+        g["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                (
+                    sid(&json!({"id": m["value"]})),
+                    m["type"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let api = s.client();
+    assert_eq!(
+        members(api.group("gx").await),
+        BTreeSet::from([("gy".to_owned(), "Group".to_owned())])
+    );
+    assert_eq!(
+        members(api.group("gy").await),
+        BTreeSet::from([("same".to_owned(), "User".to_owned())])
+    );
+    assert_eq!(api.group(&gid).await["displayName"], "Store group");
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQL
 // ---------------------------------------------------------------------------------------------
@@ -421,6 +545,88 @@ async fn fill_tables(sql: &Sql) {
             .await;
         }
     }
+}
+
+/// An earlier table with an extra column, no primary key (an id twice), and rows no backend or URL
+/// could serve: `..` and a dot file are ids the file layout cannot hold (a directory, a file its
+/// reader skips) and a URL cannot name; they are refused, the rest moves in.
+#[tokio::test]
+async fn odd_rows_of_an_earlier_table_are_refused_one_by_one() {
+    let sql = Sql::sqlite().await;
+    for (table, rows) in [
+        (
+            &sql.users,
+            vec![
+                ("ok", json!({"userName": "ok"}).to_string()),
+                ("ok", json!({"userName": "ok-again"}).to_string()),
+                ("..", json!({"userName": "dots"}).to_string()),
+                (".hidden", json!({"userName": "hidden"}).to_string()),
+                ("str", json!("a string").to_string()),
+                ("text", "{not json".to_owned()),
+            ],
+        ),
+        (&sql.groups, vec![]),
+    ] {
+        let t = sql.quote(table);
+        sql.execute(format!(
+            "CREATE TABLE {t} (id VARCHAR(255), details TEXT, legacy INTEGER)"
+        ))
+        .await;
+        for (id, details) in rows {
+            let details = details.replace('\'', "''");
+            sql.execute(format!(
+                "INSERT INTO {t} (id, details, legacy) VALUES ('{id}', '{details}', 7)"
+            ))
+            .await;
+        }
+    }
+    let mut s = Scimd::start(sql.opts(Opts::default())).await;
+    s.stop().await;
+    let from = format!("sql:{}", sql.url);
+    let out = s.cli(&["import", "--from", &from]).await;
+    assert!(!out.status.success(), "{out:?}");
+    let r = report(&s);
+    assert_eq!(r["Users"]["imported"], 1, "{r:#}");
+    assert_eq!(r["Users"]["refused"], 5, "{r:#}");
+    let detail = |id: &str| {
+        r["refused"]
+            .as_array()
+            .expect("refused")
+            .iter()
+            .find(|e| e["id"] == id)
+            .and_then(|e| e["detail"].as_str())
+            .unwrap_or_else(|| panic!("{id} not refused: {r:#}"))
+            .to_owned()
+    };
+    assert!(detail("..").contains("no backend"), "{r:#}");
+    assert!(detail(".hidden").contains("no backend"), "{r:#}");
+    assert!(detail("ok").contains("twice"), "{r:#}");
+
+    // The source changes: `ok` is renamed and a newcomer, read first, takes its former userName.
+    // Both move in, in a dry run as in the real one.
+    let t = sql.quote(&sql.users);
+    sql.execute(format!("DELETE FROM {t}")).await;
+    for (id, name) in [("newcomer", "ok"), ("ok", "ok-renamed")] {
+        sql.execute(format!(
+            "INSERT INTO {t} (id, details) VALUES ('{id}', '{{\"userName\": \"{name}\"}}')"
+        ))
+        .await;
+    }
+    for dry_run in [true, false] {
+        let mut args = vec!["import", "--from", &from];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = s.cli(&args).await;
+        assert!(out.status.success(), "{out:?}");
+        let r = report(&s);
+        let imported = if dry_run { "toImport" } else { "imported" };
+        assert_eq!(r["Users"][imported], 2, "{r:#}");
+    }
+    s.start_again().await;
+    assert_eq!(s.client().user("ok").await["userName"], "ok-renamed");
+    assert_eq!(s.client().user("newcomer").await["userName"], "ok");
+    sql.cleanup().await;
 }
 
 async fn sql_layout_moves_in(sql: Sql) {

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use crate::config::{ProjectionConfig, ServeConfig};
 use crate::fanout::backends::{self, Backend};
 use crate::service::import::{self, Prepared};
-use crate::store::{Outcome, Snapshot, Store, StoreError, StoreReader, WriteContext};
+use crate::store::{Outcome, Snapshot, Store, StoreError, StoreReader, Write, WriteContext};
 use scim::schema::Registry;
-use scim::{ResourceType, ScimError};
+use scim::{ResourceType, ScimError, ScimType};
 
 /// Resources per transaction: the most a Bulk request may carry.
 const BATCH: usize = 1000;
@@ -75,6 +75,9 @@ pub async fn run(
         target,
         report: Report::new(from.clone(), args.dry_run),
         pending: HashSet::new(),
+        seen: HashMap::new(),
+        claimed: HashMap::new(),
+        deferred: Vec::new(),
         ctx: WriteContext {
             actor: "import".into(),
             txn_id: format!("import-{}", uuid::Uuid::new_v4()),
@@ -217,28 +220,49 @@ struct Run {
     report: Report,
     /// Ids of the source's resources not refused so far: members may name them.
     pending: HashSet<String>,
+    /// Every id read from the source so far, with its type: an id is one resource of either type.
+    seen: HashMap<String, ResourceType>,
+    /// In a dry run, the unique values (index key → id, or none once given up) the resources to
+    /// import claim and release, as the writer's transactions would.
+    claimed: HashMap<String, Option<String>>,
+    /// Resources of this pass refused for a unique value another resource held: that one may
+    /// give it up later in the run (a rename in the source), so they are tried again.
+    deferred: Vec<(Found, ScimError)>,
     ctx: WriteContext,
     bar: ProgressBar,
 }
 
 impl Run {
     /// The resources that could be read; the others are refused in the report. An id the source
-    /// holds twice is refused the second time.
+    /// holds twice, as the same type or as a User and a Group, is refused the second time.
     fn readable(&mut self, rt: ResourceType, held: Vec<Held>) -> Vec<Found> {
-        let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(held.len());
         for h in held {
             match h {
-                Ok(found) if seen.insert(found.id.clone()) => out.push(found),
-                Ok(found) => {
-                    self.bar.inc(1);
-                    self.report.refuse(
-                        rt,
-                        Some(&found.id),
-                        None,
-                        &ScimError::invalid_value("the source holds this id twice"),
-                    );
-                }
+                Ok(found) => match self.seen.get(&found.id) {
+                    None => {
+                        self.seen.insert(found.id.clone(), rt);
+                        out.push(found);
+                    }
+                    Some(first) => {
+                        let detail = if *first == rt {
+                            "the source holds this id twice".to_owned()
+                        } else {
+                            format!(
+                                "the source holds this id as a {} too, and an id names one \
+                                 resource of either type",
+                                first.name()
+                            )
+                        };
+                        self.bar.inc(1);
+                        self.report.refuse(
+                            rt,
+                            Some(&found.id),
+                            None,
+                            &ScimError::invalid_value(detail),
+                        );
+                    }
+                },
                 Err(Unreadable { location, reason }) => {
                     self.bar.inc(1);
                     self.report.refuse(
@@ -257,10 +281,12 @@ impl Run {
         for chunk in users.chunks(BATCH) {
             self.batch(ResourceType::User, chunk).await?;
         }
+        self.retry_deferred(ResourceType::User).await?;
         let groups = nested_last(groups);
         for chunk in groups.chunks(BATCH) {
             self.batch(ResourceType::Group, chunk).await?;
         }
+        self.retry_deferred(ResourceType::Group).await?;
         // Groups in a cycle of nesting met a member group not written yet: now it is.
         if !self.report.dry_run {
             let snapshot = self.target.snapshot()?;
@@ -280,8 +306,43 @@ impl Run {
                 self.report.second_pass = true;
                 self.batch(ResourceType::Group, chunk).await?;
             }
+            self.retry_deferred(ResourceType::Group).await?;
         }
         Ok(())
+    }
+
+    /// Tries the resources refused for a unique value again, as long as a try imports one of them
+    /// (each may free a value another needs); refuses the rest in the report.
+    async fn retry_deferred(&mut self, rt: ResourceType) -> anyhow::Result<()> {
+        loop {
+            let deferred = std::mem::take(&mut self.deferred);
+            if deferred.is_empty() {
+                return Ok(());
+            }
+            let before = deferred.len();
+            let founds: Vec<Found> = deferred.into_iter().map(|(f, _)| f).collect();
+            self.bar.inc_length(founds.len() as u64);
+            for chunk in founds.chunks(BATCH) {
+                self.batch(rt, chunk).await?;
+            }
+            if self.deferred.len() == before {
+                for (found, e) in std::mem::take(&mut self.deferred) {
+                    self.pending.remove(&found.id);
+                    self.report.refuse(rt, Some(&found.id), None, &e);
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Refuses `found`, or defers it when a unique value was in the way.
+    fn refuse(&mut self, rt: ResourceType, found: &Found, e: ScimError) {
+        if e.scim_type == Some(ScimType::Uniqueness) {
+            self.deferred.push((found.clone(), e));
+            return;
+        }
+        self.pending.remove(&found.id);
+        self.report.refuse(rt, Some(&found.id), None, &e);
     }
 
     /// Prepares and writes one batch of resources of one type.
@@ -298,7 +359,6 @@ impl Run {
             )
         }))
         .await;
-        drop(snapshot);
         let mut writes = Vec::new();
         let mut written = Vec::new();
         for (found, prepared) in chunk.iter().zip(prepared) {
@@ -308,33 +368,45 @@ impl Run {
                     self.report.refuse(rt, Some(&found.id), None, &e);
                 }
                 Ok(Prepared::Unchanged) => self.report.unchanged(rt, &found.id),
-                Ok(Prepared::Write { dangling, .. }) if self.report.dry_run => {
-                    self.report.imported(rt, &found.id, dangling);
+                Ok(Prepared::Write { write, dangling }) if self.report.dry_run => {
+                    let checked = match &write {
+                        Write::Import { attributes, .. } => import::check_unique_dry(
+                            &self.registry,
+                            &snapshot,
+                            rt,
+                            &found.id,
+                            attributes,
+                            &mut self.claimed,
+                        ),
+                        _ => Err(unexpected()),
+                    };
+                    match checked {
+                        Ok(()) => self.report.imported(rt, &found.id, dangling),
+                        Err(e) => self.refuse(rt, found, e),
+                    }
                 }
                 Ok(Prepared::Write { write, .. }) => {
                     writes.push(write);
-                    written.push(found.id.clone());
+                    written.push(found);
                 }
             }
         }
+        drop(snapshot);
         if let Target::Writable(store) = &self.target
             && !writes.is_empty()
         {
             let outcomes = import::write_batch(store, writes, self.ctx.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-            for (id, outcome) in written.iter().zip(outcomes) {
+            for (found, outcome) in written.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(Outcome::Imported { left_out, .. }) => {
-                        self.report.imported(rt, id, left_out)
+                        self.report.imported(rt, &found.id, left_out)
                     }
                     Ok(_) => {
-                        self.report.refuse(rt, Some(id), None, &unexpected());
+                        self.report.refuse(rt, Some(&found.id), None, &unexpected());
                     }
-                    Err(e) => {
-                        self.pending.remove(id);
-                        self.report.refuse(rt, Some(id), None, &e);
-                    }
+                    Err(e) => self.refuse(rt, found, e),
                 }
             }
         }

@@ -61,7 +61,10 @@ impl Source for LdapSource {
         }
         let result = stream.finish().await;
         match result.rc {
-            0 => Ok(entries.into_iter().map(|e| self.held(kind, e)).collect()),
+            0 => Ok(entries
+                .into_iter()
+                .map(|e| held(&self.settings, kind, e))
+                .collect()),
             32 => Err(ProjectionError::Config(format!(
                 "ldap: {ou} does not exist: {}",
                 describe(result.rc, &result.text)
@@ -74,63 +77,99 @@ impl Source for LdapSource {
     }
 }
 
-impl LdapSource {
-    /// One entry as a resource.
-    fn held(&self, kind: ResourceKind, entry: SearchEntry) -> Held {
-        let Some((id, _)) = split_rdn(&entry.dn) else {
-            return unreadable(entry.dn, "the DN does not start with cn=<id>");
-        };
-        let attrs: HashMap<String, Vec<String>> = entry
-            .attrs
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
-        let first = |name: &str| attrs.get(name).and_then(|v| v.first()).cloned();
-        let mut doc = match self.settings.layout {
-            Layout::Device => match first("info").map(|i| serde_json::from_str::<Value>(&i)) {
-                Some(Ok(Value::Object(info))) => info,
-                Some(Ok(_)) => return unreadable(entry.dn, "info is not a JSON object"),
-                Some(Err(e)) => return unreadable(entry.dn, format!("info is not JSON: {e}")),
-                None => Map::new(),
-            },
-            Layout::InetOrgPerson => inet_org_person(kind, &id, &attrs),
-        };
-        if kind == ResourceKind::User
-            && let Some(uid) = first("uid")
-        {
-            doc.insert("userName".into(), json!(uid));
-        }
-        if let Some(name) = first("displayname") {
-            doc.insert("displayName".into(), json!(name));
-        }
-        if kind == ResourceKind::Group {
-            let members: Vec<Value> = attrs
-                .get("member")
-                .into_iter()
-                .flatten()
-                .filter(|dn| dn.as_str() != NO_MEMBER)
-                .filter_map(|dn| self.member(dn))
-                .collect();
-            doc.insert("members".into(), Value::Array(members));
-        }
-        doc.remove("id");
-        check_document(entry.dn, id, Value::Object(doc))
+/// One entry as a resource.
+fn held(settings: &LdapSettings, kind: ResourceKind, entry: SearchEntry) -> Held {
+    let Some((id, _)) = split_rdn(&entry.dn) else {
+        return unreadable(entry.dn, "the DN does not start with cn=<id>");
+    };
+    let attrs: HashMap<String, Vec<String>> = entry
+        .attrs
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let first = |name: &str| attrs.get(name).and_then(|v| v.first()).cloned();
+    if let Some(reason) = other_layout(settings.layout, &attrs) {
+        return unreadable(entry.dn, reason);
     }
+    let mut doc = match settings.layout {
+        Layout::Device => match first("info").map(|i| serde_json::from_str::<Value>(&i)) {
+            Some(Ok(Value::Object(info))) => info,
+            Some(Ok(_)) => return unreadable(entry.dn, "info is not a JSON object"),
+            Some(Err(e)) => return unreadable(entry.dn, format!("info is not JSON: {e}")),
+            None => Map::new(),
+        },
+        Layout::InetOrgPerson => inet_org_person(kind, &id, &attrs),
+    };
+    if kind == ResourceKind::User
+        && let Some(uid) = first("uid")
+    {
+        doc.insert("userName".into(), json!(uid));
+    }
+    if let Some(name) = first("displayname") {
+        doc.insert("displayName".into(), json!(name));
+    }
+    if kind == ResourceKind::Group {
+        let members: Vec<Value> = attrs
+            .get("member")
+            .into_iter()
+            .flatten()
+            .filter(|dn| dn.as_str() != NO_MEMBER)
+            .map(|dn| member(settings, dn))
+            .collect();
+        doc.insert("members".into(), Value::Array(members));
+    }
+    doc.remove("id");
+    check_document(entry.dn, id, Value::Object(doc))
+}
 
-    /// A member DN as `{value, type}`.
-    fn member(&self, dn: &str) -> Option<Value> {
-        let (value, rest) = split_rdn(dn)?;
-        let under = |kind| {
-            let ou = self.settings.ou(kind);
-            normalise_dn(rest) == normalise_dn(&ou)
-        };
-        Some(if under(ResourceKind::User) {
-            json!({"value": value, "type": "User"})
-        } else if under(ResourceKind::Group) {
-            json!({"value": value, "type": "Group"})
-        } else {
-            json!({"value": value})
-        })
+/// Why an entry was written in the other layout than `layout` reads (its attributes would be
+/// lost without a word), if it was: a `device` entry keeps the resource in `info`, an
+/// `inetOrgPerson` or `groupOfNames` entry in standard attributes.
+fn other_layout(layout: Layout, attrs: &HashMap<String, Vec<String>>) -> Option<&'static str> {
+    let classes: Vec<String> = attrs
+        .get("objectclass")
+        .into_iter()
+        .flatten()
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    match layout {
+        Layout::Device
+            if !attrs.contains_key("info")
+                && classes
+                    .iter()
+                    .any(|c| c == "inetorgperson" || c == "groupofnames") =>
+        {
+            Some(
+                "an inetOrgPerson/groupOfNames entry, which LDAP_LAYOUT=device does not read; set LDAP_LAYOUT=inetorgperson",
+            )
+        }
+        Layout::InetOrgPerson
+            if attrs.contains_key("info") || classes.iter().any(|c| c == "device") =>
+        {
+            Some(
+                "a device entry (the resource in info), which LDAP_LAYOUT=inetorgperson does not read; set LDAP_LAYOUT=device",
+            )
+        }
+        _ => None,
+    }
+}
+
+/// A member DN as `{value, type}`; a DN that does not start with `cn=<id>` stays whole as the value,
+/// so that the import reports it as a member that points nowhere instead of dropping it.
+fn member(settings: &LdapSettings, dn: &str) -> Value {
+    let Some((value, rest)) = split_rdn(dn) else {
+        return json!({"value": dn});
+    };
+    let under = |kind| {
+        let ou = settings.ou(kind);
+        normalise_dn(rest) == normalise_dn(&ou)
+    };
+    if under(ResourceKind::User) {
+        json!({"value": value, "type": "User"})
+    } else if under(ResourceKind::Group) {
+        json!({"value": value, "type": "Group"})
+    } else {
+        json!({"value": value})
     }
 }
 
@@ -252,6 +291,89 @@ fn normalise_dn(dn: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(layout: Layout) -> LdapSettings {
+        LdapSettings {
+            url: "ldap://localhost".into(),
+            base: "dc=example,dc=org".into(),
+            bind_dn: String::new(),
+            password: String::new(),
+            starttls: false,
+            layout,
+            users_ou: "Users".into(),
+            groups_ou: "Groups".into(),
+        }
+    }
+
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> SearchEntry {
+        SearchEntry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.iter().map(|x| (*x).to_owned()).collect()))
+                .collect(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_entry_of_the_other_layout_is_unreadable_not_emptied() {
+        let person = entry(
+            "cn=u1,ou=Users,dc=example,dc=org",
+            &[
+                ("objectClass", &["inetOrgPerson"]),
+                ("uid", &["bjensen"]),
+                ("mail", &["b@example.com"]),
+            ],
+        );
+        let got = held(&settings(Layout::Device), ResourceKind::User, person);
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.reason.contains("LDAP_LAYOUT=inetorgperson")),
+            "{got:?}"
+        );
+        let device = entry(
+            "cn=u1,ou=Users,dc=example,dc=org",
+            &[
+                ("objectClass", &["device", "extensibleObject"]),
+                ("uid", &["bjensen"]),
+                ("info", &[r#"{"title":"Boss"}"#]),
+            ],
+        );
+        let got = held(&settings(Layout::InetOrgPerson), ResourceKind::User, device);
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.reason.contains("LDAP_LAYOUT=device")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_member_dn_not_named_by_cn_is_kept_to_be_reported() {
+        let group = entry(
+            "cn=g1,ou=Groups,dc=example,dc=org",
+            &[
+                ("objectClass", &["groupOfNames"]),
+                ("cn", &["g1", "Staff"]),
+                (
+                    "member",
+                    &[
+                        "uid=bob,ou=people,dc=example,dc=org",
+                        "cn=u1,ou=Users,dc=example,dc=org",
+                    ],
+                ),
+            ],
+        );
+        let got = held(&settings(Layout::InetOrgPerson), ResourceKind::Group, group);
+        let members = got.expect("readable").document["members"].clone();
+        assert_eq!(
+            members,
+            json!([
+                {"value": "uid=bob,ou=people,dc=example,dc=org"},
+                {"value": "u1", "type": "User"}
+            ])
+        );
+    }
 
     #[test]
     fn rdn_values_lose_their_escapes() {

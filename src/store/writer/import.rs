@@ -55,6 +55,19 @@ pub(super) fn import(
     let Some(current) = tables::get_resource(&t.resources, rt, &id)? else {
         // A deleted resource's versions stay in `streams` and the log: an id is never reused, or the
         // new version 1 would overwrite the old history's row.
+        if let Some(other) = other_type_holding(t, rt, &id)? {
+            return Err(ScimError::typed(
+                409,
+                ScimType::Uniqueness,
+                format!(
+                    "{} {id} cannot be imported: the store holds a {} with this id, and an id names \
+                     one resource of either type; give one of them a new id in the source",
+                    rt.name(),
+                    other.name()
+                ),
+            )
+            .into());
+        }
         if t.streams.get((id.as_str(), 1))?.is_some() {
             return Err(ScimError::typed(
                 409,
@@ -161,10 +174,11 @@ fn existing_members(
             missing.push(m.value.clone());
             continue;
         }
+        // An id names one resource of either type, so the type the earlier server wrote is a hint
+        // tried first, not a condition: a member it typed wrongly is kept with its real type.
         let candidates: &[ResourceType] = match m.member_type {
-            Some(ResourceType::User) => &[ResourceType::User],
-            Some(ResourceType::Group) => &[ResourceType::Group],
-            None => &ResourceType::ALL,
+            Some(ResourceType::Group) => &[ResourceType::Group, ResourceType::User],
+            _ => &ResourceType::ALL,
         };
         let mut kind = None;
         for rt in candidates {
@@ -185,4 +199,18 @@ fn existing_members(
         }
     }
     Ok((found, missing))
+}
+
+/// The other resource type when the store holds a resource of it with `id` (ids share one stream
+/// namespace: a User and a Group cannot have the same id).
+fn other_type_holding(
+    t: &TxnTables<'_>,
+    rt: ResourceType,
+    id: &str,
+) -> Result<Option<ResourceType>, Rejection> {
+    let other = match rt {
+        ResourceType::User => ResourceType::Group,
+        ResourceType::Group => ResourceType::User,
+    };
+    Ok(tables::get_resource(&t.resources, other, id)?.map(|_| other))
 }
