@@ -54,7 +54,7 @@ pub mod id_map;
 pub mod jumpcloud;
 pub mod ldap;
 pub mod mongo;
-pub mod remote_body;
+pub mod remote_http;
 pub mod scim;
 pub mod source;
 pub mod sql;

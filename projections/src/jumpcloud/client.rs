@@ -15,7 +15,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::remote_body::{BodyError, MAX_BODY};
+use crate::remote_http::{BodyError, MAX_BODY, retry_after, without_url};
 
 /// Tries of one call before it counts as unavailable.
 pub const ATTEMPTS: u32 = 6;
@@ -120,14 +120,14 @@ impl Client {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = retry_after(response.headers());
+                    let retry_after = retry_after(response.headers(), MAX_RETRY_AFTER);
                     let total = response
                         .headers()
                         .get("x-total-count")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
                     let code = status.as_u16();
-                    let text = match crate::remote_body::read(response, MAX_BODY).await {
+                    let text = match crate::remote_http::read(response, MAX_BODY).await {
                         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                         Err(too_large @ BodyError::TooLarge(_)) => {
                             return Err(CallError::Refused {
@@ -189,18 +189,6 @@ impl Client {
     }
 }
 
-/// `Retry-After` in seconds (JumpCloud documents none; an HTTP date is not honoured).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
 /// Up to a tenth more, so that many clients throttled together do not come back together.
 fn jitter(wait: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -216,15 +204,6 @@ fn message(text: &str) -> String {
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| text.chars().take(300).collect())
-}
-
-/// reqwest's error without the URL (which holds no secret, but makes messages long).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url (") {
-        e.truncate(i);
-    }
-    e
 }
 
 #[cfg(test)]
@@ -248,14 +227,17 @@ mod tests {
     fn retry_after_is_seconds_and_capped() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&h, MAX_RETRY_AFTER),
+            Some(Duration::from_secs(3))
+        );
         h.insert("retry-after", HeaderValue::from_static("100000"));
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(&h, MAX_RETRY_AFTER), Some(MAX_RETRY_AFTER));
         h.insert(
             "retry-after",
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&h, MAX_RETRY_AFTER), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::remote_body::{BodyError, MAX_BODY};
+use crate::remote_http::{BodyError, MAX_BODY, retry_after, without_url};
 
 /// Attempts of one request before the batch is handed back to the runner as unavailable.
 const ATTEMPTS: u32 = 5;
@@ -170,7 +170,7 @@ impl Upstream {
                 Ok(response) => {
                     let status = response.status();
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                        let retry_after = retry_after(response.headers());
+                        let retry_after = retry_after(response.headers(), MAX_RETRY_AFTER);
                         last = format!("upstream answered {} to {what}", status.as_u16());
                         retry_after.unwrap_or(backoff)
                     } else {
@@ -179,7 +179,7 @@ impl Upstream {
                             .get(reqwest::header::ETAG)
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned);
-                        let bytes = crate::remote_body::read(response, MAX_BODY).await.map_err(
+                        let bytes = crate::remote_http::read(response, MAX_BODY).await.map_err(
                             |e| match e {
                                 BodyError::Broken(e) => {
                                     Failure::Unavailable(format!("{what}: {}", without_url(&e)))
@@ -210,34 +210,6 @@ impl Upstream {
     }
 }
 
-/// `Retry-After` in seconds (RFC 9110 §10.2.3), capped at [`MAX_RETRY_AFTER`]. The HTTP-date form
-/// is not read: the usual backoff applies then.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
-/// A reqwest error without the URL (which holds nothing secret, but is long and repeated in the
-/// request description anyway).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(&format!(" ({url})"), "");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,19 +217,25 @@ mod tests {
     #[test]
     fn retry_after_in_seconds_is_honoured_and_capped() {
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(retry_after(&headers, MAX_RETRY_AFTER), None);
         headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&headers, MAX_RETRY_AFTER),
+            Some(Duration::from_secs(3))
+        );
         headers.insert(
             reqwest::header::RETRY_AFTER,
             HeaderValue::from_static("86400"),
         );
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after(&headers, MAX_RETRY_AFTER),
+            Some(MAX_RETRY_AFTER)
+        );
         headers.insert(
             reqwest::header::RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(retry_after(&headers, MAX_RETRY_AFTER), None);
     }
 
     #[test]

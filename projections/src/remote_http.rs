@@ -1,4 +1,5 @@
-//! Reading a remote API's answer without trusting its size.
+//! What the HTTP clients of the remote backends (upstream SCIM, JumpCloud) share in reading an
+//! answer: its body without trusting its size, its `Retry-After`, and its error without the URL.
 //!
 //! An upstream SCIM server or JumpCloud that answers with an endless or enormous body (a broken
 //! proxy, a misrouted download) must not grow scimd's memory without bound: the remote clients read
@@ -36,6 +37,37 @@ pub async fn read(mut response: reqwest::Response, limit: usize) -> Result<Vec<u
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// `Retry-After` in seconds (RFC 9110 §10.2.3), capped at `cap`. The HTTP-date form is not read:
+/// the caller's own backoff applies then.
+pub fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    cap: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_secs(seconds).min(cap))
+}
+
+/// A request's error with its causes but without the URL, which may carry a tenant name or a
+/// query the logs should not repeat on every retry.
+pub fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(&format!(" ({url})"), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
