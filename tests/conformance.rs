@@ -55,6 +55,18 @@ async fn a_405_under_base_path_lists_the_allowed_methods() {
     let r = send(api.request(Method::POST, "/ResourceTypes/User")).await;
     r.expect_scim_error(405, None);
     assert_eq!(r.header("allow").as_deref(), Some("GET, HEAD"));
+    // The routes served at the root whatever BASE_PATH is answer only the methods they list.
+    for path in ["/health", "/favicon.ico"] {
+        for method in [Method::POST, Method::DELETE, Method::OPTIONS] {
+            let r = send(api.request_url(method.clone(), &s.root_url(path))).await;
+            r.expect_scim_error(405, None);
+            assert_eq!(
+                r.header("allow").as_deref(),
+                Some("GET, HEAD"),
+                "{method} {path}: {r:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
