@@ -389,6 +389,13 @@ async fn a_missing_key_and_a_wrong_key_get_different_401_texts() {
     );
     assert!(texts[2].as_str().unwrap().contains("Bearer"), "{texts:?}");
     assert!(!texts[1].as_str().unwrap().contains("not-the-key"));
+    // Nor where the keys live: an unauthenticated client learns nothing of the key store.
+    for text in texts {
+        let text = text.as_str().unwrap();
+        for hint in ["API_KEY", "api-key", "DATA_PATH"] {
+            assert!(!text.contains(hint), "{hint} in {text}");
+        }
+    }
     assert_ne!(texts[0], texts[1]);
     assert_ne!(texts[1], texts[2]);
     let x = s
