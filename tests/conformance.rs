@@ -155,8 +155,11 @@ async fn switching_external_id_unique_rebuilds_the_index_at_start_up() {
     s.opts.env.retain(|(k, _)| k != "EXTERNAL_ID_UNIQUE");
     s.start_again().await;
     let api = s.client();
-    api.create_user(json!({"userName": "b", "externalId": "x"}))
-        .await;
+    let b = id_of(
+        &api.create_user(json!({"userName": "b", "externalId": "x"}))
+            .await,
+    );
+    let a = id_of(&api.list("/Users?filter=userName%20eq%20%22a%22").await["Resources"][0]);
     s.cli(&["log", "verify"]).await.success();
     // On again over a store where two Users share it: start-up works, the index holds one of them.
     s.stop().await;
@@ -170,6 +173,28 @@ async fn switching_external_id_unique_rebuilds_the_index_at_start_up() {
         .expect_scim_error(409, Some("uniqueness"));
     api.create_user(json!({"userName": "d", "externalId": "y"}))
         .await;
+    // Both sharers stay writable while they keep the value: keeping it is no new claim, and
+    // neither takes the index row from the other.
+    for (id, name) in [(&a, "a"), (&b, "b")] {
+        api.put(
+            &format!("/Users/{id}"),
+            &json!({"userName": name, "externalId": "x", "displayName": "kept"}),
+        )
+        .await
+        .expect(200);
+        let r = api
+            .patch(
+                &format!("/Users/{id}"),
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "replace", "path": "displayName", "value": "patched"}]}),
+            )
+            .await;
+        assert!(matches!(r.status, 200 | 204), "PATCH {name}: {r:?}");
+    }
+    api.post("/Users", &json!({"userName": "e", "externalId": "x"}))
+        .await
+        .expect_scim_error(409, Some("uniqueness"));
+    s.cli(&["log", "verify"]).await.success();
 }
 
 /// A member sub-attribute no schema declares is refused by PATCH exactly as by POST and PUT
