@@ -145,7 +145,7 @@ const JUSTIFIED: &[Justified] = &[
         why: "RFC 7644 §3.11: a service provider that does not support /Me answers 501 Not Implemented",
     },
     Justified {
-        check: "",
+        check: "positive_data_acceptance",
         operation: "",
         answer: "If-Match does not match the current version",
         why: "RFC 9110 §13.1.1: If-Match naming another version MUST be answered 412 (Precondition Failed)",
