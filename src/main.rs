@@ -50,7 +50,7 @@ enum Command {
     Log(LogCommand),
     /// Rebuild one projection from position 0 (with the server stopped, or through it while it runs).
     Replay {
-        /// The projection to rebuild: file, sql, ldap, mongo or jumpcloud.
+        /// The projection to rebuild: file, sql, ldap, mongo, jumpcloud or scim.
         #[arg(long)]
         projection: String,
         /// Empty the backend first.
@@ -104,7 +104,7 @@ enum LogCommand {
 enum ProjectionCommand {
     /// Re-apply the changes a projection's backend refused (parked changes).
     Retry {
-        /// The projection: file, sql, ldap, mongo or jumpcloud.
+        /// The projection: file, sql, ldap, mongo, jumpcloud or scim.
         name: String,
         #[command(flatten)]
         config: ServeConfig,
@@ -219,16 +219,17 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
-    if let Some(url) = config.amqp.url.clone() {
-        let publisher = fanout::amqp::Publisher::new(
+    let publisher = config.amqp.url.clone().map(|url| {
+        let publisher = Arc::new(fanout::amqp::Publisher::new(
             store.clone(),
             board.clone(),
             config.amqp.clone(),
             url,
             fanout_base.clone(),
-        );
-        tokio::spawn(publisher.run());
-    }
+        ));
+        tokio::spawn(publisher.clone().run());
+        publisher
+    });
     let mut controls = BTreeMap::new();
     for backend in backends {
         let (tx, rx) = mpsc::channel(8);
@@ -252,7 +253,7 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
             read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
         },
     ));
-    let subscribers = Arc::new(Subscribers::new(board, controls));
+    let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
     let store_id = http::reach::store_id(&common.data_path)?;
     let app = http::app(
         service,

@@ -694,3 +694,102 @@ async fn a_deleted_queue_loses_no_later_message() {
     wait_published(&api, RECOVERY).await;
     again.delete().await;
 }
+
+/// Puts the broker's max_message_size back to its default when dropped.
+struct DefaultMaxMessageSize;
+
+impl Drop for DefaultMaxMessageSize {
+    fn drop(&mut self) {
+        if let Ok(prefix) = std::env::var("SCIMD_TEST_RABBITMQCTL") {
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{prefix} eval 'application:unset_env(rabbit, max_message_size).'"
+                ))
+                .output();
+        }
+    }
+}
+
+/// Waits until `/status` shows `parked` AMQP messages, the publisher caught up past them.
+async fn wait_parked(api: &Api, parked: u64) -> Value {
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let st = amqp_status(api).await;
+        if st["parked"] == json!(parked) && st["checkpoint"] == st["position"] {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the AMQP publisher never showed {parked} parked message(s) and caught up: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_the_broker_refuses_for_good_is_parked_and_published_by_retry() {
+    // Exclusive: the broker's max_message_size is lowered for every channel opened meanwhile.
+    let Some((broker, _exclusive)) = Broker::exclusive().await else {
+        return;
+    };
+    // RabbitMQ reads it whenever a channel opens. The guard restores it even if the test fails.
+    broker
+        .ctl(&[
+            "eval",
+            "application:set_env(rabbit, max_message_size, 65536).",
+        ])
+        .await;
+    let _restore = DefaultMaxMessageSize;
+    let queue = unique("oversize");
+    let mut q = Queue::open(&broker.url, &queue).await;
+    let s = Scimd::start(broker.opts(&queue)).await;
+    let api = s.client();
+    let before = id_of(&api.create_user(user_body("amqp.size.before", "b")).await);
+    let mut body = user_body("amqp.size.big", "big");
+    body["title"] = json!("x".repeat(100_000));
+    let big = id_of(&api.create_user(body).await);
+    let after = id_of(&api.create_user(user_body("amqp.size.after", "a")).await);
+
+    // The big message is refused (the broker closes the channel over it) again and again: it is
+    // parked, and the publisher goes on with the later ones instead of blocking on it.
+    let st = wait_parked(&api, 1).await;
+    let got: Vec<String> = q
+        .take(2, RECOVERY)
+        .await
+        .iter()
+        .map(|m| m.scim_id())
+        .collect();
+    assert_eq!(got, vec![before.clone(), after.clone()], "{st}");
+    q.assert_quiet(Duration::from_secs(1)).await;
+
+    // The operator raises the limit and retries: the parked message is published and unparked.
+    broker
+        .ctl(&["eval", "application:unset_env(rabbit, max_message_size)."])
+        .await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["projection", "retry", "amqp"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_PATH", s.data_path())
+        .env("API_KEY", DEFAULT_KEY)
+        .env("AMQP", &broker.url)
+        .env("QUEUE", &queue)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = q
+        .next(RECOVERY)
+        .await
+        .expect("the parked message, published again");
+    assert_eq!(m.scim_id(), big);
+    assert_eq!(m.resource()["title"].as_str().map(str::len), Some(100_000));
+    wait_parked(&api, 0).await;
+    wait_published(&api, RECOVERY).await;
+    q.delete().await;
+}

@@ -262,3 +262,85 @@ async fn a_bad_certificate_or_a_lone_setting_stops_start_up() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `scimd args` as an operator would beside the TLS server of `dir` on `port`, with
+/// TLS_CERT naming `cert`: (success, output).
+async fn operator(dir: &Path, port: u16, cert: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_PATH", dir.join("data"))
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("API_KEY", DEFAULT_KEY)
+        .env("PROJECTIONS", "file")
+        .env("TLS_CERT", cert)
+        .env("TLS_KEY", dir.join("key.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_operator_commands_reach_a_tls_server_and_trust_only_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    // Issued for a name the commands do not connect to (they reach loopback by address): the
+    // certificate itself is what they trust, not a name.
+    let c = rcgen::generate_simple_self_signed(vec!["scim.example.test".into()]).unwrap();
+    install(dir.path(), &c.cert.pem(), &c.signing_key.serialize_pem());
+    let der = c.cert.der().to_vec();
+    let port = free_port();
+    let mut child = scimd(dir.path(), port)
+        .env("PROJECTIONS", "file")
+        .spawn()
+        .unwrap();
+    wait_for_cert(port, &der, "start-up").await;
+    let cert = dir.path().join("cert.pem");
+
+    // The container's HEALTHCHECK: `scimd health` with the serve settings.
+    let (ok, out) = operator(dir.path(), port, &cert, &["health"]).await;
+    assert!(ok, "scimd health over TLS: {out}");
+    assert!(out.contains("https://127.0.0.1:"), "{out}");
+
+    // The commands that act through the running server.
+    let (ok, out) = operator(dir.path(), port, &cert, &["projection", "retry", "file"]).await;
+    assert!(ok, "projection retry over TLS: {out}");
+    let (ok, out) = operator(dir.path(), port, &cert, &["replay", "--projection", "file"]).await;
+    assert!(ok, "replay over TLS: {out}");
+
+    // Another certificate in TLS_CERT: the server is not trusted, and nothing is asked of it.
+    let other =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let other_path = dir.path().join("other.pem");
+    std::fs::write(&other_path, other.cert.pem()).unwrap();
+    let (ok, out) = operator(dir.path(), port, &other_path, &["health"]).await;
+    assert!(
+        !ok,
+        "a server presenting another certificate was trusted: {out}"
+    );
+    let (ok, out) = operator(
+        dir.path(),
+        port,
+        &other_path,
+        &["projection", "retry", "file"],
+    )
+    .await;
+    assert!(
+        !ok,
+        "a server presenting another certificate was trusted: {out}"
+    );
+
+    signal(&child, libc::SIGTERM);
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

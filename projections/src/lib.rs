@@ -1,5 +1,5 @@
 //! Projections: the backends scimd materialises Users and Groups into (flat files, SQL, LDAP,
-//! MongoDB, JumpCloud, and later an upstream SCIM server).
+//! MongoDB, JumpCloud and an upstream SCIM server).
 //!
 //! Every backend implements [`Projection`]. The caller (scimd's projection runner) owns the log,
 //! batching, retries, parking and checkpoints; a backend only applies [`Change`]s. This crate knows
@@ -54,6 +54,7 @@ pub mod id_map;
 pub mod jumpcloud;
 pub mod ldap;
 pub mod mongo;
+pub mod scim;
 pub mod source;
 pub mod sql;
 

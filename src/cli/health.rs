@@ -3,14 +3,17 @@
 //! supervisor that runs a command.
 //!
 //! `/health` always answers at the root, whatever `BASE_PATH` is (see `http::app`), so the URL is
-//! `http://LISTEN/health`. A wildcard `LISTEN` (`0.0.0.0`, `::`) is reached on the loopback address
-//! of the same family.
+//! `http://LISTEN/health`, or `https://` with TLS_CERT set (the server then trusted by exactly that
+//! certificate, see `client`). A wildcard `LISTEN` (`0.0.0.0`, `::`) is reached on the loopback
+//! address of the same family.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use super::client::{scheme, server_client};
 use crate::http::reach::connect_addr;
 
 /// Settings of `scimd health`.
@@ -19,21 +22,30 @@ pub struct HealthConfig {
     /// The address `scimd serve` listens on; a wildcard address is reached on loopback.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// Check this URL instead of `http://LISTEN/health` (plain HTTP).
+    /// Check this URL instead of `http(s)://LISTEN/health`.
     #[arg(long)]
     pub url: Option<String>,
+    /// The certificate `scimd serve` serves (TLS_CERT): the check then speaks HTTPS and trusts
+    /// exactly that certificate.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
     /// Seconds to wait for the answer (connecting included).
     #[arg(long, default_value_t = 3)]
     pub timeout: u64,
 }
 
 impl HealthConfig {
-    /// The URL to check: `--url`, or `/health` on LISTEN (wildcards replaced by loopback).
+    /// The URL to check: `--url`, or `/health` on LISTEN (wildcards replaced by loopback), over
+    /// HTTPS when TLS_CERT is set.
     pub fn url(&self) -> String {
         if let Some(url) = &self.url {
             return url.clone();
         }
-        format!("http://{}/health", connect_addr(self.listen))
+        format!(
+            "{}://{}/health",
+            scheme(self.tls_cert.as_deref()),
+            connect_addr(self.listen)
+        )
     }
 }
 
@@ -41,11 +53,10 @@ impl HealthConfig {
 /// timeout; an error naming the URL and what went wrong otherwise.
 pub async fn check(config: &HealthConfig) -> anyhow::Result<()> {
     let url = config.url();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(config.timeout.max(1)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("cannot build the HTTP client")?;
+    let client = server_client(
+        config.tls_cert.as_deref(),
+        Some(Duration::from_secs(config.timeout.max(1))),
+    )?;
     let resp = client
         .get(&url)
         .send()
@@ -70,6 +81,7 @@ mod tests {
         HealthConfig {
             listen: listen.parse().expect("a socket address"),
             url: None,
+            tls_cert: None,
             timeout: 3,
         }
     }
@@ -87,6 +99,13 @@ mod tests {
             config("127.0.0.1:8000").url(),
             "http://127.0.0.1:8000/health"
         );
+    }
+
+    #[test]
+    fn tls_cert_means_https() {
+        let mut c = config("0.0.0.0:8443");
+        c.tls_cert = Some("/etc/scimd/cert.pem".into());
+        assert_eq!(c.url(), "https://127.0.0.1:8443/health");
     }
 
     #[test]

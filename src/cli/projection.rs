@@ -11,7 +11,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use super::client::server_client;
 use crate::config::ServeConfig;
+use crate::fanout::amqp::{self, Publisher};
 use crate::fanout::backends;
 use crate::fanout::projection::Runner;
 use crate::fanout::status::StatusBoard;
@@ -173,13 +175,16 @@ async fn refuse_rows_the_log_lacks(
     Ok(())
 }
 
-/// Re-applies projection `name`'s parked changes.
+/// Re-applies projection `name`'s parked changes (`amqp`: publishes the parked messages again).
 pub async fn retry(
     data_path: &Path,
     registry: Arc<Registry>,
     config: &ServeConfig,
     name: &str,
 ) -> anyhow::Result<()> {
+    if name == amqp::NAME {
+        return retry_amqp(data_path, registry, config).await;
+    }
     match open_locally(data_path, registry, config, name, "`projection retry`")? {
         Some((store, mut runner)) => {
             let result = runner.retry_parked().await;
@@ -199,6 +204,52 @@ pub async fn retry(
             );
             Ok(())
         }
+    }
+}
+
+/// Publishes the parked AMQP messages again: here when the store is free, else through the
+/// running server.
+async fn retry_amqp(
+    data_path: &Path,
+    registry: Arc<Registry>,
+    config: &ServeConfig,
+) -> anyhow::Result<()> {
+    match Store::open(data_path, registry, config.store_cache_bytes()) {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let url =
+                config.amqp.url.clone().context(
+                    "AMQP is not set: set it as for scimd serve to publish parked messages",
+                )?;
+            let publisher = Publisher::new(
+                store.clone(),
+                Arc::new(StatusBoard::default()),
+                config.amqp.clone(),
+                url,
+                fanout_base(config),
+            );
+            let result = publisher.retry_parked().await;
+            let left = store.snapshot()?.parked(amqp::NAME)?.len();
+            store.close().await;
+            let published = result?;
+            eprintln!(
+                "{}: {published} parked message(s) published, {left} still parked",
+                amqp::NAME
+            );
+            Ok(())
+        }
+        Err(StoreError::Locked(_)) => {
+            let client = ServerClient::new(data_path, config).await?;
+            client
+                .post(&format!("/admin/projections/{}/retry", amqp::NAME))
+                .await?;
+            eprintln!(
+                "scimd serve holds the store: asked it to publish the parked AMQP messages again; \
+                 see /status"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -280,7 +331,7 @@ impl ServerClient {
         let expected = reach::existing_store_id(data_path)?
             .with_context(|| format!("{} has no store-id file", data_path.display()))?;
         let client = ServerClient {
-            http: reqwest::Client::new(),
+            http: server_client(config.tls_cert.as_deref(), None)?,
             base: reach.url,
             key,
         };

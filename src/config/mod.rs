@@ -225,6 +225,147 @@ pub struct ProjectionConfig {
     /// organisations).
     #[arg(long, env = "JUMPCLOUD_ORG_ID")]
     pub jumpcloud_org_id: Option<String>,
+    #[command(flatten)]
+    pub forward: ForwardScimConfig,
+}
+
+/// The upstream SCIM projection (`scim`). Each setting is also read under the name the earlier
+/// server used (`SCIM_FORWARD_URL`, `SCIM_FORWARD_KEY`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForwardScimConfig {
+    /// Base URL of the upstream SCIM server's endpoints (`https://host/scim/v2`).
+    #[arg(
+        long = "forward-scim-url",
+        id = "forward_scim_url",
+        env = "FORWARD_SCIM_URL"
+    )]
+    pub url: Option<String>,
+    /// FORWARD_SCIM_URL under the earlier server's name.
+    #[arg(
+        long = "scim-forward-url",
+        id = "scim_forward_url",
+        env = "SCIM_FORWARD_URL",
+        hide = true
+    )]
+    pub url_earlier_name: Option<String>,
+    /// Bearer token for the upstream; required with FORWARD_SCIM_URL (never scimd's own key).
+    #[arg(
+        long = "forward-scim-key",
+        id = "forward_scim_key",
+        env = "FORWARD_SCIM_KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
+    /// FORWARD_SCIM_KEY under the earlier server's name.
+    #[arg(
+        long = "scim-forward-key",
+        id = "scim_forward_key",
+        env = "SCIM_FORWARD_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub key_earlier_name: Option<String>,
+    /// Extra headers for every upstream request: a JSON object `{"Name": "value"}`.
+    #[arg(
+        long = "forward-scim-headers",
+        id = "forward_scim_headers",
+        env = "FORWARD_SCIM_HEADERS",
+        hide_env_values = true
+    )]
+    pub headers: Option<String>,
+    /// PEM file of CA certificates to trust for the upstream, besides the system's.
+    #[arg(
+        long = "forward-scim-ca-file",
+        id = "forward_scim_ca_file",
+        env = "FORWARD_SCIM_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// On a 409 to a create, adopt the single upstream resource with the same userName /
+    /// displayName (`true`), or park the change (`false`).
+    #[arg(
+        long = "forward-scim-adopt",
+        id = "forward_scim_adopt",
+        env = "FORWARD_SCIM_ADOPT",
+        default_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub adopt: bool,
+}
+
+/// Why the upstream SCIM settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardScimError {
+    /// A setting and its earlier name disagree.
+    #[error("{0} and {1} are both set, to different values: set one")]
+    Conflict(&'static str, &'static str),
+    /// A URL without a key.
+    #[error(
+        "FORWARD_SCIM_URL (or SCIM_FORWARD_URL) is set but FORWARD_SCIM_KEY (or SCIM_FORWARD_KEY) is not: \
+         the upstream's bearer token has no default (scimd never sends its own API key elsewhere)"
+    )]
+    MissingKey,
+    /// FORWARD_SCIM_HEADERS is not a JSON object of strings.
+    #[error(
+        "FORWARD_SCIM_HEADERS must be a JSON object of strings, like {{\"X-Tenant\": \"a\"}}: {0}"
+    )]
+    Headers(String),
+}
+
+impl ForwardScimConfig {
+    /// The upstream's URL and key, if a URL is set. A URL without a key is an error.
+    pub fn url_and_key(&self) -> Result<Option<(String, String)>, ForwardScimError> {
+        let url = either(
+            &self.url,
+            &self.url_earlier_name,
+            ("FORWARD_SCIM_URL", "SCIM_FORWARD_URL"),
+        )?;
+        let key = either(
+            &self.key,
+            &self.key_earlier_name,
+            ("FORWARD_SCIM_KEY", "SCIM_FORWARD_KEY"),
+        )?;
+        match (url, key) {
+            (None, _) => Ok(None),
+            (Some(_), None) => Err(ForwardScimError::MissingKey),
+            (Some(url), Some(key)) => Ok(Some((url, key))),
+        }
+    }
+
+    /// FORWARD_SCIM_HEADERS as (name, value) pairs.
+    pub fn header_pairs(&self) -> Result<Vec<(String, String)>, ForwardScimError> {
+        let Some(text) = self.headers.as_deref().filter(|t| !t.trim().is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| ForwardScimError::Headers(e.to_string()))?;
+        map.into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(v) => Ok((name, v)),
+                _ => Err(ForwardScimError::Headers(format!(
+                    "the value of `{name}` is not a string"
+                ))),
+            })
+            .collect()
+    }
+}
+
+/// The value of a setting read under two names; both set must agree. Empty counts as unset.
+fn either(
+    new: &Option<String>,
+    earlier: &Option<String>,
+    names: (&'static str, &'static str),
+) -> Result<Option<String>, ForwardScimError> {
+    let clean = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    match (clean(new), clean(earlier)) {
+        (Some(a), Some(b)) if a != b => Err(ForwardScimError::Conflict(names.0, names.1)),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 /// The AMQP fan-out.

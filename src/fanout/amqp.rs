@@ -11,6 +11,11 @@
 //! delivery is at-least-once, duplicates carry the `message_id` (event id) they had the first time.
 //! One channel publishes in log order, so per resource, versions arrive in increasing order
 //! (except for such redeliveries).
+//!
+//! A message the broker refuses for good (see `amqp_refusals`: returned, or over its
+//! `max_message_size`, several times in a row) is parked like a projection parks a change: kept
+//! in the store by resource, shown in `/status`, published again by `scimd projection retry amqp`.
+//! Later messages go on meanwhile.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,10 +29,13 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
 
+use super::amqp_refusals::Refusals;
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
 use crate::metrics::METRICS;
-use crate::store::{Event, EventKind, Members, Snapshot, Store, StoreError, Write, WriteContext};
+use crate::store::{
+    Event, EventKind, Members, Parked, Snapshot, Store, StoreError, Write, WriteContext,
+};
 use scim::ResourceType;
 
 /// The subscriber's name: its checkpoint key and its entry in `/status`.
@@ -42,9 +50,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Why a publishing session ended.
+/// Why a publishing session (or a retry of parked messages) ended.
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+pub enum SessionError {
     #[error("AMQP: {0}")]
     Amqp(#[from] lapin::Error),
     #[error("store: {0}")]
@@ -62,6 +70,15 @@ enum SessionError {
     Nack(u64),
     #[error("the broker returned the message for position {0}: no queue is bound to receive it")]
     Returned(u64),
+    /// The broker closed the channel with PRECONDITION_FAILED over this message.
+    #[error("the broker refused the message for position {position}: {source}")]
+    Refused {
+        position: u64,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("the log holds no event at position {0}, which a parked message names")]
+    Missing(u64),
     #[error("no confirm for position {0} within {CONFIRM_TIMEOUT:?}")]
     ConfirmTimeout(u64),
     #[error("saving the checkpoint failed: {0}")]
@@ -80,10 +97,34 @@ impl SessionError {
             SessionError::Store(_) => "store",
             SessionError::Nack(_) => "nack",
             SessionError::Returned(_) => "returned",
+            SessionError::Refused { .. } => "refused",
+            SessionError::Missing(_) => "store",
             SessionError::Encode { .. } => "encode",
             SessionError::ConfirmTimeout(_) => "confirm_timeout",
             SessionError::Checkpoint(_) => "checkpoint",
             SessionError::Closed => "closed",
+        }
+    }
+
+    /// The message the broker refused (returned, or closed the channel over), if that is the error.
+    fn refused_position(&self) -> Option<u64> {
+        match self {
+            SessionError::Returned(position) | SessionError::Refused { position, .. } => {
+                Some(*position)
+            }
+            _ => None,
+        }
+    }
+
+    /// `error`, which arose over the message at `position`: a refusal when the broker closed the
+    /// channel with PRECONDITION_FAILED (406), which it does for a message over `max_message_size`.
+    fn over(position: u64, error: lapin::Error) -> SessionError {
+        match error.kind() {
+            lapin::ErrorKind::ProtocolError(e) if e.get_id() == 406 => SessionError::Refused {
+                position,
+                source: error,
+            },
+            _ => SessionError::Amqp(error),
         }
     }
 }
@@ -109,6 +150,8 @@ pub struct Publisher {
     base: String,
     /// Sessions opened so far (every one after the first is a reconnect).
     sessions: std::sync::atomic::AtomicU64,
+    /// Recent refusals, to tell a refusal for good from a passing one.
+    refusals: std::sync::Mutex<Refusals>,
 }
 
 impl Publisher {
@@ -127,11 +170,12 @@ impl Publisher {
             url,
             base,
             sessions: Default::default(),
+            refusals: Default::default(),
         }
     }
 
     /// Runs until the process ends: connect, publish, and on any failure reconnect with backoff.
-    pub async fn run(self) {
+    pub async fn run(self: Arc<Self>) {
         let mut backoff = MIN_BACKOFF;
         self.board.report(
             NAME,
@@ -163,6 +207,176 @@ impl Publisher {
 
     fn checkpoint(&self) -> Result<u64, StoreError> {
         self.store.snapshot()?.checkpoint(NAME)
+    }
+
+    /// The refusal tracker. Its updates are single assignments, so a panic elsewhere while it was
+    /// held cannot have left it half-written.
+    fn refusals(&self) -> std::sync::MutexGuard<'_, Refusals> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Shows on the board how many messages are parked.
+    fn report_parked(&self) {
+        if let Ok(parked) = self.store.snapshot().and_then(|s| s.parked(NAME)) {
+            self.board.set_parked(NAME, parked.len() as u64);
+        }
+    }
+
+    async fn write(&self, write: Write) -> Result<(), SessionError> {
+        self.store
+            .write(
+                write,
+                WriteContext {
+                    actor: "server".into(),
+                    txn_id: format!("checkpoint-{NAME}"),
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| SessionError::Checkpoint(e.detail))
+    }
+
+    /// The event at `position`.
+    fn event_at(snapshot: &Snapshot, position: u64) -> Result<Event, SessionError> {
+        snapshot
+            .events(position, 1)?
+            .into_iter()
+            .next()
+            .filter(|e| e.position == position)
+            .ok_or(SessionError::Missing(position))
+    }
+
+    /// Publishes `event`'s message (mandatory, confirmed) on `session`.
+    async fn publish(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+        event: &Event,
+    ) -> Result<lapin::PublisherConfirm, SessionError> {
+        let body = message_body(snapshot, event, &self.base, self.config.group_members)?;
+        let body = serde_json::to_vec(&body).map_err(|source| SessionError::Encode {
+            position: event.position,
+            source,
+        })?;
+        let routing_key = session.fixed_key.clone().unwrap_or_else(|| {
+            format!("{}.{}", event.resource_type.name(), operation(event)).into()
+        });
+        session
+            .channel
+            .basic_publish(
+                session.exchange.clone(),
+                routing_key,
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &body,
+                properties(event),
+            )
+            .await
+            .map_err(|e| SessionError::over(event.position, e))
+    }
+
+    /// Waits for the broker's verdict on the message at `position`: `Ok` once it reached a queue.
+    async fn confirmed(
+        position: u64,
+        confirm: lapin::PublisherConfirm,
+    ) -> Result<(), SessionError> {
+        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(SessionError::Returned(position)),
+            Ok(Ok(_)) => Err(SessionError::Nack(position)),
+            Ok(Err(e)) => Err(SessionError::over(position, e)),
+            Err(_) => Err(SessionError::ConfirmTimeout(position)),
+        }
+    }
+
+    /// Parks the message at `position` (refused for good with `error`) and moves the checkpoint
+    /// past it, so the messages after it go on. A resource keeps one parked message: a later one
+    /// replaces it.
+    async fn park(&self, position: u64, error: String) -> Result<(), SessionError> {
+        let event = Self::event_at(&self.store.snapshot()?, position)?;
+        tracing::error!(
+            subscriber = NAME,
+            position,
+            id = %event.resource_id,
+            error,
+            "message refused for good: parked until `scimd projection retry amqp`"
+        );
+        self.write(Write::Park {
+            subscriber: NAME.into(),
+            id: event.resource_id,
+            parked: Parked {
+                resource_type: event.resource_type,
+                position,
+                error,
+            },
+        })
+        .await?;
+        self.write(Write::Checkpoint {
+            name: NAME.into(),
+            position,
+        })
+        .await?;
+        self.report_parked();
+        Ok(())
+    }
+
+    /// Publishes each parked message again, as it was first published; those a queue takes are
+    /// unparked, the others stay parked with the new reason. Answers how many were unparked. A
+    /// broker that cannot be reached is an error and leaves every message parked.
+    pub async fn retry_parked(&self) -> Result<usize, SessionError> {
+        let parked = self.store.snapshot()?.parked(NAME)?;
+        let mut session = None;
+        let mut unparked = 0;
+        for (id, p) in parked {
+            let open = match session.take() {
+                Some(open) => open,
+                None => tokio::time::timeout(SETUP_TIMEOUT, self.open())
+                    .await
+                    .map_err(|_| SessionError::SetupTimeout)??,
+            };
+            let outcome = async {
+                let confirm = {
+                    let snapshot = self.store.snapshot()?;
+                    let event = Self::event_at(&snapshot, p.position)?;
+                    self.publish(&open, &snapshot, &event).await?
+                };
+                Self::confirmed(p.position, confirm).await
+            }
+            .await;
+            match outcome {
+                Ok(()) => {
+                    self.write(Write::Unpark {
+                        subscriber: NAME.into(),
+                        id,
+                    })
+                    .await?;
+                    unparked += 1;
+                    session = Some(open);
+                }
+                // A refusal may have closed the channel: the next message gets a new session.
+                Err(e) if e.refused_position().is_some() => {
+                    self.write(Write::Park {
+                        subscriber: NAME.into(),
+                        id,
+                        parked: Parked {
+                            error: e.to_string(),
+                            ..p
+                        },
+                    })
+                    .await?;
+                }
+                Err(e) => {
+                    self.report_parked();
+                    return Err(e);
+                }
+            }
+        }
+        self.report_parked();
+        Ok(unparked)
     }
 
     /// Connects, enables confirms and declares the queue (and exchange).
@@ -227,12 +441,7 @@ impl Publisher {
 
     async fn session(&self) -> Result<Infallible, SessionError> {
         // A broker that accepts TCP but never answers must not hang the publisher for good.
-        let Session {
-            _connection,
-            channel,
-            exchange,
-            fixed_key,
-        } = tokio::time::timeout(SETUP_TIMEOUT, self.open())
+        let session = tokio::time::timeout(SETUP_TIMEOUT, self.open())
             .await
             .map_err(|_| SessionError::SetupTimeout)??;
         if self
@@ -245,6 +454,7 @@ impl Publisher {
         let mut checkpoint = self.checkpoint()?;
         self.board
             .report(NAME, checkpoint, SubscriberState::Running, None);
+        self.report_parked();
         let mut committed = self.store.committed();
         loop {
             while *committed.borrow_and_update() <= checkpoint {
@@ -252,65 +462,40 @@ impl Publisher {
                     return Err(SessionError::Closed);
                 }
             }
+            let window = self.refusals().window(checkpoint, WINDOW);
             let snapshot = self.store.snapshot()?;
-            let events = snapshot.events(checkpoint + 1, WINDOW)?;
+            let events = snapshot.events(checkpoint + 1, window)?;
             let mut confirms = Vec::with_capacity(events.len());
+            // A failed publish ends the window; the confirms of what went before still count.
+            let mut failure = None;
             for event in &events {
-                let body = message_body(&snapshot, event, &self.base, self.config.group_members)?;
-                let body = serde_json::to_vec(&body).map_err(|source| SessionError::Encode {
-                    position: event.position,
-                    source,
-                })?;
-                let routing_key = fixed_key.clone().unwrap_or_else(|| {
-                    format!("{}.{}", event.resource_type.name(), operation(event)).into()
-                });
-                let confirm = channel
-                    .basic_publish(
-                        exchange.clone(),
-                        routing_key,
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..BasicPublishOptions::default()
-                        },
-                        &body,
-                        properties(event),
-                    )
-                    .await?;
-                confirms.push((event.position, confirm));
+                match self.publish(&session, &snapshot, event).await {
+                    Ok(confirm) => confirms.push((event.position, confirm)),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
             }
             drop(snapshot);
             let mut confirmed = checkpoint;
-            let mut failure = None;
             for (position, confirm) in confirms {
-                match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-                    Ok(Ok(Confirmation::Ack(None))) => confirmed = position,
-                    Ok(Ok(Confirmation::Ack(Some(_)))) => {
-                        failure = Some(SessionError::Returned(position));
+                match Self::confirmed(position, confirm).await {
+                    Ok(()) => confirmed = position,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
                     }
-                    Ok(Ok(_)) => failure = Some(SessionError::Nack(position)),
-                    Ok(Err(e)) => failure = Some(e.into()),
-                    Err(_) => failure = Some(SessionError::ConfirmTimeout(position)),
-                }
-                if failure.is_some() {
-                    break;
                 }
             }
             // The confirmed prefix is saved even when a later message failed, so a broker that
             // takes only part of each window (a full queue rejecting publishes) still advances.
             if confirmed > checkpoint {
-                self.store
-                    .write(
-                        Write::Checkpoint {
-                            name: NAME.into(),
-                            position: confirmed,
-                        },
-                        WriteContext {
-                            actor: "server".into(),
-                            txn_id: format!("checkpoint-{NAME}"),
-                        },
-                    )
-                    .await
-                    .map_err(|e| SessionError::Checkpoint(e.detail))?;
+                self.write(Write::Checkpoint {
+                    name: NAME.into(),
+                    position: confirmed,
+                })
+                .await?;
                 checkpoint = confirmed;
                 if failure.is_none() {
                     self.board
@@ -318,6 +503,12 @@ impl Publisher {
                 }
             }
             if let Some(e) = failure {
+                let last = events.last().map_or(checkpoint, |e| e.position);
+                if let Some(position) = e.refused_position()
+                    && self.refusals().refused(position, events.len(), last)
+                {
+                    self.park(position, e.to_string()).await?;
+                }
                 return Err(e);
             }
         }

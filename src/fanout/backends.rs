@@ -10,12 +10,13 @@ use projections::ldap::source::LdapSource;
 use projections::ldap::{Layout, LdapProjection, LdapSettings};
 use projections::mongo::source::MongoSource;
 use projections::mongo::{MongoProjection, MongoSettings};
+use projections::scim::{ScimProjection, ScimSettings};
 use projections::source::Source;
 use projections::sql::SqlProjection;
 use projections::sql::source::SqlSource;
 use projections::{IdMap, Projection, ProjectionError};
 
-use crate::config::ProjectionConfig;
+use crate::config::{ForwardScimError, ProjectionConfig};
 
 /// A configured projection backend, not yet connected.
 #[derive(Debug, Clone)]
@@ -37,17 +38,19 @@ pub enum Backend {
     },
     /// A JumpCloud organisation.
     JumpCloud(JumpCloudSettings),
+    /// An upstream SCIM server.
+    Scim(ScimSettings),
 }
 
 /// The name of every projection backend, as PROJECTIONS and `scimd replay --projection` take them.
-pub const NAMES: &[&str] = &["file", "sql", "ldap", "mongo", "jumpcloud"];
+pub const NAMES: &[&str] = &["file", "sql", "ldap", "mongo", "jumpcloud", "scim"];
 
 /// A projection setting that makes no sense.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
     /// PROJECTIONS names a backend scimd does not have.
     #[error(
-        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, jumpcloud, none)"
+        "PROJECTIONS names `{0}`, which is not a projection (known: file, sql, ldap, mongo, jumpcloud, scim, none)"
     )]
     Unknown(String),
     /// A backend was asked for without its settings.
@@ -67,6 +70,7 @@ impl Backend {
             Backend::Ldap(_) => "ldap",
             Backend::Mongo { .. } => "mongo",
             Backend::JumpCloud(_) => "jumpcloud",
+            Backend::Scim(_) => "scim",
         }
     }
 
@@ -88,6 +92,9 @@ impl Backend {
             }
             Backend::JumpCloud(settings) => {
                 Box::new(JumpCloudProjection::connect(settings, ids).await?)
+            }
+            Backend::Scim(settings) => {
+                Box::new(ScimProjection::connect(settings.clone(), ids).await?)
             }
         })
     }
@@ -112,6 +119,12 @@ impl Backend {
                 return Err(ProjectionError::Config(
                     "the jumpcloud projection has no read side: scimd import cannot read from it"
                         .into(),
+                ));
+            }
+            // Not a source: its `--fresh` deletes only what the id map says scimd created there.
+            Backend::Scim(_) => {
+                return Err(ProjectionError::Config(
+                    "an upstream SCIM server is not read back as a source".into(),
                 ));
             }
         })
@@ -208,13 +221,39 @@ pub fn by_name(
                 org_id: config.jumpcloud_org_id.clone(),
             }))
         }
+        "scim" => {
+            let forward = &config.forward;
+            let invalid = |e: ForwardScimError| SelectError::Invalid("scim", e.to_string());
+            let (url, key) =
+                forward
+                    .url_and_key()
+                    .map_err(invalid)?
+                    .ok_or(SelectError::Missing(
+                        "scim",
+                        "FORWARD_SCIM_URL and FORWARD_SCIM_KEY",
+                    ))?;
+            Ok(Backend::Scim(ScimSettings {
+                url,
+                key,
+                headers: forward.header_pairs().map_err(invalid)?,
+                ca_file: forward.ca_file.clone(),
+                adopt: forward.adopt,
+            }))
+        }
         other => Err(SelectError::Unknown(other.to_owned())),
     }
 }
 
 /// The projections to run: PROJECTIONS if set (`none` for none); otherwise every backend whose
 /// settings are present; otherwise `file`, as the earlier server defaulted to flat files.
+///
+/// A FORWARD_SCIM_URL without its key stops start-up even when `scim` is not selected: whoever set
+/// it expects forwarding, and must learn that the key has no default.
 pub fn select(config: &ProjectionConfig, data_path: &Path) -> Result<Vec<Backend>, SelectError> {
+    config
+        .forward
+        .url_and_key()
+        .map_err(|e| SelectError::Invalid("scim", e.to_string()))?;
     match config.projections.as_deref().map(str::trim) {
         Some("none") => Ok(Vec::new()),
         Some(list) if !list.is_empty() => {

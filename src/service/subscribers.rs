@@ -1,5 +1,6 @@
 //! The log subscribers as the operations routes see them: each one's progress for `GET /status`,
-//! and the controls of the running projections (rebuild, retry parked changes).
+//! and the controls of the running projections (rebuild, retry parked changes) and of the AMQP
+//! publisher (retry parked messages).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,24 +8,32 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::fanout::amqp::{self, Publisher};
 use crate::fanout::projection::Control;
 use crate::fanout::status::StatusBoard;
 use scim::ScimError;
 
-/// The log subscribers of a serving scimd: the board they report to and a control channel per
-/// running projection, by name.
+/// The log subscribers of a serving scimd: the board they report to, a control channel per
+/// running projection, by name, and the AMQP publisher if one runs.
 pub struct Subscribers {
     pub(super) board: Arc<StatusBoard>,
     projections: BTreeMap<String, mpsc::Sender<Control>>,
+    publisher: Option<Arc<Publisher>>,
 }
 
 impl Subscribers {
-    /// The subscribers reporting to `board`, with the control channels of the running `projections`.
+    /// The subscribers reporting to `board`, with the control channels of the running
+    /// `projections` and the running AMQP `publisher`.
     pub fn new(
         board: Arc<StatusBoard>,
         projections: BTreeMap<String, mpsc::Sender<Control>>,
+        publisher: Option<Arc<Publisher>>,
     ) -> Subscribers {
-        Subscribers { board, projections }
+        Subscribers {
+            board,
+            projections,
+            publisher,
+        }
     }
 
     /// The `GET /status` document at log position `position`: each subscriber's status with its
@@ -58,8 +67,23 @@ impl Subscribers {
             .map_err(|e| ScimError::unavailable(format!("the rebuild could not start: {e}")))
     }
 
-    /// Asks projection `name` to re-apply its parked changes.
+    /// Asks projection `name` to re-apply its parked changes, or the AMQP publisher (`amqp`) to
+    /// publish its parked messages again. Either works in the background; `/status` shows the result.
     pub async fn retry_parked(&self, name: &str) -> Result<(), ScimError> {
+        if let (amqp::NAME, Some(publisher)) = (name, &self.publisher) {
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                match publisher.retry_parked().await {
+                    Ok(unparked) => {
+                        tracing::info!(subscriber = amqp::NAME, unparked, "parked messages retried")
+                    }
+                    Err(e) => {
+                        tracing::warn!(subscriber = amqp::NAME, error = %e, "retrying parked messages failed")
+                    }
+                }
+            });
+            return Ok(());
+        }
         self.send(name, Control::RetryParked).await
     }
 

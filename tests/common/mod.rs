@@ -390,7 +390,12 @@ impl Scimd {
     async fn boot(&mut self) {
         for attempt in 0..5 {
             self.starts += 1;
-            self.addr = format!("127.0.0.1:{}", free_port());
+            // A LISTEN in the options pins the address (a server others must find again after a
+            // restart, such as an upstream); otherwise a fresh port each start.
+            self.addr = match self.opts.env.iter().find(|(k, _)| k == "LISTEN") {
+                Some((_, pinned)) => pinned.clone(),
+                None => format!("127.0.0.1:{}", free_port()),
+            };
             self.append_log(&format!(
                 "===== harness: start #{} of scimd serve on {} =====",
                 self.starts, self.addr
@@ -659,6 +664,15 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client of any server at `base` (a URL prefix), e.g. an upstream that is not a scimd.
+    pub fn for_url(base: &str, auth: Auth) -> Api {
+        Api {
+            http: http_client(),
+            base: base.trim_end_matches('/').to_owned(),
+            auth,
+        }
+    }
+
     /// The absolute URL of `path` (relative to BASE_PATH).
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)

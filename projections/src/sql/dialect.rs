@@ -3,6 +3,7 @@
 //! what differs: its driver, the spelling of parameters, quotes and upserts, how a batch's rows are
 //! bound, and which errors are the row's fault.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
@@ -141,8 +142,18 @@ where
         };
         tracing::debug!(%error, "sql projection: batch refused, looking for the change at fault");
 
+        // Only the changes the batch's plan keeps are tried: a change a later one to the same
+        // resource supersedes is never written, so it can neither be blamed (and parked) for a
+        // refusal nor put a row the batch would not have into the transaction.
+        let mut last = HashMap::with_capacity(changes.len());
+        for (index, change) in changes.iter().enumerate() {
+            last.insert((change.kind(), change.id()), index);
+        }
         let mut tx = self.begin().await.map_err(|e| unavailable(&e))?;
         for (index, change) in changes.iter().enumerate() {
+            if last.get(&(change.kind(), change.id())) != Some(&index) {
+                continue;
+            }
             let plan = Plan::new(std::slice::from_ref(change));
             if let Err(e) = self.dialect.write(&mut *tx, &plan).await {
                 // Nothing of the batch is written and the checkpoint does not move.
