@@ -55,6 +55,18 @@ async fn a_405_under_base_path_lists_the_allowed_methods() {
     let r = send(api.request(Method::POST, "/ResourceTypes/User")).await;
     r.expect_scim_error(405, None);
     assert_eq!(r.header("allow").as_deref(), Some("GET, HEAD"));
+    // The routes served at the root whatever BASE_PATH is answer only the methods they list.
+    for path in ["/health", "/favicon.ico"] {
+        for method in [Method::POST, Method::DELETE, Method::OPTIONS] {
+            let r = send(api.request_url(method.clone(), &s.root_url(path))).await;
+            r.expect_scim_error(405, None);
+            assert_eq!(
+                r.header("allow").as_deref(),
+                Some("GET, HEAD"),
+                "{method} {path}: {r:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,8 +155,11 @@ async fn switching_external_id_unique_rebuilds_the_index_at_start_up() {
     s.opts.env.retain(|(k, _)| k != "EXTERNAL_ID_UNIQUE");
     s.start_again().await;
     let api = s.client();
-    api.create_user(json!({"userName": "b", "externalId": "x"}))
-        .await;
+    let b = id_of(
+        &api.create_user(json!({"userName": "b", "externalId": "x"}))
+            .await,
+    );
+    let a = id_of(&api.list("/Users?filter=userName%20eq%20%22a%22").await["Resources"][0]);
     s.cli(&["log", "verify"]).await.success();
     // On again over a store where two Users share it: start-up works, the index holds one of them.
     s.stop().await;
@@ -158,6 +173,28 @@ async fn switching_external_id_unique_rebuilds_the_index_at_start_up() {
         .expect_scim_error(409, Some("uniqueness"));
     api.create_user(json!({"userName": "d", "externalId": "y"}))
         .await;
+    // Both sharers stay writable while they keep the value: keeping it is no new claim, and
+    // neither takes the index row from the other.
+    for (id, name) in [(&a, "a"), (&b, "b")] {
+        api.put(
+            &format!("/Users/{id}"),
+            &json!({"userName": name, "externalId": "x", "displayName": "kept"}),
+        )
+        .await
+        .expect(200);
+        let r = api
+            .patch(
+                &format!("/Users/{id}"),
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "replace", "path": "displayName", "value": "patched"}]}),
+            )
+            .await;
+        assert!(matches!(r.status, 200 | 204), "PATCH {name}: {r:?}");
+    }
+    api.post("/Users", &json!({"userName": "e", "externalId": "x"}))
+        .await
+        .expect_scim_error(409, Some("uniqueness"));
+    s.cli(&["log", "verify"]).await.success();
 }
 
 /// A member sub-attribute no schema declares is refused by PATCH exactly as by POST and PUT
@@ -377,6 +414,13 @@ async fn a_missing_key_and_a_wrong_key_get_different_401_texts() {
     );
     assert!(texts[2].as_str().unwrap().contains("Bearer"), "{texts:?}");
     assert!(!texts[1].as_str().unwrap().contains("not-the-key"));
+    // Nor where the keys live: an unauthenticated client learns nothing of the key store.
+    for text in texts {
+        let text = text.as_str().unwrap();
+        for hint in ["API_KEY", "api-key", "DATA_PATH"] {
+            assert!(!text.contains(hint), "{hint} in {text}");
+        }
+    }
     assert_ne!(texts[0], texts[1]);
     assert_ne!(texts[1], texts[2]);
     let x = s

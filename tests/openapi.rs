@@ -145,7 +145,7 @@ const JUSTIFIED: &[Justified] = &[
         why: "RFC 7644 §3.11: a service provider that does not support /Me answers 501 Not Implemented",
     },
     Justified {
-        check: "",
+        check: "positive_data_acceptance",
         operation: "",
         answer: "If-Match does not match the current version",
         why: "RFC 9110 §13.1.1: If-Match naming another version MUST be answered 412 (Precondition Failed)",
@@ -285,6 +285,15 @@ async fn schemathesis_finds_no_failure_driven_by_the_typed_document() {
         .iter()
         .filter(|f| f.justification().is_none())
         .collect();
+    // Justified failures are always there (/Me), so the exit status alone cannot tell a run that
+    // also had errors (a request that timed out, a connection refused) from a clean one.
+    let problems = run_problems(&reports);
+    assert!(
+        problems.is_empty(),
+        "schemathesis did not run cleanly:\n{}\n\nreport:\n{report}\n\nreproduce: schemathesis {}",
+        problems.join("\n"),
+        args.join(" ")
+    );
     assert!(
         unexplained.is_empty() && (out.status.success() || !failures.is_empty()),
         "schemathesis ({}) found failures:\n{}\n\nreport:\n{report}\n\nreproduce: schemathesis {}",
@@ -312,6 +321,54 @@ async fn schemathesis_finds_no_failure_driven_by_the_typed_document() {
         users["totalResults"].as_u64().is_some_and(|n| n > 0),
         "the fuzzer never created a User: the document does not let it write real resources\n{report}"
     );
+}
+
+/// What went wrong with the run itself in schemathesis's NDJSON event stream: errors (a network
+/// error, a timeout, a response it could not read), an interruption, or no end at all.
+fn run_problems(reports: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut finished = false;
+    let texts = std::fs::read_dir(reports)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok());
+    for text in texts {
+        for line in text.lines() {
+            let Ok(event) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            finished |= event.get("EngineFinished").is_some();
+            for kind in ["NonFatalError", "FatalError", "Interrupted"] {
+                if let Some(e) = event.get(kind) {
+                    out.push(format!("{kind}: {e}"));
+                }
+            }
+        }
+    }
+    if !finished {
+        out.push("no EngineFinished event: the run did not end normally".into());
+    }
+    out
+}
+
+/// A run with errors is not a pass, however justified its failures are.
+#[test]
+fn a_run_with_errors_or_without_an_end_is_a_problem() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-problems");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the report directory");
+    let report = dir.join("run.ndjson");
+    let clean = "{\"EngineStarted\":{}}\n{\"EngineFinished\":{}}\n";
+    std::fs::write(&report, clean).expect("write the report");
+    assert_eq!(run_problems(&dir), Vec::<String>::new());
+    let error =
+        "{\"NonFatalError\":{\"label\":\"GET /Users\",\"info\":{\"title\":\"Network Error\"}}}\n";
+    std::fs::write(&report, format!("{error}{clean}")).expect("write the report");
+    assert_eq!(run_problems(&dir).len(), 1, "{:?}", run_problems(&dir));
+    std::fs::write(&report, "{\"EngineStarted\":{}}\n").expect("write the report");
+    assert_eq!(run_problems(&dir).len(), 1, "{:?}", run_problems(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The failed checks in schemathesis's NDJSON event stream, with the answer each one saw.

@@ -93,7 +93,8 @@ impl Credentials {
                 "the Authorization header must be `Bearer <key>` with an API key (or send `X-API-Key: <key>`)"
             }
             Credentials::Key => {
-                "the API key sent is not valid: it is none of the keys in API_KEY (or DATA_PATH/api-key when API_KEY is unset)"
+                // Where the keys are configured is the operator's business, not the client's.
+                "the API key sent is not valid"
             }
         }
     }

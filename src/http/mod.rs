@@ -91,17 +91,18 @@ pub fn app(
     } else {
         let api = openapi.into_endpoint();
         routes
+            // `get`: any other method is 405 (with `Allow`), as at BASE_PATH/health.
             .at(
                 "/health",
-                poem::endpoint::make_sync(move |_| {
+                poem::get(poem::endpoint::make_sync(move |_| {
                     let (status, body) = api::liveness(&liveness);
                     (status, poem::web::Json(body))
-                }),
+                })),
             )
             // Browsers ask the origin's root for it, whatever BASE_PATH is.
             .at(
                 "/favicon.ico",
-                poem::endpoint::make_sync(|_| api::favicon()),
+                poem::get(poem::endpoint::make_sync(|_| api::favicon())),
             )
             .nest(&base_path, api)
     };

@@ -183,7 +183,7 @@ fn create(
     members: Option<Vec<MemberInput>>,
     unique: &[UniqueKey],
 ) -> Result<Outcome, Rejection> {
-    check_unique(t, rt, &id, unique)?;
+    check_unique(t, rt, &id, unique, &[])?;
     let members = match members {
         Some(list) => Some(resolve_members(t, &id, &list)?),
         None => None,
@@ -254,7 +254,8 @@ fn replace(
     // transaction sees, so a concurrent write cannot slip a change past the check).
     validate::check_replace(registry, rt, &current.attributes, &mut attributes)?;
     let unique = &registry.unique_keys(rt, &attributes);
-    check_unique(t, rt, &id, unique)?;
+    let kept = &registry.unique_keys(rt, &current.attributes);
+    check_unique(t, rt, &id, unique, kept)?;
     let members = match members {
         Some(list) => Some(resolve_members(t, &id, &list)?),
         None => None,
@@ -389,13 +390,20 @@ pub(super) fn reindex(
     before: &Map<String, Value>,
     unique: &[UniqueKey],
 ) -> Result<(), StoreError> {
-    for old in registry.unique_keys(rt, before) {
-        if !unique.contains(&old) {
-            t.release(rt, &old, id)?;
+    let before = registry.unique_keys(rt, before);
+    for old in &before {
+        if !unique.contains(old) {
+            t.release(rt, old, id)?;
         }
     }
     for key in unique {
-        t.unique.insert(key.index_key(rt).as_str(), id)?;
+        let index_key = key.index_key(rt);
+        // A kept value another resource holds (both had it before it was declared unique)
+        // stays with that resource: keeping a value is no claim on it.
+        if before.contains(key) && t.unique.get(index_key.as_str())?.is_some() {
+            continue;
+        }
+        t.unique.insert(index_key.as_str(), id)?;
     }
     Ok(())
 }
@@ -437,7 +445,8 @@ fn patch(
     )?;
     let attributes = patched.attributes;
     let unique = &registry.unique_keys(rt, &attributes);
-    check_unique(t, rt, &id, unique)?;
+    let kept = &registry.unique_keys(rt, &current.attributes);
+    check_unique(t, rt, &id, unique, kept)?;
     let (added, removed) = member_changes(t, &id, patched.members, &mut within)?;
     let members = |t: &TxnTables<'_>| -> Result<_, StoreError> {
         Ok(if with_members && rt == ResourceType::Group {
@@ -682,13 +691,17 @@ fn current(
     Ok(current)
 }
 
+/// 409 `uniqueness` when another resource holds one of the `unique` values, except those in
+/// `kept` (the resource's values before this write): a value two resources already shared
+/// when it was declared unique stays writable by both, as long as they keep it.
 pub(super) fn check_unique(
     t: &TxnTables<'_>,
     rt: ResourceType,
     id: &str,
     unique: &[UniqueKey],
+    kept: &[UniqueKey],
 ) -> Result<(), Rejection> {
-    for key in unique {
+    for key in unique.iter().filter(|k| !kept.contains(k)) {
         if let Some(owner) = t.unique.get(key.index_key(rt).as_str())?
             && owner.value() != id
         {

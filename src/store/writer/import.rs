@@ -44,7 +44,7 @@ pub(super) fn import(
         created,
     } = imported;
     let unique = registry.unique_keys(rt, &attributes);
-    check_unique(t, rt, &id, &unique)?;
+    check_unique(t, rt, &id, &unique, &[])?;
     let (members, left_out) = match members {
         Some(list) => {
             let (found, missing) = existing_members(t, &id, &list)?;
