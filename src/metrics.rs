@@ -178,9 +178,11 @@ mod tests {
 
     #[test]
     fn every_family_is_registered_and_encodes() {
-        METRICS.log_position.set(3);
-        METRICS.subscriber_error("file", "refused");
-        let text = METRICS.encode();
+        // A registry of its own: the process-wide one is set by the store tests running beside this.
+        let metrics = Metrics::new();
+        metrics.log_position.set(3);
+        metrics.subscriber_error("file", "refused");
+        let text = metrics.encode();
         assert!(text.contains("scimd_log_position 3"), "{text}");
         assert!(text.contains("scimd_writer_batch_size_bucket"), "{text}");
         assert!(
