@@ -1,15 +1,16 @@
 # scimd container image.
 #
 #   docker build -t scimd .                                  # compiles in the `builder` stage (Rust image)
-#   cargo build --release && \
-#   docker build --build-arg BINARY_FROM=prebuilt -t scimd . # takes target/release/scimd from the context
+#   cargo build --release && strip -o target/container/scimd target/release/scimd && \
+#   docker build --build-arg BINARY_FROM=prebuilt -t scimd . # takes target/container/scimd from the context
 #   docker run -p 8000:8000 -v scimd-data:/data scimd        # key generated into /data/api-key if API_KEY unset
 #
 # The binary must be built for glibc of Debian 12 (bookworm) or older: the runtime is debian:bookworm-slim.
 # scimd runs as PID 1 and handles SIGTERM itself (stops accepting, finishes in-flight requests, closes the
 # store); it starts no child processes, so no init is needed (`--init` does no harm).
 
-# Where the binary comes from: `builder` (compile here) or `prebuilt` (copy target/release/scimd).
+# Where the binary comes from: `builder` (compile here) or `prebuilt` (copy target/container/scimd, which
+# scripts/container-test fills with a stripped build).
 ARG BINARY_FROM=builder
 
 # ---- builder: compiles scimd (for users; needs the Rust image) ------------------------------------------------
@@ -21,7 +22,7 @@ RUN cargo build --release --locked --bin scimd \
 
 # ---- prebuilt: a binary built outside, from the context --------------------------------------------------------
 FROM scratch AS prebuilt
-COPY target/release/scimd /out/scimd
+COPY target/container/scimd /out/scimd
 
 # ---- the chosen one --------------------------------------------------------------------------------------------
 FROM ${BINARY_FROM} AS binary

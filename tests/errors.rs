@@ -193,6 +193,20 @@ async fn a_body_over_one_mib_with_content_length_is_413() {
     assert_eq!(s.client().list("/Users").await["totalResults"], 0);
 }
 
+/// The 413 is read by an ordinary client that sends its whole body first: the server reads the
+/// rest of the body before it answers, so closing the connection does not reset it under the 413
+/// (seen in CI as "IncompleteMessage" instead of the error).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_a_body_over_one_mib_reads_its_413() {
+    let s = Scimd::start_default().await;
+    let api = s.client();
+    let user = json!({"userName": "big", "title": "x".repeat(ONE_MIB + 300_000)});
+    for _ in 0..8 {
+        api.post("/Users", &user).await.expect_scim_error(413, None);
+    }
+    assert_eq!(api.list("/Users").await["totalResults"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunked_body_over_one_mib_is_413() {
     let s = Scimd::start_default().await;
