@@ -39,8 +39,6 @@ pub mod uri {
     pub const ACTIVATE: &str = "urn:ietf:params:scim:event:prov:activate";
     /// A User's `active` became false or was removed (§2.4.6).
     pub const DEACTIVATE: &str = "urn:ietf:params:scim:event:prov:deactivate";
-    /// The outcome of an asynchronous request (§2.5.1.3).
-    pub const ASYNC_RESPONSE: &str = "urn:ietf:params:scim:event:misc:asyncresp";
 }
 
 /// The event URIs a server with this configuration can emit, for ServiceProviderConfig's
@@ -125,7 +123,10 @@ pub fn sets_of(
     let subjects = match feed.group_id() {
         None => vec![provisioning(event, snap, cfg)?],
         Some(_) if !cfg.group_as_feed => Vec::new(),
-        Some(group) if event.resource_type == ResourceType::Group && event.resource_id == group => {
+        Some(_)
+            if event.resource_type == ResourceType::Group
+                && *feed == FeedId::group(&event.resource_id) =>
+        {
             membership(event, snap)?
         }
         // A member's delete comes before the events that take it out of its groups, so at its
