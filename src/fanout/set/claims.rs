@@ -240,10 +240,10 @@ fn active_flip(event: &Event) -> Option<&'static str> {
 /// members removed. A member removed because it was deleted gets none: its `prov:delete` already
 /// told the feed, and RFC 9967 §2.4.4 forbids a `feed:remove` beside it.
 fn membership(event: &Event, snap: &Snapshot) -> Result<Vec<Subject>, ClaimsError> {
-    let deleted = match &event.cause {
-        Some(Cause::MemberDeleted { id, .. }) => Some(id.as_str()),
-        None => None,
-    };
+    let deleted = event
+        .cause
+        .as_ref()
+        .map(|Cause::MemberDeleted { id, .. }| id.as_str());
     let mut out = Vec::new();
     for m in &event.members_added {
         out.push(member_event(snap, m, uri::FEED_ADD)?);

@@ -263,7 +263,7 @@ fn bookkeeping(c: &mut Checker<'_>) -> Result<(), StoreError> {
         // A parked change is keyed by its resource's id, or, for the SET pusher, which may park
         // several SETs of one resource, by the SET's `jti` (`{feed}:{position}:{index}`).
         let keyed_by_position =
-            |e: &Event| id.rsplitn(3, ':').nth(1) == Some(e.position.to_string().as_str());
+            |e: &Event| id.rsplit(':').nth(1) == Some(e.position.to_string().as_str());
         match event {
             Some(e)
                 if (e.resource_id == id || keyed_by_position(&e))
