@@ -254,6 +254,11 @@ async fn es256_sets_verify_with_the_served_jwks_and_a_refused_set_is_parked_unti
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status_of_push(&s).await["checkpoint"], 3);
+    let verified = s.cli(&["log", "verify"]).await;
+    assert!(
+        verified.status.success(),
+        "a SET parked under its jti is sound bookkeeping: {verified:?}"
+    );
 
     receiver.accept_all();
     s.cli(&["projection", "retry", "set-push"]).await.success();
