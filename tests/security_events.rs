@@ -45,7 +45,14 @@ async fn status_of_push(s: &Scimd) -> Value {
 #[tokio::test]
 async fn pushed_sets_are_signed_follow_the_log_survive_an_outage_and_replay_with_the_same_jtis() {
     let receiver = Receiver::start().await;
-    let mut s = Scimd::start(opts(&receiver).env("SET_SIGNING_SECRET", SECRET)).await;
+    // The file projection runs beside the pusher (PROJECTIONS unset: its default), each with its
+    // own checkpoint.
+    let mut s = Scimd::start(
+        opts(&receiver)
+            .env("SET_SIGNING_SECRET", SECRET)
+            .unset("PROJECTIONS"),
+    )
+    .await;
     let api = s.client();
     let key = Key::Secret(SECRET.as_bytes().to_vec());
 
