@@ -334,3 +334,55 @@ async fn settings_that_cannot_deliver_signed_sets_stop_start_up() {
         .expect("answer");
     assert_eq!(jwks.status(), 404);
 }
+
+#[tokio::test]
+async fn sets_are_pushed_with_amqp_and_a_projection_on_each_from_its_own_checkpoint() {
+    let Some((broker, _shared)) = common::amqp::Broker::shared().await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let queue_name = common::amqp::unique("sets");
+    let mut queue = common::amqp::Queue::open(&broker.url, &queue_name).await;
+    let s = Scimd::start(
+        opts(&receiver)
+            .env("SET_SIGNING_SECRET", SECRET)
+            .env("AMQP", &broker.url)
+            .env("QUEUE", &queue_name)
+            .unset("PROJECTIONS"),
+    )
+    .await;
+    let api = s.client();
+    let a = api.create_user(user("a", true)).await;
+    let g = api
+        .create_group_with("g", &[a["id"].as_str().expect("id")])
+        .await;
+    api.delete(&format!("/Groups/{}", g["id"].as_str().expect("id")))
+        .await
+        .expect(204);
+
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(jtis(&got), ["default:1:0", "default:2:0", "default:3:0"]);
+    let key = Key::Secret(SECRET.as_bytes().to_vec());
+    for r in &got {
+        verify(&r.token, &key, ISSUER, Some(AUDIENCE));
+    }
+    assert_eq!(
+        queue.take(3, WAIT).await.len(),
+        3,
+        "AMQP got every event too"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = s.client().get("/status").await.expect(200).json();
+        let at = |name: &str| status["subscribers"][name]["checkpoint"].as_u64();
+        if [at("set-push"), at("amqp"), at("file")] == [Some(3); 3] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every subscriber reaches the end of the log: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    queue.delete().await;
+}
