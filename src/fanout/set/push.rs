@@ -75,6 +75,19 @@ impl PushError {
     }
 }
 
+/// How long to wait after `e` with the backoff at `backoff`: the receiver's `Retry-After` when it
+/// asks for longer, never less than the backoff, so a receiver answering `Retry-After: 0` forever
+/// is not hammered in a busy loop.
+fn wait_after(e: &PushError, backoff: Duration) -> Duration {
+    match e {
+        PushError::Unavailable {
+            retry_after: Some(after),
+            ..
+        } => (*after).max(backoff),
+        _ => backoff,
+    }
+}
+
 /// Where delivery stands: every SET of the events up to `position`, and the first `within` SETs
 /// of the event after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,14 +144,7 @@ impl Pusher {
             if started.elapsed() > MAX_BACKOFF {
                 backoff = MIN_BACKOFF;
             }
-            let wait = match &e {
-                PushError::Unavailable {
-                    retry_after: Some(after),
-                    ..
-                } => *after,
-                _ => backoff,
-            };
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(wait_after(&e, backoff)).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
@@ -371,6 +377,21 @@ mod tests {
     use crate::config::EventMode;
     use crate::fanout::set::{SetConfig, Signer};
     use scim::schema::{Registry, SchemaMode};
+
+    #[test]
+    fn a_retry_after_shorter_than_the_backoff_does_not_shorten_the_wait() {
+        let unavailable = |after: u64| PushError::Unavailable {
+            reason: "HTTP 503".into(),
+            retry_after: Some(Duration::from_secs(after)),
+        };
+        assert_eq!(wait_after(&unavailable(0), MIN_BACKOFF), MIN_BACKOFF);
+        assert_eq!(wait_after(&unavailable(0), MAX_BACKOFF), MAX_BACKOFF);
+        assert_eq!(
+            wait_after(&unavailable(120), MAX_BACKOFF),
+            Duration::from_secs(120)
+        );
+        assert_eq!(wait_after(&PushError::Closed, MIN_BACKOFF), MIN_BACKOFF);
+    }
 
     #[tokio::test]
     async fn progress_within_an_event_is_saved_and_read_back() {
