@@ -44,6 +44,18 @@ pub enum Answer {
     },
 }
 
+/// The most of a receiver's `err` or `description` kept: the text is the receiver's, goes into
+/// the log, the store (a parked SET's reason) and `/status`, and RFC 8935's are a few words.
+const MAX_ERROR_TEXT: usize = 300;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] characters, control characters (a forged log line) as spaces.
+fn cut(text: &str) -> String {
+    text.chars()
+        .take(MAX_ERROR_TEXT)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// The RFC 8935 §2.3 error body.
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -135,6 +147,10 @@ fn classify(code: u16, error: Option<ErrorBody>, retry_after: Option<Duration>) 
         reason,
         retry_after,
     };
+    let error = error.map(|e| ErrorBody {
+        err: cut(&e.err),
+        description: cut(&e.description),
+    });
     match (code, error) {
         // RFC 8935 §2.4: credentials can be fixed (a new token, a refreshed key list), and every
         // SET would be refused meanwhile: wait rather than park them all.
@@ -206,6 +222,20 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_receivers_error_text_is_cut_and_loses_its_control_characters() {
+        let huge = Some(ErrorBody {
+            err: "x".repeat(60_000),
+            description: format!("evil\n2026 ERROR forged{}", "y".repeat(60_000)),
+        });
+        let Answer::Refused { err, description } = classify(400, huge, None) else {
+            panic!("refused");
+        };
+        assert_eq!(err.chars().count(), MAX_ERROR_TEXT);
+        assert_eq!(description.chars().count(), MAX_ERROR_TEXT);
+        assert!(description.starts_with("evil 2026 ERROR forged"));
     }
 
     #[test]
