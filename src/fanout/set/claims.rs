@@ -203,37 +203,59 @@ fn provisioning(event: &Event, snap: &Snapshot, cfg: &SetConfig) -> Result<Subje
         }
     };
     events.insert(payload.0.into(), payload.1);
-    if let Some(flip) = active_flip(event) {
+    if let Some(flip) = active_flip(event, snap)? {
         events.insert(flip.into(), json!({}));
     }
     Ok((subject, events))
 }
 
-/// `prov:activate` or `prov:deactivate` when this event changed a User's `active` (a create
+/// `prov:activate` or `prov:deactivate` when this event flipped a User's `active` (a create
 /// counts when it makes an active User): the same state change as the create/put/patch, so the
-/// same SET (RFC 9967 §2.1).
-fn active_flip(event: &Event) -> Option<&'static str> {
+/// same SET (RFC 9967 §2.1). A missing `active` counts as false, so `active` going from absent to
+/// false (or back) flips nothing: the previous version is read to tell that from true → false.
+fn active_flip(event: &Event, snap: &Snapshot) -> Result<Option<&'static str>, ClaimsError> {
     if event.resource_type != ResourceType::User
         || !event
             .changed
             .iter()
             .any(|c| c.eq_ignore_ascii_case("active"))
     {
-        return None;
+        return Ok(None);
     }
-    let active = event
-        .attributes
-        .as_ref()?
+    let after = event.attributes.as_ref().is_some_and(is_active);
+    let made =
+        event.kind == EventKind::Create || (event.kind == EventKind::Import && event.version == 1);
+    let before = !made && was_active(snap, event)?.unwrap_or(!after);
+    Ok(match (before, after) {
+        (false, true) => Some(uri::ACTIVATE),
+        (true, false) => Some(uri::DEACTIVATE),
+        _ => None,
+    })
+}
+
+/// Whether a User's attributes say `active: true`.
+fn is_active(attributes: &Map<String, Value>) -> bool {
+    attributes
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("active"))
-        .is_some_and(|(_, v)| v == &Value::Bool(true));
-    match (active, event.kind) {
-        (true, _) => Some(uri::ACTIVATE),
-        // A User created inactive (or without `active`) was never active: nothing turned off.
-        (false, EventKind::Create) => None,
-        (false, EventKind::Import) if event.version == 1 => None,
-        (false, _) => Some(uri::DEACTIVATE),
-    }
+        .is_some_and(|(_, v)| v == &Value::Bool(true))
+}
+
+/// Whether the User was active at its version before `event`; `None` when the log no longer
+/// tells (an event without an after-image).
+fn was_active(snap: &Snapshot, event: &Event) -> Result<Option<bool>, ClaimsError> {
+    let previous = event.version.saturating_sub(1);
+    let Some((_, position)) = snap
+        .stream(&event.resource_id, previous..=previous)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    Ok(snap
+        .event(position)?
+        .and_then(|e| e.attributes)
+        .map(|a| is_active(&a)))
 }
 
 /// The `feed:add`/`feed:remove` SETs of a group's own event, for its feed: members added, then
