@@ -285,7 +285,7 @@ async fn es256_sets_verify_with_the_served_jwks_and_a_refused_set_is_parked_unti
 #[tokio::test]
 async fn settings_that_cannot_deliver_signed_sets_stop_start_up() {
     let s = Scimd::start_default().await;
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &[
                 "--set-signing-secret",
@@ -305,6 +305,19 @@ async fn settings_that_cannot_deliver_signed_sets_stop_start_up() {
         (
             &["--set-push-url", "https://rp.example.org/events"],
             "SET_SIGNING",
+        ),
+        (
+            &[
+                "--set-signing-secret",
+                SECRET,
+                "--set-issuer",
+                ISSUER,
+                "--set-push-url",
+                "https://rp.example.org/events",
+                "--set-push-token",
+                "s3cret\n",
+            ],
+            "SET_PUSH_TOKEN",
         ),
     ];
     for (flags, named) in cases {

@@ -53,6 +53,11 @@ pub enum SetupError {
         "SET_PUSH_URL is set but SETs are off: set SET_SIGNING_SECRET, SET_SIGNING_KEY or SET_SIGNING=none"
     )]
     PushWithoutSigning,
+    /// SET_PUSH_TOKEN cannot travel in an HTTP header (a line break, a control character).
+    #[error(
+        "SET_PUSH_TOKEN holds a character an HTTP header cannot carry (a line break or another control character): every push would fail"
+    )]
+    PushToken,
     /// The push URL is not one scimd may send to.
     #[error("SET_PUSH_URL {url}: {reason}")]
     PushUrl {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
 use super::SetupError;
@@ -68,7 +68,8 @@ struct ErrorBody {
 pub struct Receiver {
     client: reqwest::Client,
     url: reqwest::Url,
-    token: Option<String>,
+    /// `Bearer SET_PUSH_TOKEN`, marked sensitive so no HTTP trace prints it.
+    authorization: Option<HeaderValue>,
 }
 
 impl Receiver {
@@ -90,6 +91,17 @@ impl Receiver {
             }
             _ => return Err(bad("the scheme must be https")),
         }
+        // Checked here, not at the first push: a token no header can carry would fail every one.
+        let authorization = token
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                HeaderValue::from_str(&format!("Bearer {t}")).map(|mut value| {
+                    value.set_sensitive(true);
+                    value
+                })
+            })
+            .transpose()
+            .map_err(|_| SetupError::PushToken)?;
         // No redirects: one could lead a SET, and the bearer token, off https or to another host.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -100,7 +112,7 @@ impl Receiver {
         Ok(Receiver {
             client,
             url: parsed,
-            token: token.filter(|t| !t.is_empty()),
+            authorization,
         })
     }
 
@@ -112,8 +124,8 @@ impl Receiver {
             .header(CONTENT_TYPE, SET_MEDIA_TYPE)
             .header(ACCEPT, "application/json")
             .body(set.to_owned());
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
         }
         let response = match request.send().await {
             Ok(response) => response,
@@ -245,5 +257,16 @@ mod tests {
         assert!(Receiver::new("http://127.0.0.1:9/events", None, true).is_ok());
         assert!(Receiver::new("ftp://rp.example.org", None, true).is_err());
         assert!(Receiver::new("rp.example.org/events", None, true).is_err());
+    }
+
+    #[test]
+    fn a_push_token_no_header_can_carry_is_a_start_up_error_that_does_not_print_it() {
+        let url = "https://rp.example.org/events";
+        assert!(Receiver::new(url, Some("t0ken-ok".into()), false).is_ok());
+        let Err(e) = Receiver::new(url, Some("s3cret\n".into()), false) else {
+            panic!("a line break in the token is refused");
+        };
+        assert!(matches!(e, SetupError::PushToken));
+        assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 }
