@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::Service;
 use crate::store::{BulkWrite, Outcome, Write, WriteContext};
-use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, OperationTarget};
-use scim::{ScimError, etag, patch};
+use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, OperationResult, OperationTarget};
+use scim::{ScimError, patch};
 
 /// What the answer to one operation echoes of it.
 struct Echo {
@@ -160,35 +160,15 @@ fn resolved(
     (target.rt, id)
 }
 
-/// One entry of the BulkResponse (RFC 7644 §3.7.3); statuses are strings, as in the RFC's examples.
+/// One entry of the BulkResponse (RFC 7644 §3.7.3).
 fn answer(echo: &Echo, result: Result<Outcome, ScimError>, base: &str) -> Value {
-    let mut entry = json!({"method": echo.method});
-    if let Some(b) = &echo.bulk_id {
-        entry["bulkId"] = json!(b);
-    }
-    match result {
+    let location = echo.path.as_ref().map(|path| format!("{base}{path}"));
+    let result = match &result {
         Ok(outcome) => {
-            let status = match (&outcome, echo.method.to_ascii_uppercase().as_str()) {
-                (Outcome::Deleted, _) => "204",
-                (_, "POST") => "201",
-                _ => "200",
-            };
-            entry["status"] = json!(status);
-            if let Some(path) = &echo.path {
-                entry["location"] = json!(format!("{base}{path}"));
-            }
-            if let Outcome::Resource { resource, .. } = &outcome {
-                entry["version"] = json!(etag::format(resource.meta.version));
-            }
+            let (status, version) = outcome.bulk_status(&echo.method);
+            OperationResult::Done { status, version }
         }
-        Err(e) => {
-            entry["status"] = json!(e.status.to_string());
-            // RFC 7644 §3.7.3: `location` is required except for a failed POST.
-            if let (false, Some(path)) = (echo.method.eq_ignore_ascii_case("POST"), &echo.path) {
-                entry["location"] = json!(format!("{base}{path}"));
-            }
-            entry["response"] = e.to_body();
-        }
-    }
-    entry
+        Err(e) => OperationResult::Failed(e),
+    };
+    bulk::response_operation(&echo.method, echo.bulk_id.as_deref(), location.as_deref(), result)
 }

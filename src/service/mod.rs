@@ -357,7 +357,8 @@ impl Service {
             Outcome::Deleted
             | Outcome::Checkpointed
             | Outcome::Imported { .. }
-            | Outcome::Bulk(_) => Err(ScimError::unavailable(
+            | Outcome::Bulk(_)
+            | Outcome::Async(_) => Err(ScimError::unavailable(
                 "the store gave an unexpected answer; retry the request",
             )),
         }
