@@ -1,9 +1,11 @@
 //! The SCIM service: commands (create, replace, patch, delete; Bulk in `bulk`) turned into store
 //! writes, single resources rendered from the read model, lists (in `list`), the log
 //! subscribers' progress and controls (in `subscribers`), and `scimd import`'s documents (in
-//! `import`). The HTTP layer calls only this; it knows
+//! `import`), asynchronous requests and their executor (in `async_requests`). The HTTP layer
+//! calls only this; it knows
 //! nothing of redb or of the subscribers.
 
+mod async_requests;
 mod bulk;
 mod cursor;
 pub mod import;
@@ -20,6 +22,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use cursor::Cursors;
+pub use async_requests::{
+    ASYNCRESP, Answer, AsyncCall, AsyncSettings, AsyncStatus, Submitted,
+};
 pub use subscribers::Subscribers;
 
 use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
@@ -59,6 +64,8 @@ pub struct Tuning {
     pub patch_time_limit: Duration,
     /// READ_THREADS: how many store reads run at once, off the async runtime.
     pub read_threads: usize,
+    /// The ASYNC_* settings: asynchronous requests.
+    pub asynchronous: AsyncSettings,
 }
 
 /// The SCIM service: validation, commands and queries over one [`Store`].
@@ -70,6 +77,7 @@ pub struct Service {
     cursors: Cursors,
     patch_time_limit: Duration,
     reads: reads::ReadPool,
+    asynchronous: async_requests::AsyncRequests,
 }
 
 impl Service {
@@ -93,6 +101,7 @@ impl Service {
             cursors: Cursors::new(cursor_ttl_secs),
             patch_time_limit: tuning.patch_time_limit,
             reads: reads::ReadPool::new(tuning.read_threads),
+            asynchronous: async_requests::AsyncRequests::new(tuning.asynchronous),
         }
     }
 
