@@ -17,6 +17,14 @@ pub enum PatchedResponse {
     /// Applied; a Group answers without its (possibly huge) representation unless asked for one.
     #[oai(status = 204)]
     NoContent(#[oai(header = "ETag")] String),
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
 }
 
 /// The SCIM media type (RFC 7644 §8.1).
@@ -38,6 +46,14 @@ pub enum ResourceResponse {
     /// `If-None-Match` matched the current version.
     #[oai(status = 304)]
     NotModified(#[oai(header = "ETag")] String),
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
 }
 
 impl ResourceResponse {
@@ -58,6 +74,42 @@ pub enum DeletedResponse {
     /// Deleted (RFC 7644 §3.6).
     #[oai(status = 204)]
     NoContent,
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
+}
+
+/// The answer to a BulkRequest (RFC 7644 §3.7).
+#[derive(ApiResponse)]
+pub enum BulkResponse {
+    /// The BulkResponse, each operation with its own status.
+    #[oai(status = 200, content_type = "application/scim+json")]
+    Ok(Json<Value>),
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
+}
+
+/// The outcome of an asynchronous request (RFC 9967 §3), for the key that asked for it.
+#[derive(ApiResponse)]
+pub enum AsyncOutcomeResponse {
+    /// Done: the claims of its `misc:asyncresp` SET (a Bulk's: `{"sets": {txn: claims}}`, one per
+    /// operation, keyed by `Set-Txn:index`).
+    #[oai(status = 200, content_type = "application/json")]
+    Done(Json<Value>),
+    /// Accepted and not run yet: ask again after `Retry-After` seconds.
+    #[oai(status = 202)]
+    Pending(#[oai(header = "Retry-After")] u64),
 }
 
 /// A JSON document: ListResponse, ServiceProviderConfig, status.

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::bulk::BulkEchoes;
 use super::{ResourceDoc, Service, unavailable};
+use crate::store::fault;
 use crate::store::{AsyncEcho, AsyncOperation, AsyncRequest, Outcome, Write, WriteContext};
 use scim::bulk::{self, OperationResult};
 use scim::schema::View;
@@ -129,8 +130,11 @@ pub enum Answer {
 pub enum AsyncStatus {
     /// Accepted, not run yet.
     Pending,
-    /// Run: the claims of each `misc:asyncresp` SET (one per operation), with its `txn`.
-    Done(Vec<(String, Value)>),
+    /// A single request, or one Bulk operation asked for by `Set-Txn:index`, has run: the claims
+    /// of its `misc:asyncresp` SET.
+    One(Value),
+    /// A Bulk has run: the claims of each operation's `misc:asyncresp` SET, by its `txn`.
+    Several(Vec<(String, Value)>),
 }
 
 /// The executor's state shared with the request handlers.
@@ -267,7 +271,9 @@ impl Service {
                 patch::parse(body.clone())?;
                 ("PATCH", Some(rt), Some(id), if_match, Some(body))
             }
-            AsyncCall::Delete { rt, id, if_match } => ("DELETE", Some(rt), Some(id), if_match, None),
+            AsyncCall::Delete { rt, id, if_match } => {
+                ("DELETE", Some(rt), Some(id), if_match, None)
+            }
             AsyncCall::Bulk { body } => {
                 bulk::parse(body.clone())?;
                 ("POST", None, None, None, Some(body))
@@ -312,7 +318,7 @@ impl Service {
         let Some(outcome) = request.outcome else {
             return Ok(AsyncStatus::Pending);
         };
-        let sets: Vec<(String, Value)> = outcome
+        let mut sets: Vec<(String, Value)> = outcome
             .operations
             .iter()
             .filter(|op| index.is_none() || op.index == index)
@@ -322,11 +328,12 @@ impl Service {
                 (op_txn, claims)
             })
             .collect();
-        if index.is_some() && sets.is_empty() {
-            // A Bulk operation never attempted (failOnErrors reached) has no outcome.
-            return Err(not_found());
+        if request.resource_type.is_none() && index.is_none() {
+            return Ok(AsyncStatus::Several(sets));
         }
-        Ok(AsyncStatus::Done(sets))
+        // A Bulk operation never attempted (failOnErrors reached) has no outcome.
+        let (_, claims) = sets.pop().ok_or_else(not_found)?;
+        Ok(AsyncStatus::One(claims))
     }
 
     /// Starts the executor: it resumes the requests still pending and runs each new one as it is
@@ -363,6 +370,9 @@ impl Service {
                 continue;
             }
             for (txn, request) in pending {
+                while fault::fails(fault::ASYNC_HOLD) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 if let Err(e) = self.run_async(&txn, request).await {
                     // The store could not take it: it stays pending and runs again, in order.
                     tracing::warn!(txn = %txn, error = %e.detail, "an asynchronous request could not run; retrying");

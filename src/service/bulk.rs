@@ -205,5 +205,10 @@ fn answer(echo: &Echo, result: Result<Outcome, ScimError>, base: &str) -> Value 
         }
         Err(e) => OperationResult::Failed(e),
     };
-    bulk::response_operation(&echo.method, echo.bulk_id.as_deref(), location.as_deref(), result)
+    bulk::response_operation(
+        &echo.method,
+        echo.bulk_id.as_deref(),
+        location.as_deref(),
+        result,
+    )
 }

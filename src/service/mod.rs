@@ -21,10 +21,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use async_requests::{Answer, AsyncCall, AsyncSettings, AsyncStatus, Submitted};
 use cursor::Cursors;
-pub use async_requests::{
-    ASYNCRESP, Answer, AsyncCall, AsyncSettings, AsyncStatus, Submitted,
-};
 pub use subscribers::Subscribers;
 
 use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};

@@ -24,7 +24,7 @@
 mod as_of;
 mod async_request;
 mod event;
-mod fault;
+pub(crate) mod fault;
 mod snapshot;
 mod tables;
 pub mod verify;

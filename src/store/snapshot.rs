@@ -7,8 +7,9 @@ use std::sync::Arc;
 use redb::ReadTransaction;
 
 use super::tables::{
-    self, ASYNC_OUTCOMES, ASYNC_PENDING, ASYNC_REQUESTS, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, Parked, QUERY_INDEX,
-    REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
+    self, ASYNC_OUTCOMES, ASYNC_PENDING, ASYNC_REQUESTS, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF,
+    MEMBERS, PARKED, Parked, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS,
+    UNIQUE,
 };
 use super::{AsyncRequest, Event, StoreError, StoredResource};
 use scim::ResourceType;
@@ -331,7 +332,9 @@ impl Snapshot {
         let mut out = Vec::with_capacity(txns.len());
         for txn in txns {
             let request = self.async_request(&txn)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("asynchronous request {txn} is indexed but not kept"))
+                StoreError::Corrupt(format!(
+                    "asynchronous request {txn} is indexed but not kept"
+                ))
             })?;
             out.push((txn, request));
         }

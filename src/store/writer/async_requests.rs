@@ -14,8 +14,7 @@ use super::commands::apply;
 use super::txn::TxnTables;
 use crate::store::tables::{self, ASYNC_ARRIVAL, ASYNC_COMPLETION};
 use crate::store::{
-    AsyncEcho, AsyncOperation, AsyncOutcome, AsyncRequest, Outcome, StoreError, Write,
-    WriteContext,
+    AsyncEcho, AsyncOperation, AsyncOutcome, AsyncRequest, Outcome, StoreError, Write, WriteContext,
 };
 use scim::ScimError;
 use scim::bulk::{OperationResult, response_operation};
@@ -99,9 +98,7 @@ pub(super) fn forget(t: &mut TxnTables<'_>, before: DateTime<Utc>) -> Result<Out
     for row in t.async_outcomes.range::<u64>(..)? {
         let (completion, txn) = row?;
         let txn = txn.value().to_owned();
-        let completed = load(t, &txn)?
-            .and_then(|r| r.outcome)
-            .map(|o| o.completed);
+        let completed = load(t, &txn)?.and_then(|r| r.outcome).map(|o| o.completed);
         // Completion order is time order: the first one kept ends the walk.
         match completed {
             Some(at) if at >= before => break,

@@ -10,8 +10,8 @@ use redb::ReadableTable;
 use serde_json::{Map, Value};
 
 use super::Rejection;
-use super::{async_requests, remote_ids};
 use super::txn::{EventBody, TxnTables, event};
+use super::{async_requests, remote_ids};
 use crate::store::event::MemberRef;
 use crate::store::tables::{self};
 use crate::store::{

@@ -9,8 +9,9 @@ use uuid::Uuid;
 use crate::store::WriteContext;
 use crate::store::event::{ENVELOPE_VERSION, GENESIS, MemberRef, chain_hash, chain_head};
 use crate::store::tables::{
-    self, ASYNC_OUTCOMES, ASYNC_PENDING, ASYNC_REQUESTS, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION,
-    QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
+    self, ASYNC_OUTCOMES, ASYNC_PENDING, ASYNC_REQUESTS, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS,
+    MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES,
+    STREAMS, UNIQUE,
 };
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
 use scim::ResourceType;
