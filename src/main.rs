@@ -219,6 +219,12 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
+    // A key that cannot sign, or SETs without an issuer, stop start-up here, not a delivery later.
+    let security_events = fanout::set::SecurityEvents::from_settings(
+        &config.security_events,
+        config.public_url(),
+        fanout_base.clone(),
+    )?;
     let publisher = config.amqp.url.clone().map(|url| {
         let publisher = Arc::new(fanout::amqp::Publisher::new(
             store.clone(),
@@ -242,25 +248,28 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         max_depth: config.filter_max_depth,
         max_terms: config.filter_max_terms,
     };
-    let service = Arc::new(Service::new(
-        store.clone(),
-        registry,
-        config.page_size,
-        limits,
-        config.cursor_timeout,
-        service::Tuning {
-            patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
-            read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
-            asynchronous: service::AsyncSettings {
-                enabled: config.async_requests,
-                max_pending: config.async_max_pending,
-                retention: std::time::Duration::from_secs(
-                    config.async_retention_hours.saturating_mul(3600),
-                ),
-                max_wait: std::time::Duration::from_secs(config.request_timeout / 2),
+    let service = Arc::new(
+        Service::new(
+            store.clone(),
+            registry,
+            config.page_size,
+            limits,
+            config.cursor_timeout,
+            service::Tuning {
+                patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
+                read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
+                asynchronous: service::AsyncSettings {
+                    enabled: config.async_requests,
+                    max_pending: config.async_max_pending,
+                    retention: std::time::Duration::from_secs(
+                        config.async_retention_hours.saturating_mul(3600),
+                    ),
+                    max_wait: std::time::Duration::from_secs(config.request_timeout / 2),
+                },
             },
-        },
-    ));
+        )
+        .with_security_events(security_events),
+    );
     service.start_async();
     let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
     let store_id = http::reach::store_id(&common.data_path)?;

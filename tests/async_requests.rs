@@ -13,7 +13,9 @@ use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const ASYNCRESP: &str = "urn:ietf:params:SCIM:event:misc:asyncresp";
+const ASYNCRESP: &str = "urn:ietf:params:scim:event:misc:asyncresp";
+const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes-0123";
+const ISSUER: &str = "https://scimd.test";
 const HOLD: &str = "scimd/async/hold";
 
 /// Sends `method path` with a JSON body (if any) and `Prefer: {prefer}`.
@@ -347,10 +349,78 @@ async fn wait_answers_synchronously_when_the_request_completes_in_time() {
     .expect_scim_error(409, Some("uniqueness"));
 }
 
+/// Options with SETs on: HS256 with [`SECRET`], issuer [`ISSUER`].
+fn with_sets(opts: Opts) -> Opts {
+    opts.env("SET_SIGNING_SECRET", SECRET)
+        .env("SET_ISSUER", ISSUER)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_sets_on_the_outcome_is_a_signed_set_and_service_provider_config_says_request() {
+    let s = Scimd::start(with_sets(Opts::default())).await;
+    let api = s.client();
+    let spc = api.get("/ServiceProviderConfig").await.expect(200).json();
+    assert_eq!(
+        spc["securityEvents"]["asyncRequest"],
+        json!("request"),
+        "{spc}"
+    );
+    let uris = spc["securityEvents"]["eventUris"]
+        .as_array()
+        .expect("eventUris");
+    assert!(uris.contains(&json!(ASYNCRESP)), "{spc}");
+
+    let a = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("kim"))).await);
+    let r = fetch(&api, &a.location).await.expect(200);
+    assert_eq!(
+        r.content_type().as_deref(),
+        Some("application/secevent+jwt")
+    );
+    let header = jsonwebtoken::decode_header(&r.text).expect("a JWS header");
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let key = jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).expect("an HS256 key");
+    let claims = jsonwebtoken::decode::<Value>(&r.text, &key, &validation)
+        .expect("the signature verifies")
+        .claims;
+    assert_eq!(claims["iss"], json!(ISSUER), "{claims}");
+    assert!(claims["iat"].is_i64() && claims["toe"].is_i64(), "{claims}");
+    assert!(
+        claims.get("sub").is_none(),
+        "no sub (RFC 9967 §2.1): {claims}"
+    );
+    let op = asyncresp(&claims, &a.txn);
+    let id = op["location"].as_str().unwrap().rsplit('/').next().unwrap();
+    assert_eq!(
+        claims["sub_id"],
+        json!({"format": "scim", "uri": format!("/Users/{id}"), "id": id})
+    );
+    // The same outcome carries the same jti every time it is fetched.
+    let again = fetch(&api, &a.location).await.expect(200);
+    let again = jsonwebtoken::decode::<Value>(&again.text, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(again["jti"], claims["jti"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_async_requests_off_the_preference_is_ignored() {
-    let s = Scimd::start(Opts::default().env("ASYNC_REQUESTS", "false")).await;
+    let s = Scimd::start(with_sets(Opts::default()).env("ASYNC_REQUESTS", "false")).await;
     let api = s.client();
+    let spc = api.get("/ServiceProviderConfig").await.expect(200).json();
+    assert_eq!(
+        spc["securityEvents"]["asyncRequest"],
+        json!("none"),
+        "{spc}"
+    );
+    let uris = spc["securityEvents"]["eventUris"]
+        .as_array()
+        .expect("eventUris");
+    assert!(!uris.contains(&json!(ASYNCRESP)), "{spc}");
     let r = send_async(&api, Method::POST, "/Users", Some(&user("gus")))
         .await
         .expect(201);

@@ -2,7 +2,7 @@
 
 use poem::http::StatusCode;
 use poem_openapi::ApiResponse;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use serde_json::Value;
 
 use crate::service::ResourceDoc;
@@ -103,10 +103,13 @@ pub enum BulkResponse {
 /// The outcome of an asynchronous request (RFC 9967 §3), for the key that asked for it.
 #[derive(ApiResponse)]
 pub enum AsyncOutcomeResponse {
-    /// Done: the claims of its `misc:asyncresp` SET (a Bulk's: `{"sets": {txn: claims}}`, one per
-    /// operation, keyed by `Set-Txn:index`).
+    /// Done: its `misc:asyncresp` SET, a compact JWS.
+    #[oai(status = 200, content_type = "application/secevent+jwt")]
+    Set(PlainText<String>),
+    /// Done: a Bulk's SETs, `{"sets": {"Set-Txn:index": SET}}` (the shape of an RFC 8936 poll
+    /// answer); or, while SETs are off (no SET_SIGNING_* setting), the SET's claims as JSON.
     #[oai(status = 200, content_type = "application/json")]
-    Done(Json<Value>),
+    Json(Json<Value>),
     /// Accepted and not run yet: ask again after `Retry-After` seconds.
     #[oai(status = 202)]
     Pending(#[oai(header = "Retry-After")] u64),

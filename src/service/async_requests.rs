@@ -19,20 +19,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
 use super::bulk::BulkEchoes;
 use super::{ResourceDoc, Service, unavailable};
+use crate::fanout::set::asyncresp;
 use crate::store::fault;
 use crate::store::{AsyncEcho, AsyncOperation, AsyncRequest, Outcome, Write, WriteContext};
 use scim::bulk::{self, OperationResult};
 use scim::schema::View;
 use scim::{ResourceType, ScimError, patch, resource};
-
-/// The event URI of an asynchronous request's outcome (RFC 9967 §2.5.1.3).
-pub const ASYNCRESP: &str = "urn:ietf:params:SCIM:event:misc:asyncresp";
 
 /// How many pending requests the executor reads at a time.
 const PENDING_BATCH: usize = 64;
@@ -130,11 +128,20 @@ pub enum Answer {
 pub enum AsyncStatus {
     /// Accepted, not run yet.
     Pending,
-    /// A single request, or one Bulk operation asked for by `Set-Txn:index`, has run: the claims
-    /// of its `misc:asyncresp` SET.
-    One(Value),
-    /// A Bulk has run: the claims of each operation's `misc:asyncresp` SET, by its `txn`.
-    Several(Vec<(String, Value)>),
+    /// A single request, or one Bulk operation asked for by `Set-Txn:index`, has run: its
+    /// `misc:asyncresp` SET.
+    One(AsyncSet),
+    /// A Bulk has run: each operation's `misc:asyncresp` SET, by its `txn`.
+    Several(Vec<(String, AsyncSet)>),
+}
+
+/// One `misc:asyncresp` SET.
+#[derive(Debug)]
+pub enum AsyncSet {
+    /// Signed with the SET core's key: a compact JWS (`application/secevent+jwt`).
+    Signed(String),
+    /// SETs are off (no SET_SIGNING_* setting): the claims as JSON, with no `iss` or `aud`.
+    Claims(Value),
 }
 
 /// The executor's state shared with the request handlers.
@@ -315,25 +322,32 @@ impl Service {
         if request.actor != actor {
             return Err(not_found());
         }
-        let Some(outcome) = request.outcome else {
+        if request.outcome.is_none() {
             return Ok(AsyncStatus::Pending);
-        };
-        let mut sets: Vec<(String, Value)> = outcome
-            .operations
-            .iter()
-            .filter(|op| index.is_none() || op.index == index)
-            .map(|op| {
-                let op_txn = op.txn(set_txn);
-                let claims = asyncresp_claims(&op_txn, op, outcome.completed.timestamp());
-                (op_txn, claims)
-            })
-            .collect();
+        }
+        let core = self.security_events.as_deref();
+        let mut sets = Vec::new();
+        for (op_txn, claims) in
+            asyncresp::claims_of(set_txn, &request, None, core.map(|c| &c.config))
+        {
+            if index.is_some_and(|i| op_txn != format!("{set_txn}:{i}")) {
+                continue;
+            }
+            let set = match core {
+                Some(core) => AsyncSet::Signed(core.signer.sign_claims(claims).map_err(|e| {
+                    tracing::error!(error = %e, "cannot sign an asynchronous outcome");
+                    ScimError::unavailable("the outcome could not be signed; retry the request")
+                })?),
+                None => AsyncSet::Claims(Value::Object(claims)),
+            };
+            sets.push((op_txn, set));
+        }
         if request.resource_type.is_none() && index.is_none() {
             return Ok(AsyncStatus::Several(sets));
         }
         // A Bulk operation never attempted (failOnErrors reached) has no outcome.
-        let (_, claims) = sets.pop().ok_or_else(not_found)?;
-        Ok(AsyncStatus::One(claims))
+        let (_, set) = sets.pop().ok_or_else(not_found)?;
+        Ok(AsyncStatus::One(set))
     }
 
     /// Starts the executor: it resumes the requests still pending and runs each new one as it is
@@ -535,19 +549,4 @@ impl Service {
             Err(e) => Err((e, echo)),
         }
     }
-}
-
-/// The claims of one `misc:asyncresp` SET (RFC 9967 §2.5.1.3) but `iss`, `aud` and `iat`, which
-/// the signer adds: `jti` `async:{txn}` (deterministic, so the same outcome always carries the
-/// same one), `txn` the operation's, `toe` when the outcome was decided, the event's payload the
-/// bulk-response operation.
-fn asyncresp_claims(txn: &str, op: &AsyncOperation, toe: i64) -> Value {
-    let mut events = Map::new();
-    events.insert(ASYNCRESP.to_owned(), op.response.clone());
-    json!({
-        "jti": format!("async:{txn}"),
-        "txn": txn,
-        "toe": toe,
-        "events": events,
-    })
 }

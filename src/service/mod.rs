@@ -21,10 +21,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub use async_requests::{Answer, AsyncCall, AsyncSettings, AsyncStatus, Submitted};
+pub use async_requests::{Answer, AsyncCall, AsyncSet, AsyncSettings, AsyncStatus, Submitted};
 use cursor::Cursors;
 pub use subscribers::Subscribers;
 
+use crate::fanout::set::SecurityEvents;
 use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
 /// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
 pub use crate::store::{WriteContext, WriterStatus};
@@ -76,6 +77,8 @@ pub struct Service {
     patch_time_limit: Duration,
     reads: reads::ReadPool,
     asynchronous: async_requests::AsyncRequests,
+    /// The security event core, when SETs are on (ServiceProviderConfig, the JWKS).
+    security_events: Option<Arc<SecurityEvents>>,
 }
 
 impl Service {
@@ -100,7 +103,19 @@ impl Service {
             patch_time_limit: tuning.patch_time_limit,
             reads: reads::ReadPool::new(tuning.read_threads),
             asynchronous: async_requests::AsyncRequests::new(tuning.asynchronous),
+            security_events: None,
         }
+    }
+
+    /// This service with the security event core (SETs on).
+    pub fn with_security_events(mut self, core: Option<Arc<SecurityEvents>>) -> Service {
+        self.security_events = core;
+        self
+    }
+
+    /// The security event core, when SETs are on.
+    pub fn security_events(&self) -> Option<&SecurityEvents> {
+        self.security_events.as_deref()
     }
 
     /// Runs `read` (synchronous store work: a GET, a list, `/status`) off the async runtime, on

@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use serde_json::{Map, Value, json};
 
 use super::{Result, Shared, Tag};
 use crate::http::auth::ApiKeyAuth;
 use crate::http::responses::AsyncOutcomeResponse;
-use crate::service::AsyncStatus;
+use crate::service::{AsyncSet, AsyncStatus};
 
 /// Seconds a client is asked to wait before it asks again for a pending outcome.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -29,7 +29,8 @@ impl AsyncOutcomesApi {
     /// key that made it (any other key, or an unknown or expired `txn`, gets 404): 202 with
     /// `Retry-After` while it waits to run, then 200 with its `misc:asyncresp` SET, whose event
     /// is one bulk-response operation (RFC 7644 §3.7.3: `method`, `status`, `location`,
-    /// `version`, `response` with the SCIM error when it failed). For a Bulk, `{"sets": {…}}`
+    /// `version`, `response` with the SCIM error when it failed), as a compact JWS
+    /// (`application/secevent+jwt`), or its claims as JSON while SETs are off. For a Bulk, `{"sets": {…}}`
     /// holds one SET per operation attempted, keyed by `Set-Txn:index`; `/Events/Async/{Set-Txn}:{index}`
     /// answers one of them. Outcomes are kept ASYNC_RETENTION_HOURS after they are decided.
     #[oai(path = "/Events/Async/:txn", method = "get", tag = "Tag::Events")]
@@ -43,10 +44,17 @@ impl AsyncOutcomesApi {
             .await?;
         Ok(match status {
             AsyncStatus::Pending => AsyncOutcomeResponse::Pending(RETRY_AFTER_SECS),
-            AsyncStatus::One(claims) => AsyncOutcomeResponse::Done(Json(claims)),
+            AsyncStatus::One(AsyncSet::Signed(jws)) => AsyncOutcomeResponse::Set(PlainText(jws)),
+            AsyncStatus::One(AsyncSet::Claims(claims)) => AsyncOutcomeResponse::Json(Json(claims)),
             AsyncStatus::Several(sets) => {
-                let sets: Map<String, Value> = sets.into_iter().collect();
-                AsyncOutcomeResponse::Done(Json(json!({ "sets": sets })))
+                let sets: Map<String, Value> = sets
+                    .into_iter()
+                    .map(|(txn, set)| match set {
+                        AsyncSet::Signed(jws) => (txn, Value::String(jws)),
+                        AsyncSet::Claims(claims) => (txn, claims),
+                    })
+                    .collect();
+                AsyncOutcomeResponse::Json(Json(json!({ "sets": sets })))
             }
         })
     }
