@@ -457,6 +457,8 @@ async fn requests_accepted_before_a_sigkill_complete_after_the_restart_exactly_o
     assert_eq!(r.status, 202, "{r:?}");
     let late = send_prefer(&api, Method::DELETE, &path, None, "respond-async, wait=1").await;
     let delete = accepted(&late);
+    // `log verify` knows the tables: pending requests are listed in arrival order.
+    s.cli(&["log", "verify"]).await.success();
     s.kill().await;
 
     s.start_again().await;
