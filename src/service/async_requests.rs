@@ -227,7 +227,7 @@ impl Service {
         };
         let accept = Write::AsyncAccept {
             txn: txn.clone(),
-            request,
+            request: Box::new(request),
             max_pending: self.asynchronous.settings.max_pending,
         };
         if let Err(e) = self.store.write(accept, ctx).await {

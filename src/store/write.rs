@@ -104,7 +104,7 @@ pub enum Write {
     /// event). Refused with 503 when `max_pending` requests already wait to run.
     AsyncAccept {
         txn: String,
-        request: AsyncRequest,
+        request: Box<AsyncRequest>,
         max_pending: u64,
     },
     /// Run the write of the accepted asynchronous request `txn` and record its outcome (one

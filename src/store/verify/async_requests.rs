@@ -2,7 +2,7 @@
 //! pending one is listed in `async_pending` under its arrival, a finished one in `async_outcomes`
 //! under its completion, and neither list names a request that is not there in that state.
 
-use redb::{ReadableTable, TableError};
+use redb::TableError;
 
 use super::Checker;
 use crate::store::tables::{

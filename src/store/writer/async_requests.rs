@@ -24,7 +24,7 @@ use scim::schema::Registry;
 pub(super) fn accept(
     t: &mut TxnTables<'_>,
     txn: &str,
-    mut request: AsyncRequest,
+    mut request: Box<AsyncRequest>,
     max_pending: u64,
 ) -> Result<Outcome, Rejection> {
     if t.async_pending.len()? >= max_pending {
