@@ -209,6 +209,24 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         }
     };
     let backends = fanout::backends::select(&config.projections, &common.data_path)?;
+    let fanout_base = cli::projection::fanout_base(&config);
+    // A key that cannot sign, SETs without an issuer or a push URL that is not https stop
+    // start-up here, before the store is opened, not a delivery later.
+    let security_events = fanout::set::SecurityEvents::from_settings(
+        &config.security_events,
+        config.public_url(),
+        fanout_base.clone(),
+    )?;
+    let push_receiver = match (&security_events, &config.security_events.push_url) {
+        (Some(_), Some(url)) if !url.trim().is_empty() => {
+            Some(fanout::set::receiver::Receiver::new(
+                url,
+                config.security_events.push_token.clone(),
+                config.security_events.push_allow_http,
+            )?)
+        }
+        _ => None,
+    };
     // A broken SCHEMA_PATH stops start-up, naming the file and the reason.
     let registry = common.registry()?;
     let store = Arc::new(Store::open(
@@ -218,13 +236,6 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     )?);
     store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
-    let fanout_base = cli::projection::fanout_base(&config);
-    // A key that cannot sign, or SETs without an issuer, stop start-up here, not a delivery later.
-    let security_events = fanout::set::SecurityEvents::from_settings(
-        &config.security_events,
-        config.public_url(),
-        fanout_base.clone(),
-    )?;
     let publisher = config.amqp.url.clone().map(|url| {
         let publisher = Arc::new(fanout::amqp::Publisher::new(
             store.clone(),
@@ -236,6 +247,19 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         tokio::spawn(publisher.clone().run());
         publisher
     });
+    let pusher = match (&security_events, push_receiver) {
+        (Some(core), Some(receiver)) => {
+            let pusher = Arc::new(fanout::set::push::Pusher::new(
+                store.clone(),
+                board.clone(),
+                core.clone(),
+                receiver,
+            ));
+            tokio::spawn(pusher.clone().run());
+            Some(pusher)
+        }
+        _ => None,
+    };
     let mut controls = BTreeMap::new();
     for backend in backends {
         let (tx, rx) = mpsc::channel(8);
@@ -271,7 +295,7 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         .with_security_events(security_events),
     );
     service.start_async();
-    let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
+    let subscribers = Arc::new(Subscribers::new(board, controls, publisher, pusher));
     let store_id = http::reach::store_id(&common.data_path)?;
     let app = http::app(
         service,

@@ -39,8 +39,6 @@ pub mod uri {
     pub const ACTIVATE: &str = "urn:ietf:params:scim:event:prov:activate";
     /// A User's `active` became false or was removed (§2.4.6).
     pub const DEACTIVATE: &str = "urn:ietf:params:scim:event:prov:deactivate";
-    /// The outcome of an asynchronous request (§2.5.1.3).
-    pub const ASYNC_RESPONSE: &str = "urn:ietf:params:scim:event:misc:asyncresp";
 }
 
 /// The event URIs a server with this configuration can emit, for ServiceProviderConfig's
@@ -125,7 +123,10 @@ pub fn sets_of(
     let subjects = match feed.group_id() {
         None => vec![provisioning(event, snap, cfg)?],
         Some(_) if !cfg.group_as_feed => Vec::new(),
-        Some(group) if event.resource_type == ResourceType::Group && event.resource_id == group => {
+        Some(_)
+            if event.resource_type == ResourceType::Group
+                && *feed == FeedId::group(&event.resource_id) =>
+        {
             membership(event, snap)?
         }
         // A member's delete comes before the events that take it out of its groups, so at its
@@ -240,10 +241,10 @@ fn active_flip(event: &Event) -> Option<&'static str> {
 /// members removed. A member removed because it was deleted gets none: its `prov:delete` already
 /// told the feed, and RFC 9967 §2.4.4 forbids a `feed:remove` beside it.
 fn membership(event: &Event, snap: &Snapshot) -> Result<Vec<Subject>, ClaimsError> {
-    let deleted = match &event.cause {
-        Some(Cause::MemberDeleted { id, .. }) => Some(id.as_str()),
-        None => None,
-    };
+    let deleted = event
+        .cause
+        .as_ref()
+        .map(|Cause::MemberDeleted { id, .. }| id.as_str());
     let mut out = Vec::new();
     for m in &event.members_added {
         out.push(member_event(snap, m, uri::FEED_ADD)?);
