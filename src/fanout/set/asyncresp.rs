@@ -2,8 +2,9 @@
 //! operation (a Bulk's: `txn` = Set-Txn + `:` + the operation's index, §2.5.1.2), the event's
 //! payload the operation's bulk-response entry (RFC 7644 §3.7.3), without `bulkId`.
 //!
-//! Read at the request's `Location` (`http/api/async_outcomes.rs`) and, for the feeds, from the
-//! store's second durable sequence, `Snapshot::async_outcomes_after` (completion order).
+//! Read at the request's `Location` (`http/api/async_outcomes.rs`). The feeds do not carry them yet;
+//! they would read the store's second durable sequence, the `async_outcomes` table (completion
+//! order), beside the log.
 
 use serde_json::{Map, Value, json};
 
