@@ -50,7 +50,8 @@ enum Command {
     Log(LogCommand),
     /// Rebuild one projection from position 0 (with the server stopped, or through it while it runs).
     Replay {
-        /// The projection to rebuild: file, sql, ldap, mongo, jumpcloud or scim.
+        /// The projection to rebuild: file, sql, ldap, mongo, jumpcloud or scim; or set-push (server
+        /// stopped) to push every security event again.
         #[arg(long)]
         projection: String,
         /// Empty the backend first.
@@ -104,7 +105,8 @@ enum LogCommand {
 enum ProjectionCommand {
     /// Re-apply the changes a projection's backend refused (parked changes).
     Retry {
-        /// The projection: file, sql, ldap, mongo, jumpcloud or scim.
+        /// The projection: file, sql, ldap, mongo, jumpcloud or scim; amqp for parked AMQP messages,
+        /// set-push for parked security events.
         name: String,
         #[command(flatten)]
         config: ServeConfig,

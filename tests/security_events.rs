@@ -45,7 +45,14 @@ async fn status_of_push(s: &Scimd) -> Value {
 #[tokio::test]
 async fn pushed_sets_are_signed_follow_the_log_survive_an_outage_and_replay_with_the_same_jtis() {
     let receiver = Receiver::start().await;
-    let mut s = Scimd::start(opts(&receiver).env("SET_SIGNING_SECRET", SECRET)).await;
+    // The file projection runs beside the pusher (PROJECTIONS unset: its default), each with its
+    // own checkpoint.
+    let mut s = Scimd::start(
+        opts(&receiver)
+            .env("SET_SIGNING_SECRET", SECRET)
+            .unset("PROJECTIONS"),
+    )
+    .await;
     let api = s.client();
     let key = Key::Secret(SECRET.as_bytes().to_vec());
 
@@ -255,6 +262,11 @@ async fn es256_sets_verify_with_the_served_jwks_and_a_refused_set_is_parked_unti
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status_of_push(&s).await["checkpoint"], 3);
+    let verified = s.cli(&["log", "verify"]).await;
+    assert!(
+        verified.status.success(),
+        "a SET parked under its jti is sound bookkeeping: {verified:?}"
+    );
 
     receiver.accept_all();
     s.cli(&["projection", "retry", "set-push"]).await.success();
@@ -322,4 +334,56 @@ async fn settings_that_cannot_deliver_signed_sets_stop_start_up() {
         .await
         .expect("answer");
     assert_eq!(jwks.status(), 404);
+}
+
+#[tokio::test]
+async fn sets_are_pushed_with_amqp_and_a_projection_on_each_from_its_own_checkpoint() {
+    let Some((broker, _shared)) = common::amqp::Broker::shared().await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let queue_name = common::amqp::unique("sets");
+    let mut queue = common::amqp::Queue::open(&broker.url, &queue_name).await;
+    let s = Scimd::start(
+        opts(&receiver)
+            .env("SET_SIGNING_SECRET", SECRET)
+            .env("AMQP", &broker.url)
+            .env("QUEUE", &queue_name)
+            .unset("PROJECTIONS"),
+    )
+    .await;
+    let api = s.client();
+    let a = api.create_user(user("a", true)).await;
+    let g = api
+        .create_group_with("g", &[a["id"].as_str().expect("id")])
+        .await;
+    api.delete(&format!("/Groups/{}", g["id"].as_str().expect("id")))
+        .await
+        .expect(204);
+
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(jtis(&got), ["default:1:0", "default:2:0", "default:3:0"]);
+    let key = Key::Secret(SECRET.as_bytes().to_vec());
+    for r in &got {
+        verify(&r.token, &key, ISSUER, Some(AUDIENCE));
+    }
+    assert_eq!(
+        queue.take(3, WAIT).await.len(),
+        3,
+        "AMQP got every event too"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = s.client().get("/status").await.expect(200).json();
+        let at = |name: &str| status["subscribers"][name]["checkpoint"].as_u64();
+        if [at("set-push"), at("amqp"), at("file")] == [Some(3); 3] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every subscriber reaches the end of the log: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    queue.delete().await;
 }

@@ -364,3 +364,57 @@ impl Pusher {
         Ok(delivered)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EventMode;
+    use crate::fanout::set::{SetConfig, Signer};
+    use scim::schema::{Registry, SchemaMode};
+
+    #[tokio::test]
+    async fn progress_within_an_event_is_saved_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Arc::new(Registry::built_in(SchemaMode::Strict).expect("registry"));
+        let store = Arc::new(Store::open(dir.path(), registry, 1 << 20).expect("store"));
+        let core = Arc::new(SecurityEvents {
+            config: SetConfig {
+                issuer: "https://idm.example.org".into(),
+                audience: Vec::new(),
+                mode: EventMode::Notice,
+                group_as_feed: false,
+                base: String::new(),
+            },
+            signer: Signer::unsigned(),
+        });
+        let receiver =
+            Receiver::new("https://rp.example.org/events", None, false).expect("receiver");
+        let pusher = Pusher::new(store.clone(), Arc::default(), core, receiver);
+        let start = Progress {
+            position: 0,
+            within: 0,
+        };
+        assert_eq!(pusher.progress().expect("read"), start);
+        let steps = [
+            Progress {
+                position: 0,
+                within: 2,
+            },
+            Progress {
+                position: 4,
+                within: 1,
+            },
+            Progress {
+                position: 5,
+                within: 0,
+            },
+        ];
+        let mut from = start;
+        for to in steps {
+            pusher.save(from, to).await.expect("saved");
+            assert_eq!(pusher.progress().expect("read"), to);
+            from = to;
+        }
+        store.close().await;
+    }
+}

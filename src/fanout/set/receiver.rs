@@ -33,7 +33,7 @@ pub enum Answer {
         /// The receiver's `description`, or the HTTP status.
         description: String,
     },
-    /// The receiver could not take it now (network, 5xx, 429, 408, and the credential errors
+    /// The receiver could not take it now (network, 5xx, 429, 408, a redirect (not followed), and the credential errors
     /// `authentication_failed`/`access_denied` that a fix on either side clears): retried with
     /// backoff, nothing after it is sent meanwhile.
     Unavailable {
@@ -78,7 +78,9 @@ impl Receiver {
             }
             _ => return Err(bad("the scheme must be https")),
         }
+        // No redirects: one could lead a SET, and the bearer token, off https or to another host.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
