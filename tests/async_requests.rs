@@ -507,3 +507,32 @@ async fn requests_accepted_before_a_sigkill_complete_after_the_restart_exactly_o
         "a restart runs nothing again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_async_max_pending_a_request_is_refused_503_and_nothing_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((opts, fiu)) = Fiu::opts(Opts::default().env("ASYNC_MAX_PENDING", "2"), dir.path())
+    else {
+        return;
+    };
+    let s = Scimd::start(opts).await;
+    let api = s.client();
+    fiu.enable(&s, HOLD);
+    let first = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("u1"))).await);
+    accepted(&send_async(&api, Method::POST, "/Users", Some(&user("u2"))).await);
+    let r = send_async(&api, Method::POST, "/Users", Some(&user("u3"))).await;
+    r.expect_scim_error(503, None);
+    assert!(r.header("set-txn").is_none(), "{r:?}");
+    fiu.disable(&s, HOLD);
+    assert_eq!(outcome(&api, &first).await["status"], json!("201"));
+    // Once they have run there is room again; the refused one was never kept.
+    let third = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("u3"))).await);
+    assert_eq!(outcome(&api, &third).await["status"], json!("201"));
+    let names: Vec<Value> = api
+        .list_all("/Users")
+        .await
+        .iter()
+        .map(|u| u["userName"].clone())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
