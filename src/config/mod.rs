@@ -183,7 +183,8 @@ pub struct ServeConfig {
 
 /// Security event tokens (RFC 8417, RFC 9967): what they say, how they are signed and where they
 /// are pushed. SETs are on once one of SET_SIGNING_SECRET, SET_SIGNING_KEY or SET_SIGNING=none is set.
-#[derive(Debug, Clone, clap::Args)]
+/// Its `Debug` hides the secret and the token.
+#[derive(Clone, clap::Args)]
 pub struct SecurityEventConfig {
     /// `iss` of every SET. Unset: PUBLIC_URL (one of them is required once SETs are on).
     #[arg(long = "set-issuer", env = "SET_ISSUER")]
@@ -239,6 +240,24 @@ pub struct SecurityEventConfig {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub push_allow_http: bool,
+}
+
+impl std::fmt::Debug for SecurityEventConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("SecurityEventConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("signing_secret", &hidden(&self.signing_secret))
+            .field("signing_key", &self.signing_key)
+            .field("signing", &self.signing)
+            .field("event_mode", &self.event_mode)
+            .field("group_as_feed", &self.group_as_feed)
+            .field("push_url", &self.push_url)
+            .field("push_token", &hidden(&self.push_token))
+            .field("push_allow_http", &self.push_allow_http)
+            .finish()
+    }
 }
 
 /// What a create, put or patch SET carries (RFC 9967 §2.4).
@@ -516,5 +535,32 @@ impl ServeConfig {
             .as_deref()
             .map(|u| u.trim().trim_end_matches('/').to_owned())
             .filter(|u| !u.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_event_settings_never_print_the_secret_or_the_token() {
+        let settings = SecurityEventConfig {
+            issuer: Some("https://idm.example.org".into()),
+            audience: None,
+            signing_secret: Some("s3cret-s3cret-s3cret-s3cret-s3cret".into()),
+            signing_key: None,
+            signing: None,
+            event_mode: EventMode::Notice,
+            group_as_feed: false,
+            push_url: Some("https://rp.example.org/events".into()),
+            push_token: Some("t0ken".into()),
+            push_allow_http: false,
+        };
+        let printed = format!("{settings:?}");
+        assert!(
+            !printed.contains("s3cret") && !printed.contains("t0ken"),
+            "{printed}"
+        );
+        assert!(printed.contains("<hidden>") && printed.contains("rp.example.org"));
     }
 }
