@@ -46,9 +46,14 @@ pub enum SigningError {
     },
     /// The key file holds no RSA or P-256 EC private key.
     #[error(
-        "SET_SIGNING_KEY {0}: not a PEM RSA private key (PKCS#1 or PKCS#8) nor an EC P-256 private key (PKCS#8)"
+        "SET_SIGNING_KEY {path}: not a PEM RSA private key (PKCS#1 or PKCS#8, 2048 bits or more) nor an EC P-256 private key (PKCS#8){hint}"
     )]
-    Key(PathBuf),
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What the file seems to hold instead, when that can be told from its PEM labels.
+        hint: &'static str,
+    },
     /// The key was read but signing with it failed.
     #[error("signing a SET failed: {0}")]
     Jose(#[from] jsonwebtoken::errors::Error),
@@ -125,7 +130,10 @@ impl Signer {
             path: path.to_owned(),
             source,
         })?;
-        Signer::from_pem(&pem).ok_or_else(|| SigningError::Key(path.to_owned()))
+        Signer::from_pem(&pem).ok_or_else(|| SigningError::Key {
+            path: path.to_owned(),
+            hint: pem_hint(&pem),
+        })
     }
 
     /// RS256 or ES256 from a PEM private key; `None` if it is neither.
@@ -190,6 +198,22 @@ impl Signer {
     /// which have none to publish.
     pub fn jwks(&self) -> Value {
         json!({"keys": self.public.iter().collect::<Vec<_>>()})
+    }
+}
+
+/// What a PEM that is no usable key holds instead, told from its labels, for the start-up error.
+fn pem_hint(pem: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        ": it is encrypted; give scimd the key decrypted (openssl pkey -in KEY -out KEY.plain)"
+    } else if text.contains("-----BEGIN EC PRIVATE KEY-----") {
+        ": it is a SEC1 EC key; convert it to PKCS#8 (openssl pkcs8 -topk8 -nocrypt -in KEY)"
+    } else if text.contains("-----BEGIN CERTIFICATE-----") && !text.contains("PRIVATE KEY-----") {
+        ": it is a certificate, which holds only the public key"
+    } else {
+        ""
     }
 }
 
@@ -333,8 +357,18 @@ mod tests {
         std::fs::write(&garbage, "not a key").expect("write");
         assert!(matches!(
             Signer::from_settings(None, Some(&garbage), None),
-            Err(SigningError::Key(_))
+            Err(SigningError::Key { hint: "", .. })
         ));
+        let encrypted = dir.path().join("encrypted.pem");
+        std::fs::write(
+            &encrypted,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .expect("write");
+        let Err(e) = Signer::from_settings(None, Some(&encrypted), None) else {
+            panic!("an encrypted key is refused");
+        };
+        assert!(e.to_string().contains("it is encrypted"), "{e}");
         assert!(matches!(
             Signer::from_settings(None, Some(&dir.path().join("missing.pem")), None),
             Err(SigningError::Read { .. })
