@@ -183,6 +183,9 @@ fn classify(code: u16, error: Option<ErrorBody>, retry_after: Option<Duration>) 
         (401 | 403, _) => unavailable(format!(
             "the receiver refused the credentials (HTTP {code}): check SET_PUSH_TOKEN"
         )),
+        (300..=399, _) => unavailable(format!(
+            "the receiver answered HTTP {code}, a redirect, which is not followed (it could lead the SET and the token elsewhere): set SET_PUSH_URL to where it points"
+        )),
         _ => unavailable(format!("the receiver answered HTTP {code}")),
     }
 }
@@ -219,6 +222,10 @@ mod tests {
             );
         }
         assert!(matches!(classify(400, None, None), Answer::Refused { .. }));
+        assert!(matches!(
+            classify(308, None, None),
+            Answer::Unavailable { reason, .. } if reason.contains("SET_PUSH_URL")
+        ));
         let later = Some(Duration::from_secs(3));
         for code in [401, 404, 408, 429, 500, 503] {
             assert_eq!(
