@@ -242,7 +242,14 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         max_depth: config.filter_max_depth,
         max_terms: config.filter_max_terms,
     };
-    let service = Arc::new(Service::new(
+    let (poll_wait, poll_redeliver) = config.set_poll.periods(config.request_timeout)?;
+    let poller = fanout::poll::Poller::new(
+        store.clone(),
+        fanout::poll::SetSource::new(false),
+        poll_wait,
+        poll_redeliver,
+    );
+    let service = Service::new(
         store.clone(),
         registry,
         config.page_size,
@@ -252,7 +259,9 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
             patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
             read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
         },
-    ));
+    )
+    .with_poller(Arc::new(poller));
+    let service = Arc::new(service);
     let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
     let store_id = http::reach::store_id(&common.data_path)?;
     let app = http::app(

@@ -9,9 +9,11 @@ use scim::schema::{Registry, SchemaFiles, SchemaMode};
 
 pub use files_mode::FilesMode;
 pub use schema_path::SchemaPathError;
+pub use set_poll::SetPollConfig;
 
 mod files_mode;
 mod schema_path;
+mod set_poll;
 
 /// Settings every subcommand shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -161,6 +163,8 @@ pub struct ServeConfig {
     pub amqp: AmqpConfig,
     #[command(flatten)]
     pub projections: ProjectionConfig,
+    #[command(flatten)]
+    pub set_poll: SetPollConfig,
 }
 
 /// Which projections run and where they write.

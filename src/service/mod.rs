@@ -6,6 +6,7 @@
 
 mod bulk;
 mod cursor;
+mod events;
 pub mod import;
 mod list;
 mod metrics;
@@ -70,6 +71,8 @@ pub struct Service {
     cursors: Cursors,
     patch_time_limit: Duration,
     reads: reads::ReadPool,
+    /// SET poll delivery, when security events are on.
+    poller: Option<Arc<crate::fanout::poll::Poller>>,
 }
 
 impl Service {
@@ -93,6 +96,7 @@ impl Service {
             cursors: Cursors::new(cursor_ttl_secs),
             patch_time_limit: tuning.patch_time_limit,
             reads: reads::ReadPool::new(tuning.read_threads),
+            poller: None,
         }
     }
 

@@ -24,6 +24,7 @@
 mod as_of;
 mod event;
 mod fault;
+mod set_acks;
 mod snapshot;
 mod tables;
 pub mod verify;
@@ -41,6 +42,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use as_of::Members;
 pub use event::{Cause, Event, EventKind, MemberRef};
+pub use set_acks::{Refusal, SetAcks, SetKey};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
 pub use write::{BulkWrite, Outcome, Write, WriteContext};

@@ -13,6 +13,8 @@
 //! - `remote_ids`: (projection, resource type, id) → the id a remote backend assigned, and its
 //!   reverse `remote_ids_reverse`: (projection, resource type, remote id) → id (see
 //!   [`projections::IdMap`]); written only by the projection runners, never by an event
+//! - `set_acks`: (receiver, feed) → [`SetAcks`](super::SetAcks): what a poll receiver has
+//!   acknowledged of a SET feed (RFC 8936); written only by poll delivery, never by an event
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,7 @@ pub(crate) const REMOTE_IDS: TableDefinition<(&str, &str, &str), &str> =
     TableDefinition::new("remote_ids");
 pub(crate) const REMOTE_IDS_REVERSE: TableDefinition<(&str, &str, &str), &str> =
     TableDefinition::new("remote_ids_reverse");
+pub(crate) const SET_ACKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("set_acks");
 
 /// The counter holding [`Registry::uniqueness_fingerprint`](scim::schema::Registry::uniqueness_fingerprint)
 /// of the schemas the uniqueness index was built with.

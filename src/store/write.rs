@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::StoredResource;
+use super::{SetAcks, StoredResource};
 use super::tables::Parked;
 use scim::filter::Limits;
 use scim::patch;
@@ -100,6 +100,13 @@ pub enum Write {
     },
     /// Drop a remote projection's whole id map (no event), after `replay --fresh` emptied it.
     ClearRemoteIds { projection: String },
+    /// Save what poll receiver `receiver` has acknowledged of SET feed `feed` (no event), whole:
+    /// once it is answered, those SETs are never polled again, a restart included (RFC 8936 §2.4).
+    SetAcks {
+        receiver: String,
+        feed: String,
+        acks: SetAcks,
+    },
 }
 
 /// One operation of a [`Write::Bulk`].

@@ -1,10 +1,12 @@
 //! The SCIM routes (RFC 7644 §3) as poem-openapi APIs, one per job: `resources` (Users, Groups,
 //! search, Bulk, `/Me`), `discovery` (ServiceProviderConfig, Schemas, ResourceTypes, the OpenAPI
-//! explorer) and `admin` (health, readiness, status, projection controls). The handlers parse
-//! the request, call the service, and shape the response; everything behind them is in `service/`.
+//! explorer), `events` (security event feeds and RFC 8936 poll) and `admin` (health, readiness,
+//! status, projection controls). The handlers parse the request, call the service, and shape the
+//! response; everything behind them is in `service/`.
 
 mod admin;
 mod discovery;
+mod events;
 mod resources;
 
 use std::sync::Arc;
@@ -36,6 +38,8 @@ enum Tag {
     Bulk,
     /// RFC 7644 §4 service provider discovery.
     Discovery,
+    /// RFC 9967 security events: feeds and RFC 8936 poll delivery.
+    Events,
     /// Health and operations.
     Operations,
 }
@@ -46,6 +50,7 @@ pub type Api = (
     resources::GroupsApi,
     resources::RootApi,
     discovery::DiscoveryApi,
+    events::EventsApi,
     admin::AdminApi,
 );
 
@@ -83,6 +88,7 @@ pub fn api(parts: Parts) -> Api {
             page_size: parts.page_size,
             explorer: parts.explorer,
         },
+        events::EventsApi(shared.clone()),
         admin::AdminApi {
             shared,
             subscribers: parts.subscribers,

@@ -10,7 +10,7 @@ use crate::store::WriteContext;
 use crate::store::event::{ENVELOPE_VERSION, GENESIS, MemberRef, chain_hash, chain_head};
 use crate::store::tables::{
     self, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION,
-    QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
+    QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, SET_ACKS, STREAMS, UNIQUE,
 };
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
 use scim::ResourceType;
@@ -32,6 +32,7 @@ pub(super) struct TxnTables<'txn> {
     pub(super) remote_ids: Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
     pub(super) remote_ids_reverse:
         Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
+    pub(super) set_acks: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) position: u64,
     pub(super) now: DateTime<Utc>,
     /// The chain hash of the last event: the next event's `prev`.
@@ -60,6 +61,7 @@ impl<'txn> TxnTables<'txn> {
             parked: txn.open_table(PARKED)?,
             remote_ids: txn.open_table(REMOTE_IDS)?,
             remote_ids_reverse: txn.open_table(REMOTE_IDS_REVERSE)?,
+            set_acks: txn.open_table(SET_ACKS)?,
             position,
             now: Utc::now(),
             last_hash,
