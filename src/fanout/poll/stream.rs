@@ -29,6 +29,11 @@ pub struct Stream {
     outstanding: BTreeMap<SetKey, (String, Instant)>,
     /// The same SETs by `jti`, for the acknowledgements that name them.
     by_jti: HashMap<String, SetKey>,
+    /// How many SETs the feed has at each position after the low-water mark that has any, as
+    /// far as scans have read (`sized_through`): what lets an acknowledgement move the mark.
+    sizes: BTreeMap<u64, u32>,
+    /// Every position up to this one has been read by a scan (its SETs are in `sizes`).
+    sized_through: u64,
 }
 
 /// What one scan picked.
@@ -51,6 +56,8 @@ impl Stream {
             acks: None,
             outstanding: BTreeMap::new(),
             by_jti: HashMap::new(),
+            sizes: BTreeMap::new(),
+            sized_through: 0,
         }
     }
 
@@ -108,7 +115,25 @@ impl Stream {
                     "a poll receiver refused a SET (setErrs); it counts as acknowledged and is not sent again");
             }
         }
+        if changed {
+            self.settle(&mut acks);
+        }
         Ok(changed.then_some(acks))
+    }
+
+    /// Moves `acks`' low-water mark over the positions scans have read whose SETs are all
+    /// acknowledged (positions without SETs for this feed included), so that what is saved
+    /// stays a mark and a short list.
+    fn settle(&mut self, acks: &mut SetAcks) {
+        let mut through = acks.through.max(self.sized_through);
+        for (&position, &count) in self.sizes.range(acks.through + 1..) {
+            if !(0..count).all(|index| acks.is_acked((position, index))) {
+                through = position - 1;
+                break;
+            }
+        }
+        acks.advance(through);
+        self.sizes = self.sizes.split_off(&(acks.through + 1));
     }
 
     /// Where the SET named `jti` comes from, if it is a SET of this feed not yet acknowledged:
@@ -165,12 +190,11 @@ impl Stream {
         let snap = store.snapshot()?;
         let head = snap.position()?;
         let acks = self.loaded(&snap)?.clone();
+        self.sized_through = self.sized_through.max(acks.through);
         let now = Instant::now();
         let mut picked: Vec<(SetKey, PendingSet)> = Vec::new();
         let mut more = false;
         let mut next_due: Option<Instant> = None;
-        let mut through = acks.through;
-        let mut settled_so_far = true;
         let mut from = acks.through + 1;
         let mut scanned = 0u64;
         'log: while from <= head {
@@ -180,14 +204,17 @@ impl Stream {
             }
             for event in events {
                 from = event.position + 1;
-                let mut settled = true;
-                for (index, set) in source.sets(&event, &snap, &self.feed)?.into_iter().enumerate()
-                {
+                let sets = source.sets(&event, &snap, &self.feed)?;
+                if !sets.is_empty() {
+                    let count = u32::try_from(sets.len()).unwrap_or(u32::MAX);
+                    self.sizes.insert(event.position, count);
+                }
+                self.sized_through = self.sized_through.max(event.position);
+                for (index, set) in sets.into_iter().enumerate() {
                     let key = (event.position, u32::try_from(index).unwrap_or(u32::MAX));
                     if acks.is_acked(key) {
                         continue;
                     }
-                    settled = false;
                     if let Some((_, at)) = self.outstanding.get(&key) {
                         let due = *at + redeliver;
                         if due > now {
@@ -201,10 +228,6 @@ impl Stream {
                     }
                     picked.push((key, set));
                 }
-                settled_so_far &= settled;
-                if settled_so_far {
-                    through = event.position;
-                }
                 scanned += 1;
                 if scanned >= SCAN_BUDGET && from <= head {
                     more = true;
@@ -212,8 +235,9 @@ impl Stream {
                 }
             }
         }
-        if let Some(stored) = self.acks.as_mut() {
-            stored.advance(through);
+        if let Some(mut stored) = self.acks.take() {
+            self.settle(&mut stored);
+            self.acks = Some(stored);
         }
         let mut sets = Vec::with_capacity(picked.len());
         for (key, set) in picked {
