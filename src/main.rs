@@ -219,6 +219,12 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
     let fanout_base = cli::projection::fanout_base(&config);
+    // A key that cannot sign, or SETs without an issuer, stop start-up here, not a delivery later.
+    let security_events = fanout::set::SecurityEvents::from_settings(
+        &config.security_events,
+        config.public_url(),
+        fanout_base.clone(),
+    )?;
     let publisher = config.amqp.url.clone().map(|url| {
         let publisher = Arc::new(fanout::amqp::Publisher::new(
             store.clone(),
@@ -243,13 +249,15 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         max_terms: config.filter_max_terms,
     };
     let (poll_wait, poll_redeliver) = config.set_poll.periods(config.request_timeout)?;
-    let poller = fanout::poll::Poller::new(
-        store.clone(),
-        fanout::poll::SetSource::new(false),
-        poll_wait,
-        poll_redeliver,
-    );
-    let service = Service::new(
+    let poller = security_events.clone().map(|core| {
+        Arc::new(fanout::poll::Poller::new(
+            store.clone(),
+            fanout::poll::SetSource::new(core),
+            poll_wait,
+            poll_redeliver,
+        ))
+    });
+    let mut service = Service::new(
         store.clone(),
         registry,
         config.page_size,
@@ -260,7 +268,10 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
             read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
         },
     )
-    .with_poller(Arc::new(poller));
+    .with_security_events(security_events);
+    if let Some(poller) = poller {
+        service = service.with_poller(poller);
+    }
     let service = Arc::new(service);
     let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
     let store_id = http::reach::store_id(&common.data_path)?;

@@ -8,4 +8,5 @@ pub mod backends;
 pub mod id_map;
 pub mod poll;
 pub mod projection;
+pub mod set;
 pub mod status;

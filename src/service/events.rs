@@ -9,10 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::{LIST_RESPONSE_SCHEMA, Service, unavailable};
 use crate::fanout::poll::{PollError, PollRequest, Poller, Scan};
+use crate::fanout::set::DEFAULT_FEED;
 use scim::{ResourceType, ScimError};
-
-/// The id of the feed of every event.
-const DEFAULT_FEED: &str = "default";
 
 /// A poll's outcome is the server's problem: 503, retry (the cause is logged).
 fn failed(e: PollError) -> ScimError {
