@@ -177,8 +177,7 @@ impl Service {
                 })
                 .await?;
             let now = Instant::now();
-            if !scan.sets.is_empty() || scan.more || request.return_immediately || now >= deadline
-            {
+            if !scan.sets.is_empty() || scan.more || request.return_immediately || now >= deadline {
                 let sets: Map<String, Value> = scan
                     .sets
                     .into_iter()

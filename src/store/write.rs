@@ -11,8 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{SetAcks, StoredResource};
 use super::tables::Parked;
+use super::{SetAcks, StoredResource};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{MemberInput, MemberView};

@@ -125,8 +125,16 @@ mod tests {
         assert_eq!(p.max_events, MAX_EVENTS);
         assert!(p.return_immediately);
         assert_eq!(p.ack, ["a", "b"]);
-        assert_eq!(p.set_errs["c"], ("invalid_key".into(), "no such key".into()));
-        assert_eq!(PollRequest::parse(&json!({"maxEvents": 0})).unwrap().max_events, 0);
+        assert_eq!(
+            p.set_errs["c"],
+            ("invalid_key".into(), "no such key".into())
+        );
+        assert_eq!(
+            PollRequest::parse(&json!({"maxEvents": 0}))
+                .unwrap()
+                .max_events,
+            0
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::fanout::set::{ClaimsError, FeedId, Jti, SecurityEvents, SetClaims, SigningError, sets_of};
+use crate::fanout::set::{
+    ClaimsError, FeedId, Jti, SecurityEvents, SetClaims, SigningError, sets_of,
+};
 use crate::store::{Event, SetKey, Snapshot};
 
 /// Why the SETs of an event could not be made or signed: the store could not be read, or the

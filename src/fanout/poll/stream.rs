@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::PollError;
 use super::request::PollRequest;
 use super::source::{PendingSet, SetSource};
-use super::PollError;
 use crate::store::{Refusal, SetAcks, SetKey, Snapshot, Store};
 
 /// Events read from the store at a time.

@@ -60,11 +60,7 @@ impl EventsApi {
         feed: Path<String>,
     ) -> Result<DocumentResponse> {
         let base = self.0.base(req);
-        let doc = self
-            .0
-            .service
-            .read(move |s| s.feed(&base, &feed.0))
-            .await?;
+        let doc = self.0.service.read(move |s| s.feed(&base, &feed.0)).await?;
         Ok(DocumentResponse::Ok(Json(doc)))
     }
 

@@ -502,10 +502,7 @@ fn route(path: &str, method: &str) -> Option<Route> {
         (None, 3, "get") if path.starts_with("/Events/Feeds/") => {
             id = "getFeed".into();
             responses.push(("200", body("The feed.", reference("Feed"), &[])));
-            responses.push((
-                "404",
-                failure("No such feed, or security events are off."),
-            ));
+            responses.push(("404", failure("No such feed, or security events are off.")));
         }
         (None, 4, "post") if path.starts_with("/Events/Feeds/") => {
             id = "pollFeed".into();
@@ -520,10 +517,7 @@ fn route(path: &str, method: &str) -> Option<Route> {
             responses.push(bad(
                 "Not a valid poll request (RFC 8936 §2.5.1); nothing was acknowledged.",
             ));
-            responses.push((
-                "404",
-                failure("No such feed, or security events are off."),
-            ));
+            responses.push(("404", failure("No such feed, or security events are off.")));
             responses.extend(body_errors());
         }
         (None, 4, "post") if path.starts_with("/admin/projections/") => {
