@@ -102,7 +102,7 @@ async fn poll(api: &Api, feed: &str, body: Value) -> Polled {
     sets.sort_by_key(|(jti, _)| place(jti));
     let more = doc
         .get("moreAvailable")
-        .map_or(false, |m| m.as_bool().unwrap());
+        .is_some_and(|m| m.as_bool().unwrap());
     Polled { sets, more }
 }
 

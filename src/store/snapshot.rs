@@ -15,6 +15,9 @@ use scim::ResourceType;
 use scim::filter::plan::Lookup;
 use scim::resource::{self, GroupView, MemberView};
 
+/// A poll receiver's acknowledgements of one feed: ((receiver, feed), what it acknowledged).
+pub type ReceiverAcks = ((String, String), SetAcks);
+
 /// A consistent, read-only view of the log and the read model.
 pub struct Snapshot {
     txn: Arc<ReadTransaction>,
@@ -400,7 +403,7 @@ impl Snapshot {
     }
 
     /// Every poll receiver's acknowledgements, by (receiver, feed), in that order.
-    pub fn all_set_acks(&self) -> Result<Vec<((String, String), SetAcks)>, StoreError> {
+    pub fn all_set_acks(&self) -> Result<Vec<ReceiverAcks>, StoreError> {
         let table = match self.txn.open_table(SET_ACKS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

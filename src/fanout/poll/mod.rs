@@ -48,8 +48,11 @@ pub struct Poller {
     pub wait: Duration,
     /// SET_POLL_REDELIVER_SECONDS.
     redeliver: Duration,
-    streams: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<Stream>>>>,
+    streams: Mutex<HashMap<(String, String), SharedStream>>,
 }
+
+/// One receiver's state on one feed, which its polls take turns with.
+type SharedStream = Arc<tokio::sync::Mutex<Stream>>;
 
 impl Poller {
     /// Poll delivery over `store` of the SETs `source` makes; a long poll waits up to `wait`, and
@@ -76,7 +79,7 @@ impl Poller {
 
     /// `receiver`'s state on `feed`: one per pair, so that its polls take turns (a lock held
     /// across a scan, never across a long poll's wait).
-    pub fn stream(&self, receiver: &str, feed: &str) -> Arc<tokio::sync::Mutex<Stream>> {
+    pub fn stream(&self, receiver: &str, feed: &str) -> SharedStream {
         // Each change is one insert: a panic elsewhere cannot leave the map half-written.
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         streams
