@@ -275,6 +275,8 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     let service = Arc::new(service);
     let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
     let store_id = http::reach::store_id(&common.data_path)?;
+    // Told when shutdown starts, so that long polls answer instead of holding it up.
+    let closing = service.clone();
     let app = http::app(
         service,
         subscribers,
@@ -295,7 +297,10 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         config.base_path()
     );
     tracing::info!(explorer = %format!("{root}/"), openapi = %format!("{root}/openapi.json"), "API explorer");
-    let served = http::serve(app, &config, &common.data_path, &store_id).await;
+    let served = http::serve(app, &config, &common.data_path, &store_id, move || {
+        closing.shutting_down();
+    })
+    .await;
     http::reach::withdraw(&common.data_path, std::process::id());
     let closed = store.close().await;
     served.with_context(|| format!("cannot serve on {}", config.listen))?;

@@ -471,3 +471,21 @@ async fn a_group_feed_hears_of_its_members_and_of_their_joining_and_leaving() {
         "the same transactions reach the default feed"
     );
 }
+
+#[tokio::test]
+async fn a_long_poll_answers_when_the_server_shuts_down() {
+    let mut s = server(&[("SET_POLL_WAIT_SECONDS", "50")]).await;
+    let waiting = tokio::spawn({
+        let api = s.client();
+        async move {
+            api.post("/Events/Feeds/default/poll", &json!({}))
+                .await
+                .expect(200)
+                .json()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.stop().await;
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer["sets"], json!({}), "{answer}");
+}

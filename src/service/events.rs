@@ -19,6 +19,13 @@ fn failed(e: PollError) -> ScimError {
 }
 
 impl Service {
+    /// The server is shutting down: long polls answer now (see [`Poller::close`]).
+    pub fn shutting_down(&self) {
+        if let Some(poller) = &self.poller {
+            poller.close();
+        }
+    }
+
     /// Switches poll delivery on (the SETs are configured).
     pub fn with_poller(mut self, poller: Arc<Poller>) -> Service {
         self.poller = Some(poller);
@@ -177,7 +184,14 @@ impl Service {
                 })
                 .await?;
             let now = Instant::now();
-            if !scan.sets.is_empty() || scan.more || request.return_immediately || now >= deadline {
+            let mut closing = poller.closing();
+            let closed = *closing.borrow_and_update();
+            if !scan.sets.is_empty()
+                || scan.more
+                || request.return_immediately
+                || now >= deadline
+                || closed
+            {
                 let sets: Map<String, Value> = scan
                     .sets
                     .into_iter()
@@ -190,7 +204,7 @@ impl Service {
             drop(held);
             let wake = scan.next_due.map_or(deadline, |due| due.min(deadline));
             let head = scan.head;
-            let _ = tokio::time::timeout_at(wake.into(), async {
+            let later_commit = async {
                 while committed.changed().await.is_ok() {
                     if *committed.borrow_and_update() > head {
                         return;
@@ -198,8 +212,11 @@ impl Service {
                 }
                 // The store is closing: nothing more will be committed.
                 std::future::pending::<()>().await;
-            })
-            .await;
+            };
+            tokio::select! {
+                _ = tokio::time::timeout_at(wake.into(), later_commit) => {}
+                _ = closing.changed() => {}
+            }
             guard = stream.clone().lock_owned().await;
         }
     }

@@ -49,6 +49,8 @@ pub struct Poller {
     /// SET_POLL_REDELIVER_SECONDS.
     redeliver: Duration,
     streams: Mutex<HashMap<(String, String), SharedStream>>,
+    /// `true` once the server is shutting down: long polls answer at once then.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// One receiver's state on one feed, which its polls take turns with.
@@ -69,7 +71,19 @@ impl Poller {
             wait,
             redeliver,
             streams: Mutex::new(HashMap::new()),
+            closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends every long poll (each answers what it has, nothing) and every later one at once: the
+    /// server is shutting down, and a poll waiting SET_POLL_WAIT_SECONDS would hold it up.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Whether [`close`](Self::close) was called, to wait on.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// The SETs' source (which feeds exist).

@@ -497,6 +497,7 @@ fn route(path: &str, method: &str) -> Option<Route> {
                 "200",
                 body("The feeds.", reference("FeedListResponse"), &[]),
             ));
+            responses.push(bad("startIndex or count is not an integer."));
             responses.push(("404", failure("Security events are off.")));
         }
         (None, 3, "get") if path.starts_with("/Events/Feeds/") => {
