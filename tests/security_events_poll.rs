@@ -287,9 +287,10 @@ async fn refused_sets_count_as_acknowledged_and_are_shown_in_status() {
     api.create_user_named("r2").await;
     let p = poll_now(&api, "default").await;
     let jtis = p.jtis();
+    let long = format!("no key for kid{}", "\nx".repeat(5000));
     let body = json!({
         "ack": [jtis[0]],
-        "setErrs": {jtis[1].as_str(): {"err": "invalid_key", "description": "no key for kid"}},
+        "setErrs": {jtis[1].as_str(): {"err": "invalid_key", "description": long}},
         "returnImmediately": true,
     });
     assert!(poll(&api, "default", body).await.sets.is_empty());
@@ -299,6 +300,15 @@ async fn refused_sets_count_as_acknowledged_and_are_shown_in_status() {
     assert_eq!(receiver["refused"], 1);
     assert_eq!(receiver["refusals"][0]["jti"], json!(jtis[1]));
     assert_eq!(receiver["refusals"][0]["err"], "invalid_key");
+    let shown = receiver["refusals"][0]["description"].as_str().unwrap();
+    assert!(
+        shown.starts_with("no key for kid") && shown.chars().count() <= 300,
+        "{shown}"
+    );
+    assert!(
+        !shown.contains('\n'),
+        "a receiver's text is stored without control characters"
+    );
     assert!(s.log().contains("refused a SET"), "a refusal is logged");
     // A refusal alone acknowledges too: with redelivery due after a second, nothing comes back.
     drop(s);

@@ -19,6 +19,12 @@ const CHUNK: usize = 256;
 /// read a bounded stretch per poll, which then answers `moreAvailable` so the receiver polls on.
 const SCAN_BUDGET: u64 = 10_000;
 
+/// A receiver's text as it is logged, stored and shown: at most `max` characters, no control
+/// characters (a receiver decides what it sends; the log and `/status` must stay readable).
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// One receiver's state on one feed.
 pub struct Stream {
     receiver: String,
@@ -105,12 +111,13 @@ impl Stream {
             };
             let refusal = Refusal {
                 jti: jti.clone(),
-                err: err.clone(),
-                description: description.clone(),
+                err: bounded(err, 64),
+                description: bounded(description, 300),
                 at: Utc::now(),
             };
-            if acks.refuse(key, refusal) {
+            if acks.refuse(key, refusal.clone()) {
                 changed = true;
+                let (err, description) = (&refusal.err, &refusal.description);
                 tracing::warn!(receiver = %self.receiver, feed = %self.feed, jti, err, description,
                     "a poll receiver refused a SET (setErrs); it counts as acknowledged and is not sent again");
             }
