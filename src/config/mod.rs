@@ -174,21 +174,25 @@ pub struct ServeConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SecurityEventConfig {
     /// `iss` of every SET. Unset: PUBLIC_URL (one of them is required once SETs are on).
-    #[arg(long, env = "SET_ISSUER")]
+    #[arg(long = "set-issuer", env = "SET_ISSUER")]
     pub issuer: Option<String>,
     /// `aud` of every SET: one value, or several comma-separated. Unset: no `aud`.
-    #[arg(long, env = "SET_AUDIENCE")]
+    #[arg(long = "set-audience", env = "SET_AUDIENCE")]
     pub audience: Option<String>,
     /// HS256 secret (at least 32 bytes) to sign SETs with (never printed).
-    #[arg(long, env = "SET_SIGNING_SECRET", hide_env_values = true)]
+    #[arg(
+        long = "set-signing-secret",
+        env = "SET_SIGNING_SECRET",
+        hide_env_values = true
+    )]
     pub signing_secret: Option<String>,
     /// PEM private key (PKCS#8 or PKCS#1 RSA, PKCS#8 EC P-256) to sign SETs with: RS256 for an
     /// RSA key, ES256 for an EC key; its public half is served at `/.well-known/jwks.json`.
-    #[arg(long, env = "SET_SIGNING_KEY")]
+    #[arg(long = "set-signing-key", env = "SET_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
     /// `none`: SETs are unsigned (`alg: none`); only for receivers that reach scimd over TLS and
     /// trust it by other means (RFC 8417 §2.4). Unset: signed with the secret or key above.
-    #[arg(long, env = "SET_SIGNING")]
+    #[arg(long = "set-signing", env = "SET_SIGNING")]
     pub signing: Option<String>,
     /// What a create/put/patch SET carries: `notice` (the changed attribute paths) or `full`
     /// (the resource as a GET returns it after the change).
@@ -197,7 +201,7 @@ pub struct SecurityEventConfig {
     /// `true`: each Group is also a feed whose subjects are its members (`feed:add`/`feed:remove`
     /// when one joins or leaves), beside the default feed of everything.
     #[arg(
-        long,
+        long = "set-group-as-feed",
         env = "SET_GROUP_AS_FEED",
         default_value_t = false,
         action = clap::ArgAction::Set,
@@ -205,14 +209,18 @@ pub struct SecurityEventConfig {
     )]
     pub group_as_feed: bool,
     /// RFC 8935 push: the receiver's URL; each SET of the default feed is POSTed to it.
-    #[arg(long, env = "SET_PUSH_URL")]
+    #[arg(long = "set-push-url", env = "SET_PUSH_URL")]
     pub push_url: Option<String>,
     /// Bearer token sent to SET_PUSH_URL (never printed or logged).
-    #[arg(long, env = "SET_PUSH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "set-push-token",
+        env = "SET_PUSH_TOKEN",
+        hide_env_values = true
+    )]
     pub push_token: Option<String>,
     /// `true`: allow an `http://` SET_PUSH_URL (SETs carry personal data: tests and loopback only).
     #[arg(
-        long,
+        long = "set-push-allow-http",
         env = "SET_PUSH_ALLOW_HTTP",
         default_value_t = false,
         action = clap::ArgAction::Set,

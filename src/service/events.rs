@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{LIST_RESPONSE_SCHEMA, Service, unavailable};
 use crate::fanout::poll::{PollError, PollRequest, Poller, Scan};
-use crate::fanout::set::DEFAULT_FEED;
+use crate::fanout::set::feed::DEFAULT_FEED;
 use scim::{ResourceType, ScimError};
 
 /// A poll's outcome is the server's problem: 503, retry (the cause is logged).

@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::fanout::set::{
-    ClaimsError, FeedId, Jti, SecurityEvents, SetClaims, SigningError, sets_of,
-};
+use crate::fanout::set::claims::{ClaimsError, SetClaims};
+use crate::fanout::set::{FeedId, Jti, SecurityEvents, SigningError, sets_of};
 use crate::store::{Event, SetKey, Snapshot};
 
 /// Why the SETs of an event could not be made or signed: the store could not be read, or the

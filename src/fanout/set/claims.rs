@@ -39,8 +39,6 @@ pub mod uri {
     pub const ACTIVATE: &str = "urn:ietf:params:scim:event:prov:activate";
     /// A User's `active` became false or was removed (§2.4.6).
     pub const DEACTIVATE: &str = "urn:ietf:params:scim:event:prov:deactivate";
-    /// The outcome of an asynchronous request (§2.5.1.3).
-    pub const ASYNC_RESPONSE: &str = "urn:ietf:params:scim:event:misc:asyncresp";
 }
 
 /// The event URIs a server with this configuration can emit, for ServiceProviderConfig's
@@ -125,7 +123,10 @@ pub fn sets_of(
     let subjects = match feed.group_id() {
         None => vec![provisioning(event, snap, cfg)?],
         Some(_) if !cfg.group_as_feed => Vec::new(),
-        Some(group) if event.resource_type == ResourceType::Group && event.resource_id == group => {
+        Some(_)
+            if event.resource_type == ResourceType::Group
+                && *feed == FeedId::group(&event.resource_id) =>
+        {
             membership(event, snap)?
         }
         // A member's delete comes before the events that take it out of its groups, so at its
@@ -202,47 +203,69 @@ fn provisioning(event: &Event, snap: &Snapshot, cfg: &SetConfig) -> Result<Subje
         }
     };
     events.insert(payload.0.into(), payload.1);
-    if let Some(flip) = active_flip(event) {
+    if let Some(flip) = active_flip(event, snap)? {
         events.insert(flip.into(), json!({}));
     }
     Ok((subject, events))
 }
 
-/// `prov:activate` or `prov:deactivate` when this event changed a User's `active` (a create
+/// `prov:activate` or `prov:deactivate` when this event flipped a User's `active` (a create
 /// counts when it makes an active User): the same state change as the create/put/patch, so the
-/// same SET (RFC 9967 §2.1).
-fn active_flip(event: &Event) -> Option<&'static str> {
+/// same SET (RFC 9967 §2.1). A missing `active` counts as false, so `active` going from absent to
+/// false (or back) flips nothing: the previous version is read to tell that from true → false.
+fn active_flip(event: &Event, snap: &Snapshot) -> Result<Option<&'static str>, ClaimsError> {
     if event.resource_type != ResourceType::User
         || !event
             .changed
             .iter()
             .any(|c| c.eq_ignore_ascii_case("active"))
     {
-        return None;
+        return Ok(None);
     }
-    let active = event
-        .attributes
-        .as_ref()?
+    let after = event.attributes.as_ref().is_some_and(is_active);
+    let made =
+        event.kind == EventKind::Create || (event.kind == EventKind::Import && event.version == 1);
+    let before = !made && was_active(snap, event)?.unwrap_or(!after);
+    Ok(match (before, after) {
+        (false, true) => Some(uri::ACTIVATE),
+        (true, false) => Some(uri::DEACTIVATE),
+        _ => None,
+    })
+}
+
+/// Whether a User's attributes say `active: true`.
+fn is_active(attributes: &Map<String, Value>) -> bool {
+    attributes
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("active"))
-        .is_some_and(|(_, v)| v == &Value::Bool(true));
-    match (active, event.kind) {
-        (true, _) => Some(uri::ACTIVATE),
-        // A User created inactive (or without `active`) was never active: nothing turned off.
-        (false, EventKind::Create) => None,
-        (false, EventKind::Import) if event.version == 1 => None,
-        (false, _) => Some(uri::DEACTIVATE),
-    }
+        .is_some_and(|(_, v)| v == &Value::Bool(true))
+}
+
+/// Whether the User was active at its version before `event`; `None` when the log no longer
+/// tells (an event without an after-image).
+fn was_active(snap: &Snapshot, event: &Event) -> Result<Option<bool>, ClaimsError> {
+    let previous = event.version.saturating_sub(1);
+    let Some((_, position)) = snap
+        .stream(&event.resource_id, previous..=previous)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    Ok(snap
+        .event(position)?
+        .and_then(|e| e.attributes)
+        .map(|a| is_active(&a)))
 }
 
 /// The `feed:add`/`feed:remove` SETs of a group's own event, for its feed: members added, then
 /// members removed. A member removed because it was deleted gets none: its `prov:delete` already
 /// told the feed, and RFC 9967 §2.4.4 forbids a `feed:remove` beside it.
 fn membership(event: &Event, snap: &Snapshot) -> Result<Vec<Subject>, ClaimsError> {
-    let deleted = match &event.cause {
-        Some(Cause::MemberDeleted { id, .. }) => Some(id.as_str()),
-        None => None,
-    };
+    let deleted = event
+        .cause
+        .as_ref()
+        .map(|Cause::MemberDeleted { id, .. }| id.as_str());
     let mut out = Vec::new();
     for m in &event.members_added {
         out.push(member_event(snap, m, uri::FEED_ADD)?);

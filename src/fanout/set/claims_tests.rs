@@ -311,3 +311,55 @@ async fn a_group_feed_hears_of_members_joining_changing_leaving_and_being_delete
         "no group feeds without SET_GROUP_AS_FEED"
     );
 }
+
+#[tokio::test]
+async fn activate_and_deactivate_only_when_active_really_flips() {
+    let f = Fixture::new();
+    let cfg = config(EventMode::Notice, false);
+    let default = FeedId::default_feed();
+    let mut without_active = user("u1", false);
+    without_active.remove("active");
+    f.write(
+        Write::Create {
+            rt: ResourceType::User,
+            id: "u1".into(),
+            attributes: without_active.clone(),
+            members: None,
+        },
+        "t1",
+    )
+    .await;
+    let replace = |attributes: Map<String, Value>| Write::Replace {
+        rt: ResourceType::User,
+        id: "u1".into(),
+        if_match: None,
+        attributes,
+        members: None,
+    };
+    // Absent → false → absent: never active, so nothing was deactivated.
+    f.write(replace(user("u1", false)), "t2").await;
+    f.write(replace(without_active.clone()), "t3").await;
+    // Absent → true → absent: on, then off.
+    f.write(replace(user("u1", true)), "t4").await;
+    f.write(replace(without_active), "t5").await;
+    let flips: Vec<Vec<&str>> = (2..=5)
+        .map(|p| {
+            let [set] = f.sets(p, &default, &cfg).try_into().expect("one SET");
+            uris(&set)
+                .into_iter()
+                .filter(|u| *u == uri::ACTIVATE || *u == uri::DEACTIVATE)
+                .map(|u| {
+                    if u == uri::ACTIVATE {
+                        "activate"
+                    } else {
+                        "deactivate"
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        flips,
+        [vec![], vec![], vec!["activate"], vec!["deactivate"]]
+    );
+}

@@ -8,14 +8,16 @@
 
 pub mod claims;
 pub mod feed;
+pub mod push;
+pub mod receiver;
 pub mod signing;
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-pub use claims::{ClaimsError, SetClaims, sets_of};
-pub use feed::{DEFAULT_FEED, FeedId, Jti};
+pub use claims::sets_of;
+pub use feed::{FeedId, Jti};
 pub use signing::{Signer, SigningError};
 
 use crate::config::{EventMode, SecurityEventConfig};
