@@ -274,31 +274,44 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         max_depth: config.filter_max_depth,
         max_terms: config.filter_max_terms,
     };
-    let service = Arc::new(
-        Service::new(
+    let (poll_wait, poll_redeliver) = config.set_poll.periods(config.request_timeout)?;
+    let poller = security_events.clone().map(|core| {
+        Arc::new(fanout::poll::Poller::new(
             store.clone(),
-            registry,
-            config.page_size,
-            limits,
-            config.cursor_timeout,
-            service::Tuning {
-                patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
-                read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
-                asynchronous: service::AsyncSettings {
-                    enabled: config.async_requests,
-                    max_pending: config.async_max_pending,
-                    retention: std::time::Duration::from_secs(
-                        config.async_retention_hours.saturating_mul(3600),
-                    ),
-                    max_wait: std::time::Duration::from_secs(config.request_timeout / 2),
-                },
+            fanout::poll::SetSource::new(core),
+            poll_wait,
+            poll_redeliver,
+        ))
+    });
+    let mut service = Service::new(
+        store.clone(),
+        registry,
+        config.page_size,
+        limits,
+        config.cursor_timeout,
+        service::Tuning {
+            patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
+            read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
+            asynchronous: service::AsyncSettings {
+                enabled: config.async_requests,
+                max_pending: config.async_max_pending,
+                retention: std::time::Duration::from_secs(
+                    config.async_retention_hours.saturating_mul(3600),
+                ),
+                max_wait: std::time::Duration::from_secs(config.request_timeout / 2),
             },
-        )
-        .with_security_events(security_events),
-    );
+        },
+    )
+    .with_security_events(security_events);
+    if let Some(poller) = poller {
+        service = service.with_poller(poller);
+    }
+    let service = Arc::new(service);
     service.start_async();
     let subscribers = Arc::new(Subscribers::new(board, controls, publisher, pusher));
     let store_id = http::reach::store_id(&common.data_path)?;
+    // Told when shutdown starts, so that long polls answer instead of holding it up.
+    let closing = service.clone();
     let app = http::app(
         service,
         subscribers,
@@ -319,7 +332,10 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         config.base_path()
     );
     tracing::info!(explorer = %format!("{root}/"), openapi = %format!("{root}/openapi.json"), "API explorer");
-    let served = http::serve(app, &config, &common.data_path, &store_id).await;
+    let served = http::serve(app, &config, &common.data_path, &store_id, move || {
+        closing.shutting_down();
+    })
+    .await;
     http::reach::withdraw(&common.data_path, std::process::id());
     let closed = store.close().await;
     served.with_context(|| format!("cannot serve on {}", config.listen))?;

@@ -9,9 +9,11 @@ use scim::schema::{Registry, SchemaFiles, SchemaMode};
 
 pub use files_mode::FilesMode;
 pub use schema_path::SchemaPathError;
+pub use set_poll::SetPollConfig;
 
 mod files_mode;
 mod schema_path;
+mod set_poll;
 
 /// Settings every subcommand shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -179,6 +181,8 @@ pub struct ServeConfig {
     pub security_events: SecurityEventConfig,
     #[command(flatten)]
     pub projections: ProjectionConfig,
+    #[command(flatten)]
+    pub set_poll: SetPollConfig,
 }
 
 /// Security event tokens (RFC 8417, RFC 9967): what they say, how they are signed and where they

@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod amqp_refusals;
 pub mod backends;
 pub mod id_map;
+pub mod poll;
 pub mod projection;
 pub mod set;
 pub mod status;

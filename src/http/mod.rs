@@ -173,14 +173,20 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
 }
 
 /// Serves `app` on `config.listen` (with TLS when TLS_CERT and TLS_KEY are set) until SIGTERM or
-/// Ctrl-C, then stops accepting, lets in-flight requests finish (up to 30 s) and returns. Once
+/// Ctrl-C, then calls `on_shutdown` (so that waiting requests, long polls, answer now), stops
+/// accepting, lets in-flight requests finish (up to 30 s) and returns. Once
 /// listening, it publishes where it answers in `data_path` (see `reach`), with `store_id`.
 pub async fn serve(
     app: impl Endpoint + 'static,
     config: &ServeConfig,
     data_path: &std::path::Path,
     store_id: &str,
+    on_shutdown: impl FnOnce() + Send + 'static,
 ) -> anyhow::Result<()> {
+    let shutdown = async move {
+        shutdown_signal().await;
+        on_shutdown();
+    };
     let publish = |addrs: Vec<poem::web::LocalAddr>, scheme: &str| -> anyhow::Result<()> {
         let bound = addrs
             .iter()
@@ -215,7 +221,7 @@ pub async fn serve(
                 header_timeout,
             ))
             .idle_timeout(IDLE_TIMEOUT)
-            .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+            .run_with_graceful_shutdown(app, shutdown, grace)
             .await?
         }
         None => {
@@ -226,7 +232,7 @@ pub async fn serve(
                 header_timeout,
             ))
             .idle_timeout(IDLE_TIMEOUT)
-            .run_with_graceful_shutdown(app, shutdown_signal(), grace)
+            .run_with_graceful_shutdown(app, shutdown, grace)
             .await?
         }
     }

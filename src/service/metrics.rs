@@ -63,7 +63,8 @@ const PARKED_LISTED: usize = 100;
 impl Service {
     /// The `GET /status` document: the log position, resource counts, the last events (what
     /// happened to which resource, by which key, when: never attributes, so never a password hash)
-    /// and each subscriber's progress with its parked changes.
+    /// each subscriber's progress with its parked changes, and each SET poll receiver's
+    /// acknowledgements per feed with the SETs it refused (`setErrs`).
     pub fn status(&self, subscribers: &Subscribers) -> Result<serde_json::Value, ScimError> {
         let snapshot = self.store.snapshot()?;
         let position = snapshot.position()?;
@@ -111,6 +112,20 @@ impl Service {
                 s["parkedChanges"] = json!(parked);
             }
         }
+        doc["setPoll"] = snapshot
+            .all_set_acks()?
+            .into_iter()
+            .map(|((receiver, feed), acks)| {
+                json!({
+                    "receiver": receiver,
+                    "feed": feed,
+                    "acknowledgedThrough": acks.through,
+                    "acknowledgedAbove": acks.acked.len(),
+                    "refused": acks.refused,
+                    "refusals": acks.refusals,
+                })
+            })
+            .collect();
         Ok(doc)
     }
 }

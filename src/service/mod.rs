@@ -8,6 +8,7 @@
 mod async_requests;
 mod bulk;
 mod cursor;
+mod events;
 pub mod import;
 mod list;
 mod metrics;
@@ -79,6 +80,8 @@ pub struct Service {
     asynchronous: async_requests::AsyncRequests,
     /// The security event core, when SETs are on (ServiceProviderConfig, the JWKS).
     security_events: Option<Arc<SecurityEvents>>,
+    /// SET poll delivery, when security events are on.
+    poller: Option<Arc<crate::fanout::poll::Poller>>,
 }
 
 impl Service {
@@ -104,6 +107,7 @@ impl Service {
             reads: reads::ReadPool::new(tuning.read_threads),
             asynchronous: async_requests::AsyncRequests::new(tuning.asynchronous),
             security_events: None,
+            poller: None,
         }
     }
 

@@ -8,12 +8,15 @@ use redb::ReadTransaction;
 
 use super::tables::{
     self, ASYNC_PENDING, ASYNC_REQUESTS, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED,
-    Parked, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
+    Parked, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, SET_ACKS, STREAMS, UNIQUE,
 };
-use super::{AsyncRequest, Event, StoreError, StoredResource};
+use super::{AsyncRequest, Event, SetAcks, StoreError, StoredResource};
 use scim::ResourceType;
 use scim::filter::plan::Lookup;
 use scim::resource::{self, GroupView, MemberView};
+
+/// A poll receiver's acknowledgements of one feed: ((receiver, feed), what it acknowledged).
+pub type ReceiverAcks = ((String, String), SetAcks);
 
 /// A consistent, read-only view of the log and the read model.
 pub struct Snapshot {
@@ -36,6 +39,19 @@ impl Snapshot {
         let members = self.txn.open_table(MEMBERS)?;
         let resources = self.txn.open_table(RESOURCES)?;
         tables::member_views(&members, &resources, group_id)
+    }
+
+    /// How many direct members a group has (no display names read).
+    pub fn member_count(&self, group_id: &str) -> Result<u64, StoreError> {
+        let members = self.txn.open_table(MEMBERS)?;
+        let mut n = 0;
+        for row in members.range((group_id, "")..)? {
+            if row?.0.value().0 != group_id {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Ids of the groups `member_id` belongs to directly.
@@ -400,6 +416,40 @@ impl Snapshot {
                 break;
             }
             out.push((id.to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// What poll receiver `receiver` has acknowledged of SET feed `feed` (nothing, if it never
+    /// acknowledged anything there).
+    pub fn set_acks(&self, receiver: &str, feed: &str) -> Result<SetAcks, StoreError> {
+        let table = match self.txn.open_table(SET_ACKS) {
+            Ok(table) => table,
+            // A store no writer has opened since poll delivery was introduced.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(SetAcks::default()),
+            Err(e) => return Err(e.into()),
+        };
+        match table.get((receiver, feed))? {
+            Some(v) => SetAcks::decode(v.value()),
+            None => Ok(SetAcks::default()),
+        }
+    }
+
+    /// Every poll receiver's acknowledgements, by (receiver, feed), in that order.
+    pub fn all_set_acks(&self) -> Result<Vec<ReceiverAcks>, StoreError> {
+        let table = match self.txn.open_table(SET_ACKS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in table.range::<(&str, &str)>(..)? {
+            let (k, v) = row?;
+            let (receiver, feed) = k.value();
+            out.push((
+                (receiver.to_owned(), feed.to_owned()),
+                SetAcks::decode(v.value())?,
+            ));
         }
         Ok(out)
     }

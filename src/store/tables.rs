@@ -13,6 +13,8 @@
 //! - `remote_ids`: (projection, resource type, id) → the id a remote backend assigned, and its
 //!   reverse `remote_ids_reverse`: (projection, resource type, remote id) → id (see
 //!   [`projections::IdMap`]); written only by the projection runners, never by an event
+//! - `set_acks`: (receiver, feed) → [`SetAcks`](super::SetAcks): what a poll receiver has
+//!   acknowledged of a SET feed (RFC 8936); written only by poll delivery, never by an event
 //! - `async_requests`: Set-Txn → [`AsyncRequest`](super::AsyncRequest); `async_pending`: arrival
 //!   sequence → Set-Txn of those still to run; `async_outcomes`: completion sequence → Set-Txn of
 //!   those that have run (see `async_request.rs`); never written by an event
@@ -41,6 +43,7 @@ pub(crate) const REMOTE_IDS: TableDefinition<(&str, &str, &str), &str> =
     TableDefinition::new("remote_ids");
 pub(crate) const REMOTE_IDS_REVERSE: TableDefinition<(&str, &str, &str), &str> =
     TableDefinition::new("remote_ids_reverse");
+pub(crate) const SET_ACKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("set_acks");
 
 pub(crate) const ASYNC_REQUESTS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("async_requests");

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::tables::Parked;
-use super::{AsyncOperation, AsyncRequest, StoredResource};
+use super::{AsyncOperation, AsyncRequest, SetAcks, StoredResource};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{MemberInput, MemberView};
@@ -100,6 +100,13 @@ pub enum Write {
     },
     /// Drop a remote projection's whole id map (no event), after `replay --fresh` emptied it.
     ClearRemoteIds { projection: String },
+    /// Save what poll receiver `receiver` has acknowledged of SET feed `feed` (no event), whole:
+    /// once it is answered, those SETs are never polled again, a restart included (RFC 8936 §2.4).
+    SetAcks {
+        receiver: String,
+        feed: String,
+        acks: SetAcks,
+    },
     /// Persist an asynchronous request under its Set-Txn `txn` before it is answered 202 (no
     /// event). Refused with 503 when `max_pending` requests already wait to run.
     AsyncAccept {

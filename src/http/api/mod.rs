@@ -1,11 +1,14 @@
 //! The SCIM routes (RFC 7644 §3) as poem-openapi APIs, one per job: `resources` (Users, Groups,
 //! search, Bulk, `/Me`), `discovery` (ServiceProviderConfig, Schemas, ResourceTypes, the OpenAPI
-//! explorer), `async_outcomes` (the outcomes of asynchronous requests) and `admin` (health, readiness, status, projection controls). The handlers parse
-//! the request, call the service, and shape the response; everything behind them is in `service/`.
+//! explorer), `async_outcomes` (the outcomes of asynchronous requests), `events` (security event
+//! feeds and RFC 8936 poll) and `admin` (health, readiness, status, projection controls). The
+//! handlers parse the request, call the service, and shape the response; everything behind them is
+//! in `service/`.
 
 mod admin;
 mod async_outcomes;
 mod discovery;
+mod events;
 mod resources;
 
 use std::sync::Arc;
@@ -40,7 +43,8 @@ enum Tag {
     Bulk,
     /// RFC 7644 §4 service provider discovery.
     Discovery,
-    /// RFC 9967 §3 outcomes of asynchronous requests.
+    /// RFC 9967 security events: feeds, RFC 8936 poll delivery and the outcomes of asynchronous
+    /// requests (§3).
     Events,
     /// Health and operations.
     Operations,
@@ -53,6 +57,7 @@ pub type Api = (
     resources::RootApi,
     async_outcomes::AsyncOutcomesApi,
     discovery::DiscoveryApi,
+    events::EventsApi,
     admin::AdminApi,
 );
 
@@ -91,6 +96,7 @@ pub fn api(parts: Parts) -> Api {
             page_size: parts.page_size,
             explorer: parts.explorer,
         },
+        events::EventsApi(shared.clone()),
         admin::AdminApi {
             shared,
             subscribers: parts.subscribers,

@@ -8,6 +8,7 @@
 //! `Location`, `WWW-Authenticate`), `links` from a created resource to reading, replacing,
 //! patching and deleting it, and the enums SCIM defines (`sortOrder`).
 
+mod events;
 mod messages;
 mod resources;
 
@@ -128,6 +129,13 @@ fn component_schemas(registry: &Registry) -> Map<String, Value> {
     out.insert("BulkRequest".into(), messages::bulk_request());
     out.insert("BulkResponse".into(), messages::bulk_response());
     out.insert("Error".into(), messages::error());
+    out.insert("Feed".into(), events::feed());
+    out.insert(
+        "FeedListResponse".into(),
+        messages::list_response(reference("Feed")),
+    );
+    out.insert("PollRequest".into(), events::poll_request());
+    out.insert("PollResponse".into(), events::poll_response());
     out
 }
 
@@ -482,6 +490,36 @@ fn route(path: &str, method: &str) -> Option<Route> {
                     &[],
                 ),
             ));
+        }
+        (None, 2, "get") if path == "/Events/Feeds" => {
+            id = "listFeeds".into();
+            responses.push((
+                "200",
+                body("The feeds.", reference("FeedListResponse"), &[]),
+            ));
+            responses.push(bad("startIndex or count is not an integer."));
+            responses.push(("404", failure("Security events are off.")));
+        }
+        (None, 3, "get") if path.starts_with("/Events/Feeds/") => {
+            id = "getFeed".into();
+            responses.push(("200", body("The feed.", reference("Feed"), &[])));
+            responses.push(("404", failure("No such feed, or security events are off.")));
+        }
+        (None, 4, "post") if path.starts_with("/Events/Feeds/") => {
+            id = "pollFeed".into();
+            body_schema = Some(reference("PollRequest"));
+            responses.push((
+                "200",
+                json!({
+                    "description": "The SETs not acknowledged yet (RFC 8936 §2.3); `sets` is empty when a long poll found none.",
+                    "content": {"application/json": {"schema": reference("PollResponse")}},
+                }),
+            ));
+            responses.push(bad(
+                "Not a valid poll request (RFC 8936 §2.5.1); nothing was acknowledged.",
+            ));
+            responses.push(("404", failure("No such feed, or security events are off.")));
+            responses.extend(body_errors());
         }
         (None, 4, "post") if path.starts_with("/admin/projections/") => {
             id = if path.ends_with("/rebuild") {

@@ -1,15 +1,16 @@
 //! The tables beside the log, once every resource has been checked: counters, the index tables
 //! (by their row counts, walked only when a count differs, to name the rows that should not be
-//! there), the member → groups index, checkpoints and parked changes.
+//! there), the member → groups index, checkpoints, parked changes and poll receivers'
+//! acknowledgements.
 
 use redb::ReadableTableMetadata;
 
 use super::Checker;
 use crate::store::tables::{
     self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX,
-    QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION, RESOURCES, STREAMS, UNIQUE, UNIQUE_SCHEMA,
+    QUERY_INDEX_LAYOUT, QUERY_INDEX_VERSION, RESOURCES, SET_ACKS, STREAMS, UNIQUE, UNIQUE_SCHEMA,
 };
-use crate::store::{Event, Parked, StoreError, StoredResource};
+use crate::store::{Event, Parked, SetAcks, StoreError, StoredResource};
 use scim::ResourceType;
 use scim::filter::plan;
 
@@ -230,7 +231,8 @@ fn members(c: &mut Checker<'_>) -> Result<(), StoreError> {
 }
 
 /// Checkpoints are within the log; parked changes decode and point at an event of their resource
-/// (or, keyed by a SET's `jti`, at the event of that position).
+/// (or, keyed by a SET's `jti`, at the event of that position); poll receivers' acknowledgements
+/// decode and name SETs of events the log holds.
 fn bookkeeping(c: &mut Checker<'_>) -> Result<(), StoreError> {
     let position = c.report.position;
     let checkpoints = c.txn.open_table(CHECKPOINTS)?;
@@ -273,6 +275,38 @@ fn bookkeeping(c: &mut Checker<'_>) -> Result<(), StoreError> {
                 at,
                 "the parked change does not point at an event of its resource".into(),
             ),
+        }
+    }
+    set_acks(c, position)
+}
+
+/// Each poll receiver's acknowledgements decode, and neither their low-water mark nor any SET
+/// they name lies beyond the end of the log.
+fn set_acks(c: &mut Checker<'_>, position: u64) -> Result<(), StoreError> {
+    let table = match c.txn.open_table(SET_ACKS) {
+        Ok(table) => table,
+        // A store no writer has opened since poll delivery was introduced: nothing to check.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for row in table.range::<(&str, &str)>(..)? {
+        let (k, v) = row?;
+        let (receiver, feed) = k.value();
+        let at = Some(format!("set_acks ({receiver}, {feed})"));
+        let acks = match SetAcks::decode(v.value()) {
+            Ok(acks) => acks,
+            Err(e) => {
+                c.problem(None, at, e.to_string());
+                continue;
+            }
+        };
+        let last = acks.acked.last().map_or(acks.through, |k| k.0);
+        if acks.through > position || last > position {
+            c.problem(
+                Some(last.max(acks.through)),
+                at,
+                format!("acknowledges SETs beyond the end of the log ({position})"),
+            );
         }
     }
     Ok(())

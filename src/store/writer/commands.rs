@@ -128,6 +128,16 @@ pub(super) fn apply(
             remote_ids::update(t, &projection, rt, entries)?;
             Ok(Outcome::Checkpointed)
         }
+        Write::SetAcks {
+            receiver,
+            feed,
+            acks,
+        } => {
+            let bytes = acks.encode()?;
+            t.set_acks
+                .insert((receiver.as_str(), feed.as_str()), bytes.as_slice())?;
+            Ok(Outcome::Checkpointed)
+        }
         Write::ClearRemoteIds { projection } => {
             remote_ids::clear(t, &projection)?;
             Ok(Outcome::Checkpointed)

@@ -11,7 +11,7 @@ use crate::store::event::{ENVELOPE_VERSION, GENESIS, MemberRef, chain_hash, chai
 use crate::store::tables::{
     self, ASYNC_OUTCOMES, ASYNC_PENDING, ASYNC_REQUESTS, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS,
     MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES,
-    STREAMS, UNIQUE,
+    SET_ACKS, STREAMS, UNIQUE,
 };
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
 use scim::ResourceType;
@@ -33,6 +33,7 @@ pub(super) struct TxnTables<'txn> {
     pub(super) remote_ids: Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
     pub(super) remote_ids_reverse:
         Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
+    pub(super) set_acks: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) async_requests: Table<'txn, &'static str, &'static [u8]>,
     pub(super) async_pending: Table<'txn, u64, &'static str>,
     pub(super) async_outcomes: Table<'txn, u64, &'static str>,
@@ -64,6 +65,7 @@ impl<'txn> TxnTables<'txn> {
             parked: txn.open_table(PARKED)?,
             remote_ids: txn.open_table(REMOTE_IDS)?,
             remote_ids_reverse: txn.open_table(REMOTE_IDS_REVERSE)?,
+            set_acks: txn.open_table(SET_ACKS)?,
             async_requests: txn.open_table(ASYNC_REQUESTS)?,
             async_pending: txn.open_table(ASYNC_PENDING)?,
             async_outcomes: txn.open_table(ASYNC_OUTCOMES)?,

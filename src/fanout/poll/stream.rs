@@ -1,0 +1,265 @@
+//! One receiver's state on one feed: what it has acknowledged (durable, [`SetAcks`]) and what was
+//! delivered to it and not acknowledged yet (in memory), and the scan of the log that picks the
+//! SETs of its next poll.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::PollError;
+use super::request::PollRequest;
+use super::source::{PendingSet, SetSource};
+use crate::store::{Refusal, SetAcks, SetKey, Snapshot, Store};
+
+/// Events read from the store at a time.
+const CHUNK: usize = 256;
+
+/// The most events one scan reads: a feed whose SETs are rare (a small group's) in a long log is
+/// read a bounded stretch per poll, which then answers `moreAvailable` so the receiver polls on.
+const SCAN_BUDGET: u64 = 10_000;
+
+/// A receiver's text as it is logged, stored and shown: at most `max` characters, no control
+/// characters (a receiver decides what it sends; the log and `/status` must stay readable).
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// One receiver's state on one feed.
+pub struct Stream {
+    receiver: String,
+    feed: String,
+    /// The durable acknowledgements, once read from the store.
+    acks: Option<SetAcks>,
+    /// SETs delivered and not acknowledged yet: their `jti` and when they were delivered.
+    outstanding: BTreeMap<SetKey, (String, Instant)>,
+    /// The same SETs by `jti`, for the acknowledgements that name them.
+    by_jti: HashMap<String, SetKey>,
+    /// How many SETs the feed has at each position after the low-water mark that has any, as
+    /// far as scans have read (`sized_through`): what lets an acknowledgement move the mark.
+    sizes: BTreeMap<u64, u32>,
+    /// Every position up to this one has been read by a scan (its SETs are in `sizes`).
+    sized_through: u64,
+}
+
+/// What one scan picked.
+pub struct Scan {
+    /// `jti` and compact SET of each SET picked, in log order.
+    pub sets: Vec<(String, String)>,
+    /// Whether more SETs wait than were picked (RFC 8936 §2.3 `moreAvailable`).
+    pub more: bool,
+    /// The committed log position the scan read up to: a long poll waits for a later one.
+    pub head: u64,
+    /// When the first SET delivered and still not acknowledged may be delivered again.
+    pub next_due: Option<Instant>,
+}
+
+impl Stream {
+    pub(super) fn new(receiver: String, feed: String) -> Stream {
+        Stream {
+            receiver,
+            feed,
+            acks: None,
+            outstanding: BTreeMap::new(),
+            by_jti: HashMap::new(),
+            sizes: BTreeMap::new(),
+            sized_through: 0,
+        }
+    }
+
+    /// The receiver: the name of the API key that polls.
+    pub fn receiver(&self) -> &str {
+        &self.receiver
+    }
+
+    /// The feed polled.
+    pub fn feed(&self) -> &str {
+        &self.feed
+    }
+
+    /// The acknowledgements, read from the store the first time.
+    fn loaded(&mut self, snap: &Snapshot) -> Result<&mut SetAcks, PollError> {
+        if self.acks.is_none() {
+            self.acks = Some(snap.set_acks(&self.receiver, &self.feed)?);
+        }
+        Ok(self.acks.get_or_insert_with(SetAcks::default))
+    }
+
+    /// The state with `request`'s acknowledgements and refusals added, if any of them is news.
+    /// A `jti` that names no SET of this feed is ignored (RFC 8936 §2.4 does not make it an
+    /// error); a refusal is logged at WARN and kept for `/status`.
+    pub(super) fn acknowledge(
+        &mut self,
+        store: &Store,
+        source: &SetSource,
+        request: &PollRequest,
+    ) -> Result<Option<SetAcks>, PollError> {
+        if request.ack.is_empty() && request.set_errs.is_empty() {
+            return Ok(None);
+        }
+        let snap = store.snapshot()?;
+        let mut acks = self.loaded(&snap)?.clone();
+        let mut changed = false;
+        for jti in &request.ack {
+            if let Some(key) = self.resolve(&snap, source, &acks, jti)? {
+                changed |= acks.ack(key);
+            }
+        }
+        for (jti, (err, description)) in &request.set_errs {
+            let Some(key) = self.resolve(&snap, source, &acks, jti)? else {
+                continue;
+            };
+            let refusal = Refusal {
+                jti: jti.clone(),
+                err: bounded(err, 64),
+                description: bounded(description, 300),
+                at: Utc::now(),
+            };
+            if acks.refuse(key, refusal.clone()) {
+                changed = true;
+                let (err, description) = (&refusal.err, &refusal.description);
+                tracing::warn!(receiver = %self.receiver, feed = %self.feed, jti, err, description,
+                    "a poll receiver refused a SET (setErrs); it counts as acknowledged and is not sent again");
+            }
+        }
+        if changed {
+            self.settle(&mut acks);
+        }
+        Ok(changed.then_some(acks))
+    }
+
+    /// Moves `acks`' low-water mark over the positions scans have read whose SETs are all
+    /// acknowledged (positions without SETs for this feed included), so that what is saved
+    /// stays a mark and a short list.
+    fn settle(&mut self, acks: &mut SetAcks) {
+        let mut through = acks.through.max(self.sized_through);
+        for (&position, &count) in self.sizes.range(acks.through + 1..) {
+            if !(0..count).all(|index| acks.is_acked((position, index))) {
+                through = position - 1;
+                break;
+            }
+        }
+        acks.advance(through);
+        self.sizes = self.sizes.split_off(&(acks.through + 1));
+    }
+
+    /// Where the SET named `jti` comes from, if it is a SET of this feed not yet acknowledged:
+    /// one delivered since this server started, or one whose `jti` reads as this feed's and
+    /// which the log yields (a SET delivered before a restart).
+    fn resolve(
+        &self,
+        snap: &Snapshot,
+        source: &SetSource,
+        acks: &SetAcks,
+        jti: &str,
+    ) -> Result<Option<SetKey>, PollError> {
+        if let Some(key) = self.by_jti.get(jti) {
+            return Ok(Some(*key));
+        }
+        let Some(key) = source.locate(&self.feed, jti) else {
+            return Ok(None);
+        };
+        if acks.is_acked(key) {
+            return Ok(None);
+        }
+        let Some(event) = snap.event(key.0)? else {
+            return Ok(None);
+        };
+        let sets = source.sets(&event, snap, &self.feed)?;
+        let index = usize::try_from(key.1).unwrap_or(usize::MAX);
+        Ok(sets.get(index).filter(|s| s.jti == jti).map(|_| key))
+    }
+
+    /// Takes `acks` as the durable state (it was just saved) and forgets the deliveries it
+    /// acknowledges.
+    pub(super) fn saved(&mut self, acks: SetAcks) {
+        self.outstanding.retain(|key, (jti, _)| {
+            let keep = !acks.is_acked(*key);
+            if !keep {
+                self.by_jti.remove(jti.as_str());
+            }
+            keep
+        });
+        self.acks = Some(acks);
+    }
+
+    /// Picks, in log order, up to `max` SETs neither acknowledged nor delivered within the last
+    /// `redeliver`, signs them and records them as delivered. Moves the low-water mark over the
+    /// events whose SETs are all acknowledged (in memory; it is saved with the next
+    /// acknowledgement, and a restart only finds it again).
+    pub(super) fn scan(
+        &mut self,
+        store: &Store,
+        source: &SetSource,
+        max: usize,
+        redeliver: Duration,
+    ) -> Result<Scan, PollError> {
+        let snap = store.snapshot()?;
+        let head = snap.position()?;
+        let acks = self.loaded(&snap)?.clone();
+        self.sized_through = self.sized_through.max(acks.through);
+        let now = Instant::now();
+        let mut picked: Vec<(SetKey, PendingSet)> = Vec::new();
+        let mut more = false;
+        let mut next_due: Option<Instant> = None;
+        let mut from = acks.through + 1;
+        let mut scanned = 0u64;
+        'log: while from <= head {
+            let events = snap.events(from, CHUNK)?;
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                from = event.position + 1;
+                let sets = source.sets(&event, &snap, &self.feed)?;
+                if !sets.is_empty() {
+                    let count = u32::try_from(sets.len()).unwrap_or(u32::MAX);
+                    self.sizes.insert(event.position, count);
+                }
+                self.sized_through = self.sized_through.max(event.position);
+                for (index, set) in sets.into_iter().enumerate() {
+                    let key = (event.position, u32::try_from(index).unwrap_or(u32::MAX));
+                    if acks.is_acked(key) {
+                        continue;
+                    }
+                    if let Some((_, at)) = self.outstanding.get(&key) {
+                        let due = *at + redeliver;
+                        if due > now {
+                            next_due = Some(next_due.map_or(due, |d| d.min(due)));
+                            continue;
+                        }
+                    }
+                    if picked.len() >= max {
+                        more = true;
+                        break 'log;
+                    }
+                    picked.push((key, set));
+                }
+                scanned += 1;
+                if scanned >= SCAN_BUDGET && from <= head {
+                    more = true;
+                    break 'log;
+                }
+            }
+        }
+        if let Some(mut stored) = self.acks.take() {
+            self.settle(&mut stored);
+            self.acks = Some(stored);
+        }
+        let mut sets = Vec::with_capacity(picked.len());
+        for (key, set) in picked {
+            let token = source.sign(&set)?;
+            if let Some((old, _)) = self.outstanding.insert(key, (set.jti.clone(), now)) {
+                self.by_jti.remove(&old);
+            }
+            self.by_jti.insert(set.jti.clone(), key);
+            sets.push((set.jti, token));
+        }
+        Ok(Scan {
+            sets,
+            more,
+            head,
+            next_due,
+        })
+    }
+}

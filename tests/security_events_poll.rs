@@ -1,0 +1,501 @@
+//! RFC 8936 poll delivery of security events, against a running scimd over HTTP: poll, acknowledge
+//! and poll again; acknowledgements that survive a restart and SETs that come again after one; the
+//! long poll; `maxEvents` and `moreAvailable`; `setErrs`; invalid polls; feeds discovery and the
+//! group-as-feed feeds. Every SET is verified with the signing secret.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The HS256 secret the servers of these tests sign with.
+const SECRET: &str = "poll-test-secret-0123456789abcdef";
+/// Event URIs (RFC 9967 §7.4).
+const CREATE: &str = "urn:ietf:params:scim:event:prov:create:notice";
+const PATCH: &str = "urn:ietf:params:scim:event:prov:patch:notice";
+const FEED_ADD: &str = "urn:ietf:params:scim:event:feed:add";
+const FEED_REMOVE: &str = "urn:ietf:params:scim:event:feed:remove";
+
+/// A server that signs SETs with [`SECRET`], with `extra` settings.
+async fn server(extra: &[(&str, &str)]) -> Scimd {
+    let mut opts = Opts::default()
+        .public_url("https://scim.example.org")
+        .env("SET_SIGNING_SECRET", SECRET);
+    for (k, v) in extra {
+        opts = opts.env(k, v);
+    }
+    Scimd::start(opts).await
+}
+
+/// The claims of a SET whose HS256 signature [`SECRET`] verifies, after checking its JOSE header.
+#[track_caller]
+fn verified(token: &str) -> Value {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims = HashSet::new();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let data = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).expect("an HS256 key"),
+        &validation,
+    )
+    .unwrap_or_else(|e| panic!("a SET the secret does not verify ({e}): {token}"));
+    assert_eq!(data.header.typ.as_deref(), Some("secevent+jwt"));
+    data.claims
+}
+
+/// What a poll answered: each SET's claims by `jti` (in log order), and `moreAvailable`.
+struct Polled {
+    sets: Vec<(String, Value)>,
+    more: bool,
+}
+
+impl Polled {
+    fn jtis(&self) -> Vec<String> {
+        self.sets.iter().map(|(j, _)| j.clone()).collect()
+    }
+
+    /// The subject (`sub_id.uri`) and event URIs of each SET, in log order.
+    fn subjects(&self) -> Vec<(String, BTreeSet<String>)> {
+        self.sets
+            .iter()
+            .map(|(_, c)| {
+                let uris = c["events"].as_object().unwrap().keys().cloned().collect();
+                (c["sub_id"]["uri"].as_str().unwrap().to_owned(), uris)
+            })
+            .collect()
+    }
+}
+
+/// The log position in a `jti` (`{feed}:{position}:{index}`), for ordering.
+fn place(jti: &str) -> (u64, u64) {
+    let mut parts = jti.rsplitn(3, ':');
+    let index = parts.next().unwrap().parse().unwrap();
+    let position = parts.next().unwrap().parse().unwrap();
+    (position, index)
+}
+
+/// POSTs `body` to `feed`'s poll URL, asserting 200, and verifies every SET.
+async fn poll(api: &Api, feed: &str, body: Value) -> Polled {
+    let r = api
+        .post(&format!("/Events/Feeds/{feed}/poll"), &body)
+        .await
+        .expect(200);
+    assert_eq!(r.content_type().as_deref(), Some("application/json"));
+    let doc = r.json();
+    let mut sets: Vec<(String, Value)> = doc["sets"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no sets object: {doc}"))
+        .iter()
+        .map(|(jti, token)| {
+            let claims = verified(token.as_str().unwrap());
+            assert_eq!(
+                claims["jti"],
+                json!(jti),
+                "the key of `sets` is the SET's jti"
+            );
+            (jti.clone(), claims)
+        })
+        .collect();
+    sets.sort_by_key(|(jti, _)| place(jti));
+    let more = doc
+        .get("moreAvailable")
+        .is_some_and(|m| m.as_bool().unwrap());
+    Polled { sets, more }
+}
+
+/// A poll that answers at once.
+async fn poll_now(api: &Api, feed: &str) -> Polled {
+    poll(api, feed, json!({"returnImmediately": true})).await
+}
+
+/// Acknowledges `jtis` without asking for more.
+async fn ack(api: &Api, feed: &str, jtis: &[String]) {
+    let polled = poll(
+        api,
+        feed,
+        json!({"ack": jtis, "maxEvents": 0, "returnImmediately": true}),
+    )
+    .await;
+    assert!(polled.sets.is_empty());
+}
+
+fn user_uri(user: &Value) -> String {
+    format!("/Users/{}", user["id"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn acknowledged_sets_are_not_polled_again_and_delivered_ones_wait_for_their_ack() {
+    let s = server(&[]).await;
+    let api = s.client();
+    let mut users = Vec::new();
+    for name in ["ann", "bob", "cy"] {
+        users.push(api.create_user_named(name).await);
+    }
+    let first = poll_now(&api, "default").await;
+    assert_eq!(first.sets.len(), 3);
+    assert!(!first.more);
+    for ((_, claims), user) in first.sets.iter().zip(&users) {
+        assert_eq!(claims["sub_id"]["uri"], json!(user_uri(user)));
+        assert!(claims["events"].get(CREATE).is_some(), "{claims}");
+        assert_eq!(claims["iss"], json!("https://scim.example.org"));
+        assert!(claims.get("sub").is_none() && claims.get("exp").is_none());
+    }
+    // Delivered and not acknowledged: not sent again within SET_POLL_REDELIVER_SECONDS.
+    let again = poll_now(&api, "default").await;
+    assert!(again.sets.is_empty(), "{:?}", again.jtis());
+    let after_ack = poll(
+        &api,
+        "default",
+        json!({"ack": first.jtis(), "returnImmediately": true}),
+    )
+    .await;
+    assert!(after_ack.sets.is_empty());
+    let dan = api.create_user_named("dan").await;
+    let next = poll_now(&api, "default").await;
+    assert_eq!(
+        next.subjects(),
+        [(user_uri(&dan), BTreeSet::from([CREATE.to_owned()]))]
+    );
+    assert!(!first.jtis().contains(&next.jtis()[0]));
+}
+
+#[tokio::test]
+async fn a_restart_sends_again_exactly_what_was_not_acknowledged() {
+    let mut s = server(&[]).await;
+    let api = s.client();
+    for name in ["u1", "u2", "u3", "u4"] {
+        api.create_user_named(name).await;
+    }
+    let polled = poll_now(&api, "default").await;
+    let jtis = polled.jtis();
+    assert_eq!(jtis.len(), 4);
+    ack(&api, "default", &jtis[..2]).await;
+    s.restart().await;
+    let api = s.client();
+    let after = poll_now(&api, "default").await;
+    assert_eq!(
+        after.jtis(),
+        jtis[2..],
+        "the unacknowledged SETs, once each, same jti"
+    );
+    assert_eq!(after.sets[0].1["sub_id"], polled.sets[2].1["sub_id"]);
+    // Acknowledged by a server that never delivered them (it only reads their jti).
+    s.restart().await;
+    let api = s.client();
+    ack(&api, "default", &jtis[2..]).await;
+    assert!(poll_now(&api, "default").await.sets.is_empty());
+    s.restart().await;
+    assert!(poll_now(&s.client(), "default").await.sets.is_empty());
+    // `log verify` reads the acknowledgements too, and finds nothing wrong.
+    s.cli(&["log", "verify"]).await.success();
+}
+
+#[tokio::test]
+async fn each_key_is_a_receiver_of_its_own() {
+    let s = Scimd::start(
+        Opts::default()
+            .api_key("alpha=key-alpha-1234567890,beta=key-beta-1234567890")
+            .public_url("https://scim.example.org")
+            .env("SET_SIGNING_SECRET", SECRET),
+    )
+    .await;
+    let alpha = s.client_with_key("key-alpha-1234567890");
+    let beta = s.client_with_key("key-beta-1234567890");
+    alpha.create_user_named("shared").await;
+    let a = poll_now(&alpha, "default").await;
+    ack(&alpha, "default", &a.jtis()).await;
+    let b = poll_now(&beta, "default").await;
+    assert_eq!(a.jtis(), b.jtis(), "beta's acknowledgements are its own");
+    let status = alpha.get("/status").await.expect(200).json();
+    let receivers: Vec<&str> = status["setPoll"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["receiver"].as_str().unwrap())
+        .collect();
+    assert_eq!(receivers, ["alpha"], "{status}");
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_with_the_set_a_write_makes() {
+    let s = server(&[("SET_POLL_WAIT_SECONDS", "50")]).await;
+    let api = s.client();
+    let waiting = tokio::spawn({
+        let api = s.client();
+        async move { poll(&api, "default", json!({})).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let user = api.create_user_named("late").await;
+    let polled = waiting.await.unwrap();
+    assert_eq!(
+        polled.subjects(),
+        [(user_uri(&user), BTreeSet::from([CREATE.to_owned()]))]
+    );
+}
+
+#[tokio::test]
+async fn an_empty_feed_answers_no_sets_at_once_or_after_the_long_poll() {
+    let s = server(&[("SET_POLL_WAIT_SECONDS", "1")]).await;
+    let api = s.client();
+    let now = poll_now(&api, "default").await;
+    assert!(now.sets.is_empty() && !now.more);
+    let waited = poll(&api, "default", json!({})).await;
+    assert!(waited.sets.is_empty() && !waited.more);
+}
+
+#[tokio::test]
+async fn max_events_is_honoured_and_more_available_says_what_is_left() {
+    let s = server(&[]).await;
+    let api = s.client();
+    for i in 0..5 {
+        api.create_user_named(&format!("m{i}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut acks: Vec<String> = Vec::new();
+    for (size, more) in [(2, true), (2, true), (1, false)] {
+        let p = poll(
+            &api,
+            "default",
+            json!({"maxEvents": 2, "returnImmediately": true, "ack": acks}),
+        )
+        .await;
+        assert_eq!((p.sets.len(), p.more), (size, more));
+        acks = p.jtis();
+        seen.extend(p.jtis());
+    }
+    let distinct: BTreeSet<_> = seen.iter().collect();
+    assert_eq!(distinct.len(), 5);
+    // maxEvents 0 only acknowledges, but says that more wait.
+    api.create_user_named("m5").await;
+    let p = poll(
+        &api,
+        "default",
+        json!({"maxEvents": 0, "returnImmediately": true, "ack": acks}),
+    )
+    .await;
+    assert!(p.sets.is_empty() && p.more);
+}
+
+#[tokio::test]
+async fn refused_sets_count_as_acknowledged_and_are_shown_in_status() {
+    let s = server(&[]).await;
+    let api = s.client();
+    api.create_user_named("r1").await;
+    api.create_user_named("r2").await;
+    let p = poll_now(&api, "default").await;
+    let jtis = p.jtis();
+    let long = format!("no key for kid{}", "\nx".repeat(5000));
+    let body = json!({
+        "ack": [jtis[0]],
+        "setErrs": {jtis[1].as_str(): {"err": "invalid_key", "description": long}},
+        "returnImmediately": true,
+    });
+    assert!(poll(&api, "default", body).await.sets.is_empty());
+    let status = api.get("/status").await.expect(200).json();
+    let receiver = &status["setPoll"][0];
+    assert_eq!(receiver["feed"], "default");
+    assert_eq!(receiver["refused"], 1);
+    assert_eq!(receiver["refusals"][0]["jti"], json!(jtis[1]));
+    assert_eq!(receiver["refusals"][0]["err"], "invalid_key");
+    let shown = receiver["refusals"][0]["description"].as_str().unwrap();
+    assert!(
+        shown.starts_with("no key for kid") && shown.chars().count() <= 300,
+        "{shown}"
+    );
+    assert!(
+        !shown.contains('\n'),
+        "a receiver's text is stored without control characters"
+    );
+    assert!(s.log().contains("refused a SET"), "a refusal is logged");
+    // A refusal alone acknowledges too: with redelivery due after a second, nothing comes back.
+    drop(s);
+    let s = server(&[("SET_POLL_REDELIVER_SECONDS", "1")]).await;
+    let api = s.client();
+    api.create_user_named("r3").await;
+    let jti = poll_now(&api, "default").await.jtis().remove(0);
+    let body = json!({"maxEvents": 0, "returnImmediately": true,
+                      "setErrs": {jti.as_str(): {"err": "invalid_request", "description": ""}}});
+    assert!(poll(&api, "default", body).await.sets.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(poll_now(&api, "default").await.sets.is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_poll_is_400_and_acknowledges_nothing() {
+    let s = server(&[("SET_POLL_REDELIVER_SECONDS", "1")]).await;
+    let api = s.client();
+    api.create_user_named("x").await;
+    let jtis = poll_now(&api, "default").await.jtis();
+    for body in [
+        json!({"ack": jtis, "maxEvents": -1}),
+        json!({"ack": jtis, "returnImmediately": "yes"}),
+        json!({"ack": jtis[0]}),
+        json!({"ack": jtis, "setErrs": {"x": {"description": "no code"}}}),
+        json!([{"ack": jtis}]),
+    ] {
+        api.post("/Events/Feeds/default/poll", &body)
+            .await
+            .expect_scim_error(400, Some("invalidSyntax"));
+    }
+    let r = send(
+        api.request(reqwest::Method::POST, "/Events/Feeds/default/poll")
+            .header("Content-Type", "application/json")
+            .body("{\"ack\": ["),
+    )
+    .await;
+    r.expect_scim_error(400, None);
+    s.anonymous()
+        .post("/Events/Feeds/default/poll", &json!({"ack": jtis}))
+        .await
+        .expect(401);
+    // Not acknowledged: once due again, the SET comes back.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(poll_now(&api, "default").await.jtis(), jtis);
+    // Unknown jtis are ignored (RFC 8936 §2.4), and change nothing either.
+    let p = poll(
+        &api,
+        "default",
+        json!({"ack": ["nope", "default:999999:0", "other:1:0", ""], "returnImmediately": true}),
+    )
+    .await;
+    assert!(p.sets.is_empty());
+    api.post("/Events/Feeds/nope/poll", &json!({}))
+        .await
+        .expect_scim_error(404, None);
+}
+
+#[tokio::test]
+async fn feeds_are_listed_with_their_poll_urls_and_an_unknown_one_is_404() {
+    let s = server(&[("SET_GROUP_AS_FEED", "true")]).await;
+    let api = s.client();
+    let u = api.create_user_named("member").await;
+    let g = api
+        .create_group_with("Staff", &[u["id"].as_str().unwrap()])
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    let list = api.get("/Events/Feeds").await.expect(200).json();
+    assert_eq!(list["totalResults"], 2);
+    let feeds = list["Resources"].as_array().unwrap();
+    assert_eq!(feeds[0]["id"], "default");
+    assert_eq!(
+        feeds[0]["poll"],
+        json!(
+            s.url("/Events/Feeds/default/poll")
+                .replace(&format!("http://{}", s.addr()), "https://scim.example.org")
+        )
+    );
+    assert_eq!(feeds[1]["id"], json!(gid));
+    assert_eq!(feeds[1]["subjects"], 1);
+    assert_eq!(feeds[1]["displayName"], "Staff");
+    let one = api
+        .get(&format!("/Events/Feeds/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(one, feeds[1]);
+    api.get("/Events/Feeds/no-such-feed")
+        .await
+        .expect_scim_error(404, None);
+    let page = api
+        .get("/Events/Feeds?startIndex=2&count=1")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(page["Resources"][0]["id"], json!(gid));
+    let r = send(api.request(reqwest::Method::DELETE, "/Events/Feeds/default/poll")).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow").as_deref(), Some("POST"));
+    // Without SETs configured there are no feeds.
+    let off = Scimd::start_default().await;
+    off.client()
+        .get("/Events/Feeds")
+        .await
+        .expect_scim_error(404, None);
+}
+
+#[tokio::test]
+async fn a_group_feed_hears_of_its_members_and_of_their_joining_and_leaving() {
+    let s = server(&[("SET_GROUP_AS_FEED", "true")]).await;
+    let api = s.client();
+    let inside = api.create_user_named("inside").await;
+    let outside = api.create_user_named("outside").await;
+    let (iid, oid) = (
+        inside["id"].as_str().unwrap(),
+        outside["id"].as_str().unwrap(),
+    );
+    let g = api.create_group_with("Team", &[iid]).await;
+    let gid = g["id"].as_str().unwrap();
+    let rename = |name: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
+    };
+    api.patch(&format!("/Users/{iid}"), &rename("In"))
+        .await
+        .expect(200);
+    api.patch(&format!("/Users/{oid}"), &rename("Out"))
+        .await
+        .expect(200);
+    let members = |op: &str, id: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": op, "path": format!("members[value eq \"{id}\"]")}]})
+    };
+    api.patch(&format!("/Groups/{gid}"), &members("remove", iid))
+        .await;
+    api.patch(&format!("/Users/{iid}"), &rename("Gone"))
+        .await
+        .expect(200);
+    let p = poll_now(&api, gid).await;
+    let uri = |u: &str| BTreeSet::from([u.to_owned()]);
+    let inside_uri = format!("/Users/{iid}");
+    let subjects: Vec<_> = p.subjects();
+    assert_eq!(
+        subjects,
+        [
+            (inside_uri.clone(), uri(FEED_ADD)),
+            (inside_uri.clone(), uri(PATCH)),
+            (inside_uri.clone(), uri(FEED_REMOVE)),
+        ],
+        "the outsider's change and the change after leaving are not on the group's feed"
+    );
+    for (jti, _) in &p.sets {
+        assert!(jti.starts_with(&format!("{gid}:")), "{jti}");
+    }
+    // The same events are all on the default feed, under the default feed's jtis.
+    let all = poll_now(&api, "default").await;
+    assert!(all.sets.len() >= 6);
+    let group_feed_txns: BTreeSet<String> = p
+        .sets
+        .iter()
+        .map(|(_, c)| c["txn"].as_str().unwrap().to_owned())
+        .collect();
+    let on_default = all
+        .sets
+        .iter()
+        .filter(|(_, c)| group_feed_txns.contains(c["txn"].as_str().unwrap()))
+        .count();
+    assert!(
+        on_default >= 3,
+        "the same transactions reach the default feed"
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_when_the_server_shuts_down() {
+    let mut s = server(&[("SET_POLL_WAIT_SECONDS", "50")]).await;
+    let waiting = tokio::spawn({
+        let api = s.client();
+        async move {
+            api.post("/Events/Feeds/default/poll", &json!({}))
+                .await
+                .expect(200)
+                .json()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.stop().await;
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer["sets"], json!({}), "{answer}");
+}
