@@ -499,3 +499,113 @@ async fn a_long_poll_answers_when_the_server_shuts_down() {
     let answer = waiting.await.unwrap();
     assert_eq!(answer["sets"], json!({}), "{answer}");
 }
+
+#[tokio::test]
+async fn odd_poll_bodies_are_400_and_change_nothing() {
+    let s = server(&[]).await;
+    let api = s.client();
+    api.create_user_named("odd").await;
+    let jtis = poll_now(&api, "default").await.jtis();
+    for body in [
+        json!(null),
+        json!("ack"),
+        json!(7),
+        json!({"ack": jtis, "maxEvents": 1e30}),
+        json!({"ack": jtis, "maxEvents": null}),
+        json!({"ack": [jtis[0], null]}),
+        json!({"ack": jtis, "setErrs": {"x": {"err": "invalid_key", "description": 5}}}),
+        json!({"ack": jtis, "setErrs": {"x": {"err": 1, "description": "d"}}}),
+        json!({"ack": jtis, "setErrs": {"x": null}}),
+        json!({"ack": vec!["default:1:0"; 10_001]}),
+    ] {
+        api.post("/Events/Feeds/default/poll", &body)
+            .await
+            .expect_scim_error(400, Some("invalidSyntax"));
+    }
+    // Not JSON by its content type: a SCIM error, never a 500.
+    let r = send(
+        api.request(reqwest::Method::POST, "/Events/Feeds/default/poll")
+            .header("Content-Type", "text/plain")
+            .body(json!({"ack": jtis}).to_string()),
+    )
+    .await;
+    assert!(
+        matches!(r.status, 400 | 415),
+        "a poll that is not JSON: {r:?}"
+    );
+    r.expect_scim_error(r.status, None);
+    // Nothing was acknowledged: once due again (after a restart here), the SET comes back.
+    let mut s = s;
+    s.kill().await;
+    s.start_again().await;
+    assert_eq!(poll_now(&s.client(), "default").await.jtis(), jtis);
+}
+
+/// A random pattern of acknowledgements, out of order and across crashes (SIGKILL right after
+/// the answer): every SET is delivered, none acknowledged is delivered again, and none is lost.
+#[tokio::test]
+async fn random_acknowledgements_across_crashes_lose_nothing_and_repeat_nothing_acknowledged() {
+    use rand::seq::SliceRandom;
+    let mut s = server(&[]).await;
+    let mut rng = rand::rng();
+    let mut made = 0;
+    let mut acked: BTreeSet<String> = BTreeSet::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for round in 0..6 {
+        let api = s.client();
+        for _ in 0..8 {
+            api.create_user_named(&format!("r{made}")).await;
+            made += 1;
+        }
+        let polled = poll(
+            &api,
+            "default",
+            json!({"returnImmediately": true, "maxEvents": 5}),
+        )
+        .await;
+        for jti in polled.jtis() {
+            assert!(
+                !acked.contains(&jti),
+                "round {round}: {jti} was acknowledged, yet sent again"
+            );
+            seen.insert(jti);
+        }
+        // Acknowledge a random half of what was seen and not acknowledged, shuffled.
+        let mut open: Vec<String> = seen.difference(&acked).cloned().collect();
+        open.shuffle(&mut rng);
+        open.truncate(open.len().div_ceil(2));
+        ack(&api, "default", &open).await;
+        acked.extend(open);
+        s.kill().await;
+        s.start_again().await;
+    }
+    // Drain: after the last crash every unacknowledged SET comes, once, then nothing.
+    let api = s.client();
+    loop {
+        let polled = poll(
+            &api,
+            "default",
+            json!({"returnImmediately": true, "maxEvents": 7}),
+        )
+        .await;
+        if polled.sets.is_empty() {
+            break;
+        }
+        for jti in polled.jtis() {
+            assert!(
+                !acked.contains(&jti),
+                "{jti} was acknowledged, yet sent again"
+            );
+            seen.insert(jti);
+        }
+        let mut all = polled.jtis();
+        all.shuffle(&mut rng);
+        ack(&api, "default", &all).await;
+        acked.extend(all);
+    }
+    assert_eq!(seen.len(), made, "every create's SET was delivered");
+    assert_eq!(acked, seen);
+    s.kill().await;
+    s.start_again().await;
+    assert!(poll_now(&s.client(), "default").await.sets.is_empty());
+}

@@ -68,9 +68,15 @@ impl PollRequest {
             Some(Value::Object(errs)) => {
                 let mut out = BTreeMap::new();
                 for (jti, e) in errs {
-                    let text = |name: &str| e.get(name).and_then(Value::as_str);
+                    // A member of the wrong type is not valid, as elsewhere in the poll; only
+                    // an absent `description` is taken as empty (a receiver's error is kept).
+                    let text = |name: &str| match e.get(name) {
+                        None => Some(None),
+                        Some(Value::String(s)) => Some(Some(s.as_str())),
+                        Some(_) => None,
+                    };
                     match (text("err"), text("description")) {
-                        (Some(err), description) if !err.is_empty() => {
+                        (Some(Some(err)), Some(description)) if !err.is_empty() => {
                             out.insert(
                                 jti.clone(),
                                 (err.to_owned(), description.unwrap_or_default().to_owned()),
@@ -150,6 +156,8 @@ mod tests {
             json!({"setErrs": []}),
             json!({"setErrs": {"a": "bad"}}),
             json!({"setErrs": {"a": {"description": "no code"}}}),
+            json!({"setErrs": {"a": {"err": "invalid_key", "description": 5}}}),
+            json!({"setErrs": {"a": {"err": 1, "description": "d"}}}),
         ] {
             assert!(PollRequest::parse(&body).is_err(), "{body}");
         }
