@@ -609,3 +609,38 @@ async fn random_acknowledgements_across_crashes_lose_nothing_and_repeat_nothing_
     s.start_again().await;
     assert!(poll_now(&s.client(), "default").await.sets.is_empty());
 }
+
+/// 200 long polls open at once hold no read slot or writer while they wait: health, reads and
+/// writes are answered meanwhile, the write's SET goes to exactly one of them, and a SIGTERM
+/// answers the rest at once and exits cleanly.
+#[tokio::test]
+async fn many_long_polls_starve_nothing_and_end_with_the_server() {
+    let mut s = server(&[("SET_POLL_WAIT_SECONDS", "50")]).await;
+    let polls: Vec<_> = (0..200)
+        .map(|_| {
+            let api = s.client();
+            tokio::spawn(async move {
+                api.post("/Events/Feeds/default/poll", &json!({}))
+                    .await
+                    .expect(200)
+                    .json()
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let api = s.client();
+    api.get("/health").await.expect(200);
+    let user = api.create_user_named("while-polling").await;
+    api.get(&user_uri(&user)).await.expect(200);
+    api.get("/Users").await.expect(200);
+    s.stop().await;
+    let mut delivered = Vec::new();
+    for p in polls {
+        let answer = p.await.unwrap();
+        for (jti, token) in answer["sets"].as_object().unwrap() {
+            verified(token.as_str().unwrap());
+            delivered.push(jti.clone());
+        }
+    }
+    assert_eq!(delivered.len(), 1, "the SET went to one poll: {delivered:?}");
+}
