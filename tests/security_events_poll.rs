@@ -610,37 +610,93 @@ async fn random_acknowledgements_across_crashes_lose_nothing_and_repeat_nothing_
     assert!(poll_now(&s.client(), "default").await.sets.is_empty());
 }
 
-/// 200 long polls open at once hold no read slot or writer while they wait: health, reads and
-/// writes are answered meanwhile, the write's SET goes to exactly one of them, and a SIGTERM
-/// answers the rest at once and exits cleanly.
+/// 200 long polls open at once (200 receivers) hold no read slot or writer while they wait:
+/// health, reads and writes are answered meanwhile, the write's SET goes to each of them, and a
+/// SIGTERM with more of them open answers those at once and exits cleanly.
 #[tokio::test]
 async fn many_long_polls_starve_nothing_and_end_with_the_server() {
-    let mut s = server(&[("SET_POLL_WAIT_SECONDS", "50")]).await;
-    let polls: Vec<_> = (0..200)
-        .map(|_| {
-            let api = s.client();
-            tokio::spawn(async move {
-                api.post("/Events/Feeds/default/poll", &json!({}))
-                    .await
-                    .expect(200)
-                    .json()
-            })
-        })
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("key-many-{i:04}-1234567890"))
         .collect();
+    let named: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("r{i}={k}"))
+        .collect();
+    let mut s = Scimd::start(
+        Opts::default()
+            .api_key(&format!("{},{}", common::DEFAULT_KEY, named.join(",")))
+            .public_url("https://scim.example.org")
+            .env("SET_SIGNING_SECRET", SECRET)
+            .env("SET_POLL_WAIT_SECONDS", "50"),
+    )
+    .await;
+    let long_polls = |keys: &[String]| -> Vec<_> {
+        keys.iter()
+            .map(|key| {
+                let api = s.client_with_key(key);
+                tokio::spawn(async move {
+                    api.post("/Events/Feeds/default/poll", &json!({}))
+                        .await
+                        .expect(200)
+                        .json()
+                })
+            })
+            .collect()
+    };
+    let polls = long_polls(&keys);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let api = s.client();
     api.get("/health").await.expect(200);
+    api.get("/Users").await.expect(200);
     let user = api.create_user_named("while-polling").await;
     api.get(&user_uri(&user)).await.expect(200);
-    api.get("/Users").await.expect(200);
-    s.stop().await;
-    let mut delivered = Vec::new();
     for p in polls {
         let answer = p.await.unwrap();
-        for (jti, token) in answer["sets"].as_object().unwrap() {
+        let sets = answer["sets"].as_object().unwrap();
+        assert_eq!(sets.len(), 1, "each receiver is sent the SET: {answer}");
+        for token in sets.values() {
             verified(token.as_str().unwrap());
-            delivered.push(jti.clone());
         }
     }
-    assert_eq!(delivered.len(), 1, "the SET went to one poll: {delivered:?}");
+    // Delivered to all, so these wait; SIGTERM answers them.
+    let polls = long_polls(&keys);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    s.stop().await;
+    for p in polls {
+        assert_eq!(p.await.unwrap()["sets"], json!({}));
+    }
+}
+
+/// A long poll whose client went away (the server may not notice) sends nothing into the void
+/// once the receiver polls again: the next SET goes to the new poll, not to the dead connection
+/// (where it would wait out SET_POLL_REDELIVER_SECONDS).
+#[tokio::test]
+async fn a_long_poll_whose_client_went_away_takes_no_set_once_the_receiver_polls_again() {
+    let s = server(&[("SET_POLL_WAIT_SECONDS", "50")]).await;
+    let api = s.client();
+    for round in 0..5 {
+        let (client, req) = api
+            .request(reqwest::Method::POST, "/Events/Feeds/default/poll")
+            .header("Content-Type", "application/json")
+            .body("{}")
+            .timeout(std::time::Duration::from_millis(300))
+            .build_split();
+        let hung_up = client.execute(req.expect("a request")).await;
+        assert!(hung_up.is_err(), "the long poll answered: {hung_up:?}");
+        let again = tokio::spawn({
+            let api = s.client();
+            async move { poll(&api, "default", json!({})).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        api.create_user_named(&format!("after-hang-up-{round}"))
+            .await;
+        let polled = again.await.unwrap();
+        assert_eq!(
+            polled.sets.len(),
+            1,
+            "round {round}: the SET was taken by a dead long poll"
+        );
+        ack(&api, "default", &polled.jtis()).await;
+    }
 }

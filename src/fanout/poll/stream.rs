@@ -40,6 +40,9 @@ pub struct Stream {
     sizes: BTreeMap<u64, u32>,
     /// Every position up to this one has been read by a scan (its SETs are in `sizes`).
     sized_through: u64,
+    /// The number of the receiver's latest poll of this feed: an older long poll still waiting
+    /// ends when a newer one comes (see [`Stream::begin_poll`]).
+    latest_poll: tokio::sync::watch::Sender<u64>,
 }
 
 /// What one scan picked.
@@ -64,7 +67,21 @@ impl Stream {
             by_jti: HashMap::new(),
             sizes: BTreeMap::new(),
             sized_through: 0,
+            latest_poll: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Numbers a new poll of this stream and answers its number and a watch on the latest one.
+    /// A receiver whose connection dropped during a long poll polls again; the old poll, which
+    /// the server may not see is dead, must then not take the next SETs (they would wait out
+    /// SET_POLL_REDELIVER_SECONDS), so it ends with nothing once a newer poll is numbered.
+    pub fn begin_poll(&mut self) -> (u64, tokio::sync::watch::Receiver<u64>) {
+        let mut number = 0;
+        self.latest_poll.send_modify(|latest| {
+            *latest += 1;
+            number = *latest;
+        });
+        (number, self.latest_poll.subscribe())
     }
 
     /// The receiver: the name of the API key that polls.
