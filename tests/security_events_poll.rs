@@ -700,3 +700,65 @@ async fn a_long_poll_whose_client_went_away_takes_no_set_once_the_receiver_polls
         ack(&api, "default", &polled.jtis()).await;
     }
 }
+
+/// A group feed while its group changes under a waiting long poll: a nested group is no subject
+/// (members are direct), a member's delete is heard, and the group's own delete answers the
+/// waiting poll (200, never a 5xx); the feed is then gone (404).
+#[tokio::test]
+async fn a_group_feed_polled_while_its_member_and_then_the_group_are_deleted() {
+    let s = server(&[
+        ("SET_GROUP_AS_FEED", "true"),
+        ("SET_POLL_WAIT_SECONDS", "50"),
+    ])
+    .await;
+    let api = s.client();
+    let member = api.create_user_named("member").await;
+    let mid = member["id"].as_str().unwrap().to_owned();
+    let inner_user = api.create_user_named("nested-only").await;
+    let inner = api
+        .create_group_with("Inner", &[inner_user["id"].as_str().unwrap()])
+        .await;
+    let outer = api
+        .create_group_with("Outer", &[&mid, inner["id"].as_str().unwrap()])
+        .await;
+    let gid = outer["id"].as_str().unwrap().to_owned();
+    let first = poll_now(&api, &gid).await;
+    ack(&api, &gid, &first.jtis()).await;
+    let subjects: BTreeSet<String> = first.subjects().into_iter().map(|(s, _)| s).collect();
+    assert!(
+        !subjects.contains(&user_uri(&inner_user)),
+        "a nested group's member is not a subject: {subjects:?}"
+    );
+    let waiting = tokio::spawn({
+        let (api, gid) = (s.client(), gid.clone());
+        async move { poll(&api, &gid, json!({})).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    api.delete(&format!("/Users/{mid}")).await.expect(204);
+    let p = waiting.await.unwrap();
+    assert!(
+        p.subjects()
+            .iter()
+            .any(|(s, e)| *s == format!("/Users/{mid}") && e.iter().any(|u| u.contains("delete"))),
+        "the member's delete is heard: {:?}",
+        p.subjects()
+    );
+    ack(&api, &gid, &p.jtis()).await;
+    let waiting = tokio::spawn({
+        let (api, gid) = (s.client(), gid.clone());
+        async move {
+            api.post(&format!("/Events/Feeds/{gid}/poll"), &json!({}))
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    api.delete(&format!("/Groups/{gid}")).await.expect(204);
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    api.post(
+        &format!("/Events/Feeds/{gid}/poll"),
+        &json!({"returnImmediately": true}),
+    )
+    .await
+    .expect_scim_error(404, None);
+}
