@@ -762,3 +762,21 @@ async fn a_group_feed_polled_while_its_member_and_then_the_group_are_deleted() {
     .await
     .expect_scim_error(404, None);
 }
+
+/// An acknowledge-only poll (`maxEvents: 0`, RFC 8936 §2.4) can send no SET, so it has nothing
+/// to wait for: it answers at once even without `returnImmediately`.
+#[tokio::test]
+async fn an_acknowledge_only_poll_never_waits() {
+    let s = server(&[("SET_POLL_WAIT_SECONDS", "55")]).await;
+    let api = s.client();
+    api.create_user_named("acked").await;
+    let jtis = poll_now(&api, "default").await.jtis();
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(45),
+        poll(&api, "default", json!({"ack": jtis, "maxEvents": 0})),
+    )
+    .await
+    .expect("an acknowledge-only poll waited as a long poll");
+    assert!(answered.sets.is_empty() && !answered.more);
+    assert!(poll_now(&api, "default").await.sets.is_empty());
+}
