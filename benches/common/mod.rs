@@ -10,6 +10,8 @@
 
 use clap::Parser;
 
+pub mod server;
+
 /// The parsed command line, or `None` (after printing the usage, or the help for `--help`) when
 /// none of `needs_one_of` was given. Other errors print clap's message and exit with status 2.
 pub fn parse<A: Parser>(needs_one_of: &[&str]) -> Option<A> {
