@@ -136,64 +136,77 @@ impl Server {
             .context("/status is not JSON")
     }
 
-    /// Waits until subscriber `name`'s checkpoint is the log position; answers that position.
+    /// Waits until subscriber `name`'s checkpoint is the log position; answers that position. A
+    /// change it parked is an error.
     pub async fn caught_up(&self, name: &str, within: Duration) -> Result<u64> {
         let deadline = Instant::now() + within;
         loop {
             let st = self.status().await?;
             let position = st["position"].as_u64().context("no position in /status")?;
-            if st["subscribers"][name]["checkpoint"].as_u64() == Some(position) {
+            let subscriber = &st["subscribers"][name];
+            ensure!(
+                subscriber["parked"].as_u64().unwrap_or(0) == 0,
+                "{name} parked changes: {st:#}"
+            );
+            if subscriber["checkpoint"].as_u64() == Some(position) {
                 return Ok(position);
             }
             ensure!(
                 Instant::now() < deadline,
                 "{name} did not catch up within {within:?}: {st:#}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Creates `n` users named `{prefix}{i}` through Bulk (1,000 per request, 4 at a time);
-    /// answers their ids in order.
-    pub async fn create_users(&self, prefix: &str, n: usize) -> Result<Vec<String>> {
-        let chunks: Vec<(usize, usize)> = (0..n)
-            .step_by(1000)
-            .map(|s| (s, (s + 1000).min(n)))
-            .collect();
+    /// Sends `ops` as Bulk requests of `per_request` operations, `concurrent` at a time; every
+    /// operation must succeed. Answers the id at the end of each operation's `location` (empty
+    /// for none), in order.
+    pub async fn bulk(
+        &self,
+        ops: Vec<Value>,
+        per_request: usize,
+        concurrent: usize,
+    ) -> Result<Vec<String>> {
+        let chunks: Vec<Vec<Value>> = ops.chunks(per_request).map(<[Value]>::to_vec).collect();
         let answers: Vec<Vec<String>> = stream::iter(chunks)
-            .map(|(from, to)| async move {
-                let ops: Vec<Value> = (from..to)
-                    .map(|i| {
-                        json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
-                               "data": {"userName": format!("{prefix}{i}"),
-                                        "displayName": format!("User {prefix}{i}")}})
-                    })
-                    .collect();
-                let r = self
-                    .send(
-                        reqwest::Method::POST,
-                        "/Bulk",
-                        &json!({"schemas": [BULK], "Operations": ops}),
-                    )
-                    .await?;
+            .map(|ops| async move {
+                let body = json!({"schemas": [BULK], "Operations": ops});
+                let r = self.send(reqwest::Method::POST, "/Bulk", &body).await?;
                 r["Operations"]
                     .as_array()
                     .context("no Operations in the BulkResponse")?
                     .iter()
                     .map(|op| {
-                        op["location"]
+                        ensure!(
+                            op["status"].as_str().is_some_and(|s| s.starts_with('2')),
+                            "a bulk operation failed: {op}"
+                        );
+                        Ok(op["location"]
                             .as_str()
-                            .filter(|_| op["status"] == "201")
                             .and_then(|l| l.rsplit('/').next())
-                            .map(str::to_owned)
-                            .with_context(|| format!("a bulk create failed: {op}"))
+                            .unwrap_or("")
+                            .to_owned())
                     })
                     .collect::<Result<Vec<String>>>()
             })
-            .buffered(4)
+            .buffered(concurrent)
             .try_collect()
             .await?;
         Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// Creates `n` users named `{prefix}{i}` through Bulk (1,000 per request, 4 at a time);
+    /// answers their ids in order.
+    pub async fn create_users(&self, prefix: &str, n: usize) -> Result<Vec<String>> {
+        let ops = (0..n)
+            .map(|i| {
+                json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
+                       "data": {"userName": format!("{prefix}{i}"),
+                                "displayName": format!("User {prefix}{i}")}})
+            })
+            .collect();
+        self.bulk(ops, 1000, 4).await
     }
 
     /// Adds `ids` to group `group` in one PATCH.
