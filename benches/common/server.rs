@@ -54,16 +54,17 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     pub http: reqwest::Client,
-    /// Where its output goes: `serve.log` beside DATA_PATH.
+    /// Where its output goes: `bench-serve.log` in DATA_PATH.
     pub log: PathBuf,
 }
 
 impl Server {
     /// Starts `bin serve` on `data` (`PROJECTIONS=none` unless `env` says otherwise; its output in
-    /// `serve.log` beside `data`) and waits until `/health` answers 200.
+    /// `data/bench-serve.log`) and waits until `/health` answers 200.
     pub async fn start(bin: &Path, data: &Path, env: &[(&str, &str)]) -> Result<Server> {
         let listen = format!("127.0.0.1:{}", free_port()?);
-        let log = data.with_file_name("serve.log");
+        std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
+        let log = data.join("bench-serve.log");
         let file =
             std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let mut all = vec![("PROJECTIONS", "none"), ("LISTEN", listen.as_str())];
@@ -120,6 +121,22 @@ impl Server {
         let text = r.text().await.unwrap_or_default();
         ensure!(status.is_success(), "{path}: {status}: {text}");
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The log position (`GET /ready`).
+    pub async fn position(&self) -> Result<u64> {
+        let v: Value = self
+            .http
+            .get(self.url("/ready"))
+            .send()
+            .await
+            .context("GET /ready")?
+            .json()
+            .await
+            .context("/ready is not JSON")?;
+        v["position"]
+            .as_u64()
+            .with_context(|| format!("no position in /ready: {v}"))
     }
 
     /// `GET /status` as JSON.
