@@ -178,7 +178,7 @@ async fn run_mode(args: &Args, mode: &str) -> Result<()> {
     server.stop().await?;
     println!(
         "[{mode}] {} messages (single-member adds to a group of {}) published in {took:.2} s: \
-         {:.0} messages/s; {:.2} MB per message; consumer had {received} of them, the last after \
+         {:.1} messages/s; {:.2} MB per message; consumer had {received} of them, the last after \
          {last:.2} s; server peak RSS {peak:.0} MB",
         end - before,
         args.members,
