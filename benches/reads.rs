@@ -150,7 +150,7 @@ async fn run_size(args: &Args, users: usize) -> Result<()> {
             let (_, before) = rss_mb(server.pid())?;
             get(&server, path).await?;
             let (peak, _) = rss_mb(server.pid())?;
-            growth.push(format!("+{:.1}", peak - before));
+            growth.push(format!("{:+.1}", peak - before));
         }
         let (_, rss) = rss_mb(server.pid())?;
         println!(

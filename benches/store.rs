@@ -68,6 +68,8 @@ async fn run(args: Args) -> Result<()> {
     let loaded = load(&args, &server, &data).await;
     server.stop().await?;
     loaded?;
+    let size = std::fs::metadata(data.join("scimd.redb"))?.len() as f64;
+    println!("scimd.redb after the server stopped: {:.1} MB", size / 1e6);
     verify(&args, &data)
 }
 
