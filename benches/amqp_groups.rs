@@ -188,16 +188,13 @@ async fn run_mode(args: &Args, mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--amqp"]) else {
-        return ExitCode::SUCCESS;
-    };
-    for mode in &args.modes {
-        if let Err(e) = run_mode(&args, mode).await {
-            eprintln!("error ({mode}): {e:#}");
-            return ExitCode::FAILURE;
+fn main() -> ExitCode {
+    common::main("amqp_groups", &["--amqp"], |args: Args| async move {
+        for mode in &args.modes {
+            run_mode(&args, mode)
+                .await
+                .with_context(|| format!("AMQP_GROUP_MEMBERS={mode}"))?;
         }
-    }
-    ExitCode::SUCCESS
+        Ok(())
+    })
 }

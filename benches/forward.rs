@@ -133,21 +133,7 @@ async fn run(args: &Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--users"]) else {
-        return ExitCode::SUCCESS;
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start tokio: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("forward bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("forward", &["--users"], |args: Args| async move {
+        run(&args).await
+    })
 }

@@ -146,17 +146,7 @@ async fn run(args: &Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--users"]) else {
-        return ExitCode::SUCCESS;
-    };
-    let outcome = tokio::runtime::Runtime::new()
-        .context("tokio runtime")
-        .and_then(|rt| rt.block_on(run(&args)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("jumpcloud bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("jumpcloud", &["--users"], |args: Args| async move {
+        run(&args).await
+    })
 }

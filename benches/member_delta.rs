@@ -385,17 +385,9 @@ async fn cleanup(
 }
 
 fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--ldap", "--mongo"]) else {
-        return ExitCode::SUCCESS;
-    };
-    let outcome = tokio::runtime::Runtime::new()
-        .context("tokio runtime")
-        .and_then(|rt| rt.block_on(run(&args)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("member_delta bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(
+        "member_delta",
+        &["--ldap", "--mongo"],
+        |args: Args| async move { run(&args).await },
+    )
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use common::server::{BIN, KEY, Scratch, Server, reset_peak_rss, rss_mb};
 
@@ -163,16 +163,13 @@ async fn run_size(args: &Args, users: usize) -> Result<()> {
     server.stop().await
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--users"]) else {
-        return ExitCode::SUCCESS;
-    };
-    for &users in &args.users {
-        if let Err(e) = run_size(&args, users).await {
-            eprintln!("error ({users} users): {e:#}");
-            return ExitCode::FAILURE;
+fn main() -> ExitCode {
+    common::main("reads", &["--users"], |args: Args| async move {
+        for &users in &args.users {
+            run_size(&args, users)
+                .await
+                .with_context(|| format!("{users} users"))?;
         }
-    }
-    ExitCode::SUCCESS
+        Ok(())
+    })
 }

@@ -617,19 +617,10 @@ async fn run(args: &Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let Some(args) =
-        common::parse::<Args>(&["--sqlite", "--postgres", "--mysql", "--ldap", "--mongo"])
-    else {
-        return ExitCode::SUCCESS;
-    };
-    let outcome = tokio::runtime::Runtime::new()
-        .context("tokio runtime")
-        .and_then(|rt| rt.block_on(run(&args)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("replay bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let needs = ["--sqlite", "--postgres", "--mysql", "--ldap", "--mongo"];
+    common::main(
+        "replay",
+        &needs,
+        |args: Args| async move { run(&args).await },
+    )
 }

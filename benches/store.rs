@@ -47,18 +47,8 @@ struct Args {
     get_after_each_bulk: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--users"]) else {
-        return ExitCode::SUCCESS;
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    common::main("store", &["--users"], run)
 }
 
 async fn run(args: Args) -> Result<()> {
