@@ -50,7 +50,8 @@ enum Command {
     Log(LogCommand),
     /// Rebuild one projection from position 0 (with the server stopped, or through it while it runs).
     Replay {
-        /// The projection to rebuild: file, sql, ldap, mongo, jumpcloud or scim.
+        /// The projection to rebuild: file, sql, ldap, mongo, jumpcloud or scim; or set-push (server
+        /// stopped) to push every security event again.
         #[arg(long)]
         projection: String,
         /// Empty the backend first.
@@ -104,7 +105,8 @@ enum LogCommand {
 enum ProjectionCommand {
     /// Re-apply the changes a projection's backend refused (parked changes).
     Retry {
-        /// The projection: file, sql, ldap, mongo, jumpcloud or scim.
+        /// The projection: file, sql, ldap, mongo, jumpcloud or scim; amqp for parked AMQP messages,
+        /// set-push for parked security events.
         name: String,
         #[command(flatten)]
         config: ServeConfig,
@@ -209,6 +211,24 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         }
     };
     let backends = fanout::backends::select(&config.projections, &common.data_path)?;
+    let fanout_base = cli::projection::fanout_base(&config);
+    // A key that cannot sign, SETs without an issuer or a push URL that is not https stop
+    // start-up here, before the store is opened, not a delivery later.
+    let security_events = fanout::set::SecurityEvents::from_settings(
+        &config.security_events,
+        config.public_url(),
+        fanout_base.clone(),
+    )?;
+    let push_receiver = match (&security_events, &config.security_events.push_url) {
+        (Some(_), Some(url)) if !url.trim().is_empty() => {
+            Some(fanout::set::receiver::Receiver::new(
+                url,
+                config.security_events.push_token.clone(),
+                config.security_events.push_allow_http,
+            )?)
+        }
+        _ => None,
+    };
     // A broken SCHEMA_PATH stops start-up, naming the file and the reason.
     let registry = common.registry()?;
     let store = Arc::new(Store::open(
@@ -218,7 +238,6 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
     )?);
     store.set_stall_timeout(std::time::Duration::from_secs(config.writer_stall_timeout));
     let board = Arc::new(StatusBoard::default());
-    let fanout_base = cli::projection::fanout_base(&config);
     let publisher = config.amqp.url.clone().map(|url| {
         let publisher = Arc::new(fanout::amqp::Publisher::new(
             store.clone(),
@@ -230,6 +249,19 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         tokio::spawn(publisher.clone().run());
         publisher
     });
+    let pusher = match (&security_events, push_receiver) {
+        (Some(core), Some(receiver)) => {
+            let pusher = Arc::new(fanout::set::push::Pusher::new(
+                store.clone(),
+                board.clone(),
+                core.clone(),
+                receiver,
+            ));
+            tokio::spawn(pusher.clone().run());
+            Some(pusher)
+        }
+        _ => None,
+    };
     let mut controls = BTreeMap::new();
     for backend in backends {
         let (tx, rx) = mpsc::channel(8);
@@ -242,18 +274,21 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         max_depth: config.filter_max_depth,
         max_terms: config.filter_max_terms,
     };
-    let service = Arc::new(Service::new(
-        store.clone(),
-        registry,
-        config.page_size,
-        limits,
-        config.cursor_timeout,
-        service::Tuning {
-            patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
-            read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
-        },
-    ));
-    let subscribers = Arc::new(Subscribers::new(board, controls, publisher));
+    let service = Arc::new(
+        Service::new(
+            store.clone(),
+            registry,
+            config.page_size,
+            limits,
+            config.cursor_timeout,
+            service::Tuning {
+                patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
+                read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
+            },
+        )
+        .with_security_events(security_events),
+    );
+    let subscribers = Arc::new(Subscribers::new(board, controls, publisher, pusher));
     let store_id = http::reach::store_id(&common.data_path)?;
     let app = http::app(
         service,

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub subscriber_errors: IntCounterVec,
     /// `scimd_subscriber_reconnects_total{subscriber}`.
     pub reconnects: IntCounterVec,
+    /// `scimd_set_push_total{outcome}`: SETs pushed to SET_PUSH_URL, `delivered` or `parked`.
+    pub sets_pushed: IntCounterVec,
     /// `scimd_argon2_queue_depth`: password hashes waiting for a hashing slot.
     pub argon2_queue: IntGauge,
     /// `scimd_argon2_in_flight`: password hashes running.
@@ -125,13 +127,18 @@ impl Metrics {
                 &["subscriber"],
             )
             .expect("valid metric"),
+            sets_pushed: IntCounterVec::new(
+                Opts::new("scimd_set_push_total", "Security event tokens pushed to SET_PUSH_URL by outcome (delivered: 2xx; parked: refused for good)"),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             argon2_queue: IntGauge::new("scimd_argon2_queue_depth", "Password hashes waiting for a hashing slot")
                 .expect("valid metric"),
             argon2_running: IntGauge::new("scimd_argon2_in_flight", "Password hashes running")
                 .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(m.http_requests.clone()),
             Box::new(m.http_duration.clone()),
             Box::new(m.batch_size.clone()),
@@ -145,6 +152,7 @@ impl Metrics {
             Box::new(m.parked.clone()),
             Box::new(m.subscriber_errors.clone()),
             Box::new(m.reconnects.clone()),
+            Box::new(m.sets_pushed.clone()),
             Box::new(m.argon2_queue.clone()),
             Box::new(m.argon2_running.clone()),
         ];

@@ -16,9 +16,12 @@ use crate::config::ServeConfig;
 use crate::fanout::amqp::{self, Publisher};
 use crate::fanout::backends;
 use crate::fanout::projection::Runner;
+use crate::fanout::set::SecurityEvents;
+use crate::fanout::set::push::{self, Pusher};
+use crate::fanout::set::receiver::Receiver;
 use crate::fanout::status::StatusBoard;
 use crate::http::{client_key, reach};
-use crate::store::{Store, StoreError, StoreReader};
+use crate::store::{Store, StoreError, StoreReader, Write, WriteContext};
 use projections::ProjectionError;
 use projections::ResourceKind;
 use scim::ResourceType;
@@ -64,6 +67,9 @@ pub async fn replay(
     name: &str,
     fresh: Fresh,
 ) -> anyhow::Result<()> {
+    if name == push::NAME {
+        return replay_set_push(data_path, registry, config).await;
+    }
     if fresh == Fresh::Checked {
         refuse_rows_the_log_lacks(data_path, config, name).await?;
     }
@@ -185,6 +191,9 @@ pub async fn retry(
     if name == amqp::NAME {
         return retry_amqp(data_path, registry, config).await;
     }
+    if name == push::NAME {
+        return retry_set_push(data_path, registry, config).await;
+    }
     match open_locally(data_path, registry, config, name, "`projection retry`")? {
         Some((store, mut runner)) => {
             let result = runner.retry_parked().await;
@@ -204,6 +213,96 @@ pub async fn retry(
             );
             Ok(())
         }
+    }
+}
+
+/// Sets the SET pusher's checkpoint back to the start of the log, so that the next `scimd serve`
+/// pushes every SET again, each with the `jti` it had the first time. Only with the server
+/// stopped: the running pusher saves its own progress.
+async fn replay_set_push(
+    data_path: &Path,
+    registry: Arc<Registry>,
+    config: &ServeConfig,
+) -> anyhow::Result<()> {
+    let store = match Store::open(data_path, registry, config.store_cache_bytes()) {
+        Ok(store) => store,
+        Err(StoreError::Locked(_)) => anyhow::bail!(
+            "scimd serve holds the store: stop it, run this again, then start it to push every SET again"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let ctx = || WriteContext {
+        actor: "server".into(),
+        txn_id: format!("replay-{}", push::NAME),
+    };
+    // `within` first: a crash between the two leaves a state behind the old one, never ahead.
+    for name in [push::WITHIN, push::NAME] {
+        let written = store
+            .write(
+                Write::Checkpoint {
+                    name: name.into(),
+                    position: 0,
+                },
+                ctx(),
+            )
+            .await;
+        if let Err(e) = written {
+            store.close().await;
+            anyhow::bail!("the {name} checkpoint could not be reset: {}", e.detail);
+        }
+    }
+    store.close().await;
+    eprintln!(
+        "{}: checkpoint reset; the next scimd serve pushes every SET again from position 1, with the same jti",
+        push::NAME
+    );
+    Ok(())
+}
+
+/// Pushes the parked SETs again: here when the store is free, else through the running server.
+async fn retry_set_push(
+    data_path: &Path,
+    registry: Arc<Registry>,
+    config: &ServeConfig,
+) -> anyhow::Result<()> {
+    match Store::open(data_path, registry, config.store_cache_bytes()) {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let settings = &config.security_events;
+            let url = settings.push_url.clone().context(
+                "SET_PUSH_URL is not set: set it as for scimd serve to push parked SETs",
+            )?;
+            let core = SecurityEvents::from_settings(settings, config.public_url(), fanout_base(config))?
+                .context("SETs are off: set SET_SIGNING_SECRET, SET_SIGNING_KEY or SET_SIGNING as for scimd serve")?;
+            let receiver =
+                Receiver::new(&url, settings.push_token.clone(), settings.push_allow_http)?;
+            let pusher = Pusher::new(
+                store.clone(),
+                Arc::new(StatusBoard::default()),
+                core,
+                receiver,
+            );
+            let result = pusher.retry_parked().await;
+            let left = store.snapshot()?.parked(push::NAME)?.len();
+            store.close().await;
+            let delivered = result?;
+            eprintln!(
+                "{}: {delivered} parked SET(s) delivered, {left} still parked",
+                push::NAME
+            );
+            Ok(())
+        }
+        Err(StoreError::Locked(_)) => {
+            let client = ServerClient::new(data_path, config).await?;
+            client
+                .post(&format!("/admin/projections/{}/retry", push::NAME))
+                .await?;
+            eprintln!(
+                "scimd serve holds the store: asked it to push its parked SETs again; see /status"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -160,7 +160,78 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]
+    pub security_events: SecurityEventConfig,
+    #[command(flatten)]
     pub projections: ProjectionConfig,
+}
+
+/// Security event tokens (RFC 8417, RFC 9967): what they say, how they are signed and where they
+/// are pushed. SETs are on once one of SET_SIGNING_SECRET, SET_SIGNING_KEY or SET_SIGNING=none is set.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecurityEventConfig {
+    /// `iss` of every SET. Unset: PUBLIC_URL (one of them is required once SETs are on).
+    #[arg(long = "set-issuer", env = "SET_ISSUER")]
+    pub issuer: Option<String>,
+    /// `aud` of every SET: one value, or several comma-separated. Unset: no `aud`.
+    #[arg(long = "set-audience", env = "SET_AUDIENCE")]
+    pub audience: Option<String>,
+    /// HS256 secret (at least 32 bytes) to sign SETs with (never printed).
+    #[arg(
+        long = "set-signing-secret",
+        env = "SET_SIGNING_SECRET",
+        hide_env_values = true
+    )]
+    pub signing_secret: Option<String>,
+    /// PEM private key (PKCS#8 or PKCS#1 RSA, PKCS#8 EC P-256) to sign SETs with: RS256 for an
+    /// RSA key, ES256 for an EC key; its public half is served at `/.well-known/jwks.json`.
+    #[arg(long = "set-signing-key", env = "SET_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// `none`: SETs are unsigned (`alg: none`); only for receivers that reach scimd over TLS and
+    /// trust it by other means (RFC 8417 §2.4). Unset: signed with the secret or key above.
+    #[arg(long = "set-signing", env = "SET_SIGNING")]
+    pub signing: Option<String>,
+    /// What a create/put/patch SET carries: `notice` (the changed attribute paths) or `full`
+    /// (the resource as a GET returns it after the change).
+    #[arg(long, env = "EVENT_MODE", default_value = "notice")]
+    pub event_mode: EventMode,
+    /// `true`: each Group is also a feed whose subjects are its members (`feed:add`/`feed:remove`
+    /// when one joins or leaves), beside the default feed of everything.
+    #[arg(
+        long = "set-group-as-feed",
+        env = "SET_GROUP_AS_FEED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub group_as_feed: bool,
+    /// RFC 8935 push: the receiver's URL; each SET of the default feed is POSTed to it.
+    #[arg(long = "set-push-url", env = "SET_PUSH_URL")]
+    pub push_url: Option<String>,
+    /// Bearer token sent to SET_PUSH_URL (never printed or logged).
+    #[arg(
+        long = "set-push-token",
+        env = "SET_PUSH_TOKEN",
+        hide_env_values = true
+    )]
+    pub push_token: Option<String>,
+    /// `true`: allow an `http://` SET_PUSH_URL (SETs carry personal data: tests and loopback only).
+    #[arg(
+        long = "set-push-allow-http",
+        env = "SET_PUSH_ALLOW_HTTP",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub push_allow_http: bool,
+}
+
+/// What a create, put or patch SET carries (RFC 9967 §2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventMode {
+    /// `…:notice` with `attributes`: the paths that changed.
+    Notice,
+    /// `…:full` with `data`: the resource after the change, as a GET returns it.
+    Full,
 }
 
 /// Which projections run and where they write.

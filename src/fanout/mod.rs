@@ -8,4 +8,5 @@ pub mod amqp_refusals;
 pub mod backends;
 pub mod id_map;
 pub mod projection;
+pub mod set;
 pub mod status;

@@ -80,12 +80,17 @@ pub fn app(
         ],
         &[
             ("/metrics", &["GET"]),
+            ("/.well-known/jwks.json", &["GET"]),
             ("/health", &["GET"]),
             ("/favicon.ico", &["GET"]),
         ],
     ));
     let _ = explorer.spec.set(spec);
-    let routes = Route::new().at("/metrics", scrape);
+    let keys_of = service.clone();
+    let routes = Route::new().at("/metrics", scrape).at(
+        "/.well-known/jwks.json",
+        poem::get(poem::endpoint::make_sync(move |_| api::jwks(&keys_of))),
+    );
     let routes = if base_path.is_empty() {
         routes.nest("/", openapi.into_endpoint())
     } else {

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use cursor::Cursors;
 pub use subscribers::Subscribers;
 
+use crate::fanout::set::SecurityEvents;
 use crate::store::{Outcome, Snapshot, Store, StoreError, StoredResource, Write};
 /// Who asked for a write and under which transaction id: the HTTP layer builds one per request.
 pub use crate::store::{WriteContext, WriterStatus};
@@ -70,6 +71,8 @@ pub struct Service {
     cursors: Cursors,
     patch_time_limit: Duration,
     reads: reads::ReadPool,
+    /// The security event core, when SETs are on (ServiceProviderConfig, the JWKS).
+    security_events: Option<Arc<SecurityEvents>>,
 }
 
 impl Service {
@@ -93,7 +96,19 @@ impl Service {
             cursors: Cursors::new(cursor_ttl_secs),
             patch_time_limit: tuning.patch_time_limit,
             reads: reads::ReadPool::new(tuning.read_threads),
+            security_events: None,
         }
+    }
+
+    /// This service with the security event core (SETs on).
+    pub fn with_security_events(mut self, core: Option<Arc<SecurityEvents>>) -> Service {
+        self.security_events = core;
+        self
+    }
+
+    /// The security event core, when SETs are on.
+    pub fn security_events(&self) -> Option<&SecurityEvents> {
+        self.security_events.as_deref()
     }
 
     /// Runs `read` (synchronous store work: a GET, a list, `/status`) off the async runtime, on

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::fanout::amqp::{self, Publisher};
 use crate::fanout::projection::Control;
+use crate::fanout::set::push::{self, Pusher};
 use crate::fanout::status::StatusBoard;
 use scim::ScimError;
 
@@ -19,20 +20,23 @@ pub struct Subscribers {
     pub(super) board: Arc<StatusBoard>,
     projections: BTreeMap<String, mpsc::Sender<Control>>,
     publisher: Option<Arc<Publisher>>,
+    pusher: Option<Arc<Pusher>>,
 }
 
 impl Subscribers {
     /// The subscribers reporting to `board`, with the control channels of the running
-    /// `projections` and the running AMQP `publisher`.
+    /// `projections`, the running AMQP `publisher` and the running SET `pusher`.
     pub fn new(
         board: Arc<StatusBoard>,
         projections: BTreeMap<String, mpsc::Sender<Control>>,
         publisher: Option<Arc<Publisher>>,
+        pusher: Option<Arc<Pusher>>,
     ) -> Subscribers {
         Subscribers {
             board,
             projections,
             publisher,
+            pusher,
         }
     }
 
@@ -67,9 +71,24 @@ impl Subscribers {
             .map_err(|e| ScimError::unavailable(format!("the rebuild could not start: {e}")))
     }
 
-    /// Asks projection `name` to re-apply its parked changes, or the AMQP publisher (`amqp`) to
-    /// publish its parked messages again. Either works in the background; `/status` shows the result.
+    /// Asks projection `name` to re-apply its parked changes, the AMQP publisher (`amqp`) to
+    /// publish its parked messages again, or the SET pusher (`set-push`) to push its parked SETs
+    /// again. Each works in the background; `/status` shows the result.
     pub async fn retry_parked(&self, name: &str) -> Result<(), ScimError> {
+        if let (push::NAME, Some(pusher)) = (name, &self.pusher) {
+            let pusher = pusher.clone();
+            tokio::spawn(async move {
+                match pusher.retry_parked().await {
+                    Ok(delivered) => {
+                        tracing::info!(subscriber = push::NAME, delivered, "parked SETs retried")
+                    }
+                    Err(e) => {
+                        tracing::warn!(subscriber = push::NAME, error = %e, "retrying parked SETs failed")
+                    }
+                }
+            });
+            return Ok(());
+        }
         if let (amqp::NAME, Some(publisher)) = (name, &self.publisher) {
             let publisher = publisher.clone();
             tokio::spawn(async move {

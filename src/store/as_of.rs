@@ -123,6 +123,34 @@ impl Snapshot {
         ))
     }
 
+    /// Whether `member_id` was a direct member of group `group_id` right after the event at log
+    /// `position`: its membership now, with the deltas of the group's later events undone (newest
+    /// first). Group-as-feed security events ask it to route a member's events to a group's feed.
+    pub fn is_member_at(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        let mut member = self
+            .direct_groups_of(member_id)?
+            .iter()
+            .any(|g| g == group_id);
+        for (_, p) in self.stream(group_id, 1..=u64::MAX)?.iter().rev() {
+            if *p <= position {
+                break;
+            }
+            let e = self.streamed_event(group_id, *p)?;
+            if e.members_added.iter().any(|m| m.value == member_id) {
+                member = false;
+            }
+            if e.members_removed.iter().any(|m| m.value == member_id) {
+                member = true;
+            }
+        }
+        Ok(member)
+    }
+
     /// The event a `streams` row points at; the log lacking it is corruption.
     fn streamed_event(&self, id: &str, position: u64) -> Result<Event, StoreError> {
         self.event(position)?.ok_or_else(|| {

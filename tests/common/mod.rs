@@ -10,6 +10,7 @@
 pub mod amqp;
 pub mod faults;
 pub mod projections;
+pub mod sets;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};

@@ -47,6 +47,20 @@ pub fn favicon() -> FaviconResponse {
     FaviconResponse::Ok(Binary(include_bytes!("../favicon.ico")))
 }
 
+/// `GET /.well-known/jwks.json`: the public key SETs are signed with (RFC 7517 JWK Set, media type
+/// `application/jwk-set+json`), readable without a key, at the origin's root whatever BASE_PATH is.
+/// HS256 and unsigned SETs have no public key: an empty set. SETs off: 404.
+pub fn jwks(service: &crate::service::Service) -> poem::Response {
+    match service.security_events() {
+        Some(events) => poem::Response::builder()
+            .content_type("application/jwk-set+json")
+            .body(events.signer.jwks().to_string()),
+        None => crate::http::errors::scim_response(&ScimError::not_found(
+            "security events are off (no SET_SIGNING_* setting): there is no key to publish",
+        )),
+    }
+}
+
 /// The discovery routes.
 pub struct DiscoveryApi {
     pub(super) shared: Arc<Shared>,
@@ -74,7 +88,7 @@ impl DiscoveryApi {
     async fn service_provider_config(&self, req: &Request) -> Result<DocumentResponse> {
         let base = self.shared.base(req);
         let location = format!("{base}/ServiceProviderConfig");
-        Ok(DocumentResponse::Ok(Json(json!({
+        let mut doc = json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "documentationUri": format!("{base}/"),
             "patch": {"supported": true},
@@ -102,7 +116,12 @@ impl DiscoveryApi {
                 "primary": true
             }],
             "meta": {"resourceType": "ServiceProviderConfig", "location": location}
-        }))))
+        });
+        // RFC 9967 §4: present only when SETs are configured; absent means not supported.
+        if let Some(events) = self.shared.service.security_events() {
+            doc["securityEvents"] = events.service_provider_config();
+        }
+        Ok(DocumentResponse::Ok(Json(doc)))
     }
 
     /// The schemas this server uses (RFC 7644 §4, RFC 7643 §7), as a ListResponse. No key needed.

@@ -13,7 +13,7 @@ use poem::Request;
 use poem_openapi::Tags;
 
 pub(crate) use admin::liveness;
-pub use discovery::{Explorer, favicon};
+pub use discovery::{Explorer, favicon, jwks};
 
 use super::auth::ApiKeyAuth;
 use super::base_url;

@@ -229,7 +229,8 @@ fn members(c: &mut Checker<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checkpoints are within the log; parked changes decode and point at an event of their resource.
+/// Checkpoints are within the log; parked changes decode and point at an event of their resource
+/// (or, keyed by a SET's `jti`, at the event of that position).
 fn bookkeeping(c: &mut Checker<'_>) -> Result<(), StoreError> {
     let position = c.report.position;
     let checkpoints = c.txn.open_table(CHECKPOINTS)?;
@@ -259,8 +260,14 @@ fn bookkeeping(c: &mut Checker<'_>) -> Result<(), StoreError> {
         let event = events
             .get(p.position)?
             .and_then(|e| Event::decode(e.value()).ok());
+        // A parked change is keyed by its resource's id, or, for the SET pusher, which may park
+        // several SETs of one resource, by the SET's `jti` (`{feed}:{position}:{index}`).
+        let keyed_by_position =
+            |e: &Event| id.rsplit(':').nth(1) == Some(e.position.to_string().as_str());
         match event {
-            Some(e) if e.resource_id == id && e.resource_type == p.resource_type => {}
+            Some(e)
+                if (e.resource_id == id || keyed_by_position(&e))
+                    && e.resource_type == p.resource_type => {}
             _ => c.problem(
                 Some(p.position),
                 at,
