@@ -284,10 +284,19 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
             service::Tuning {
                 patch_time_limit: std::time::Duration::from_millis(config.patch_time_limit_ms),
                 read_threads: usize::try_from(config.read_threads).unwrap_or(usize::MAX),
+                asynchronous: service::AsyncSettings {
+                    enabled: config.async_requests,
+                    max_pending: config.async_max_pending,
+                    retention: std::time::Duration::from_secs(
+                        config.async_retention_hours.saturating_mul(3600),
+                    ),
+                    max_wait: std::time::Duration::from_secs(config.request_timeout / 2),
+                },
             },
         )
         .with_security_events(security_events),
     );
+    service.start_async();
     let subscribers = Arc::new(Subscribers::new(board, controls, publisher, pusher));
     let store_id = http::reach::store_id(&common.data_path)?;
     let app = http::app(

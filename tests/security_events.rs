@@ -58,7 +58,8 @@ async fn pushed_sets_are_signed_follow_the_log_survive_an_outage_and_replay_with
 
     // Discovery: RFC 9967 §4 securityEvents; no public key to publish for HS256.
     let spc = api.get("/ServiceProviderConfig").await.expect(200).json();
-    assert_eq!(spc["securityEvents"]["asyncRequest"], "none");
+    // `Prefer: respond-async` is honoured (ASYNC_REQUESTS defaults to true).
+    assert_eq!(spc["securityEvents"]["asyncRequest"], "request");
     let uris = spc["securityEvents"]["eventUris"]
         .as_array()
         .expect("eventUris");

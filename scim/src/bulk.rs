@@ -87,6 +87,56 @@ pub struct BulkRequest {
     pub operations: Vec<Operation>,
 }
 
+/// What one operation produced, as a bulk-response operation reports it.
+#[derive(Debug, Clone, Copy)]
+pub enum OperationResult<'a> {
+    /// It succeeded with this HTTP status; `version` is the resource's version after it, if any.
+    Done {
+        /// 200, 201 or 204.
+        status: u16,
+        /// The resource's version after the operation.
+        version: Option<u64>,
+    },
+    /// It failed.
+    Failed(&'a ScimError),
+}
+
+/// One operation of a BulkResponse (RFC 7644 §3.7.3): `method`, `bulkId` when given, `status` (a
+/// string, as in the RFC's examples), `location` (except for a failed POST, which made nothing),
+/// `version` (the ETag) and, for a failure, `response` with the SCIM error. It is also the payload
+/// of RFC 9967's `misc:asyncresp` event (§2.5.1.3).
+pub fn response_operation(
+    method: &str,
+    bulk_id: Option<&str>,
+    location: Option<&str>,
+    result: OperationResult<'_>,
+) -> Value {
+    let mut entry = Map::new();
+    entry.insert("method".into(), Value::String(method.to_owned()));
+    if let Some(b) = bulk_id {
+        entry.insert("bulkId".into(), Value::String(b.to_owned()));
+    }
+    match result {
+        OperationResult::Done { status, version } => {
+            entry.insert("status".into(), Value::String(status.to_string()));
+            if let Some(l) = location {
+                entry.insert("location".into(), Value::String(l.to_owned()));
+            }
+            if let Some(v) = version {
+                entry.insert("version".into(), Value::String(crate::etag::format(v)));
+            }
+        }
+        OperationResult::Failed(e) => {
+            entry.insert("status".into(), Value::String(e.status.to_string()));
+            if let (false, Some(l)) = (method.eq_ignore_ascii_case("POST"), location) {
+                entry.insert("location".into(), Value::String(l.to_owned()));
+            }
+            entry.insert("response".into(), e.to_body());
+        }
+    }
+    Value::Object(entry)
+}
+
 /// Parses a BulkRequest body. The whole request is refused only when it is not a BulkRequest at all
 /// (400 `invalidSyntax`) or has more than [`MAX_OPERATIONS`] operations (413); a malformed operation
 /// fails on its own.

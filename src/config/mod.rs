@@ -157,6 +157,22 @@ pub struct ServeConfig {
     /// beside the async runtime; more wait their turn.
     #[arg(long, env = "READ_THREADS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..1024))]
     pub read_threads: u64,
+    /// Honour `Prefer: respond-async` (RFC 9967 §3): `false` ignores it, as RFC 7240 allows, and
+    /// every write is answered synchronously.
+    #[arg(
+        long,
+        env = "ASYNC_REQUESTS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub async_requests: bool,
+    /// The most asynchronous requests accepted and not yet run (503 beyond).
+    #[arg(long, env = "ASYNC_MAX_PENDING", default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub async_max_pending: u64,
+    /// Hours an asynchronous request's outcome is kept (fetchable at its Location) once decided.
+    #[arg(long, env = "ASYNC_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..))]
+    pub async_retention_hours: u64,
     #[command(flatten)]
     pub amqp: AmqpConfig,
     #[command(flatten)]

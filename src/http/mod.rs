@@ -10,6 +10,7 @@ mod header_deadline;
 mod intake;
 mod metrics;
 mod openapi;
+mod prefer;
 pub mod reach;
 mod responses;
 mod status_page;

@@ -2,7 +2,7 @@
 
 use poem::http::StatusCode;
 use poem_openapi::ApiResponse;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use serde_json::Value;
 
 use crate::service::ResourceDoc;
@@ -17,6 +17,14 @@ pub enum PatchedResponse {
     /// Applied; a Group answers without its (possibly huge) representation unless asked for one.
     #[oai(status = 204)]
     NoContent(#[oai(header = "ETag")] String),
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
 }
 
 /// The SCIM media type (RFC 7644 §8.1).
@@ -38,6 +46,14 @@ pub enum ResourceResponse {
     /// `If-None-Match` matched the current version.
     #[oai(status = 304)]
     NotModified(#[oai(header = "ETag")] String),
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
 }
 
 impl ResourceResponse {
@@ -58,6 +74,45 @@ pub enum DeletedResponse {
     /// Deleted (RFC 7644 §3.6).
     #[oai(status = 204)]
     NoContent,
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
+}
+
+/// The answer to a BulkRequest (RFC 7644 §3.7).
+#[derive(ApiResponse)]
+pub enum BulkResponse {
+    /// The BulkResponse, each operation with its own status.
+    #[oai(status = 200, content_type = "application/scim+json")]
+    Ok(Json<Value>),
+    /// Accepted for asynchronous execution (`Prefer: respond-async`, RFC 9967 §3): no body;
+    /// `Set-Txn` names the request, `Location` is where its outcome is fetched.
+    #[oai(status = 202)]
+    Accepted(
+        #[oai(header = "Set-Txn")] String,
+        #[oai(header = "Preference-Applied")] String,
+        #[oai(header = "Location")] String,
+    ),
+}
+
+/// The outcome of an asynchronous request (RFC 9967 §3), for the key that asked for it.
+#[derive(ApiResponse)]
+pub enum AsyncOutcomeResponse {
+    /// Done: its `misc:asyncresp` SET, a compact JWS.
+    #[oai(status = 200, content_type = "application/secevent+jwt")]
+    Set(PlainText<String>),
+    /// Done: a Bulk's SETs, `{"sets": {"Set-Txn:index": SET}}` (the shape of an RFC 8936 poll
+    /// answer); or, while SETs are off (no SET_SIGNING_* setting), the SET's claims as JSON.
+    #[oai(status = 200, content_type = "application/json")]
+    Json(Json<Value>),
+    /// Accepted and not run yet: ask again after `Retry-After` seconds.
+    #[oai(status = 202)]
+    Pending(#[oai(header = "Retry-After")] u64),
 }
 
 /// A JSON document: ListResponse, ServiceProviderConfig, status.

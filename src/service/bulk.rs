@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Service;
-use crate::store::{BulkWrite, Outcome, Write, WriteContext};
-use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, OperationTarget};
-use scim::{ScimError, etag, patch};
+use crate::store::{AsyncEcho, BulkWrite, Outcome, Write, WriteContext};
+use scim::bulk::{self, BULK_RESPONSE_SCHEMA, Method, OperationResult, OperationTarget};
+use scim::{ScimError, patch};
 
 /// What the answer to one operation echoes of it.
 struct Echo {
@@ -17,6 +17,14 @@ struct Echo {
     bulk_id: Option<String>,
     /// The resource's URL path below the base, once known.
     path: Option<String>,
+}
+
+/// What a Bulk's answer needs of its request once the writer has run it: each operation's echo,
+/// and the order the writer ran them in.
+pub(super) struct BulkEchoes {
+    echoes: Vec<Echo>,
+    /// `order[t]` is the request index of the operation the writer ran `t`-th.
+    order: Vec<usize>,
 }
 
 impl Service {
@@ -29,7 +37,13 @@ impl Service {
         ctx: WriteContext,
         base: &str,
     ) -> Result<Value, ScimError> {
-        let request = bulk::parse(body)?;
+        let (write, echoes) = self.bulk_write_of(bulk::parse(body)?).await;
+        let outcome = self.store.write(write, ctx).await?;
+        echoes.answer(outcome, base)
+    }
+
+    /// The one store write of a parsed BulkRequest, and what its answer needs.
+    pub(super) async fn bulk_write_of(&self, request: bulk::BulkRequest) -> (Write, BulkEchoes) {
         let mut ops = request.operations;
         // Ids are assigned before anything runs, so a reference resolves to the id its POST will
         // create; whether that POST succeeded is checked by the writer, in order.
@@ -86,34 +100,18 @@ impl Service {
                 after: plan.refers_to[i].iter().map(|&j| turn[j]).collect(),
             });
         }
-        let outcome = self
-            .store
-            .write(
-                Write::Bulk {
-                    operations: writes,
-                    fail_on_errors: request.fail_on_errors,
-                },
-                ctx,
-            )
-            .await?;
-        let Outcome::Bulk(results) = outcome else {
-            return Err(ScimError::unavailable(
-                "the store gave an unexpected answer; retry the request",
-            ));
+        let write = Write::Bulk {
+            operations: writes,
+            fail_on_errors: request.fail_on_errors,
         };
-        let mut answers: Vec<Option<Value>> = vec![None; echoes.len()];
-        for (t, result) in results.into_iter().enumerate() {
-            let i = plan.order[t];
-            if let (Some(result), Some(echo)) = (result, echoes.get(i)) {
-                answers[i] = Some(answer(echo, result, base));
-            }
-        }
-        Ok(json!({
-            "schemas": [BULK_RESPONSE_SCHEMA],
-            "Operations": answers.into_iter().flatten().collect::<Vec<_>>(),
-        }))
+        (
+            write,
+            BulkEchoes {
+                echoes,
+                order: plan.order,
+            },
+        )
     }
-
     /// The store write for one operation, its bulkId references replaced by ids.
     async fn bulk_write(
         &self,
@@ -146,6 +144,43 @@ impl Service {
     }
 }
 
+impl BulkEchoes {
+    /// The BulkResponse of the writer's `outcome`, in request order.
+    pub(super) fn answer(&self, outcome: Outcome, base: &str) -> Result<Value, ScimError> {
+        let Outcome::Bulk(results) = outcome else {
+            return Err(ScimError::unavailable(
+                "the store gave an unexpected answer; retry the request",
+            ));
+        };
+        let mut answers: Vec<Option<Value>> = vec![None; self.echoes.len()];
+        for (t, result) in results.into_iter().enumerate() {
+            let i = self.order[t];
+            if let (Some(result), Some(echo)) = (result, self.echoes.get(i)) {
+                answers[i] = Some(answer(echo, result, base));
+            }
+        }
+        Ok(json!({
+            "schemas": [BULK_RESPONSE_SCHEMA],
+            "Operations": answers.into_iter().flatten().collect::<Vec<_>>(),
+        }))
+    }
+
+    /// What each operation's asynchronous outcome echoes (no bulkId: RFC 9967 §2.5.1.2 names an
+    /// operation by its index), in the order the writer runs them.
+    pub(super) fn async_echoes(&self, base: &str) -> Vec<AsyncEcho> {
+        self.order
+            .iter()
+            .filter_map(|&i| {
+                self.echoes.get(i).map(|echo| AsyncEcho {
+                    index: Some(i),
+                    method: echo.method.clone(),
+                    location: echo.path.as_ref().map(|path| format!("{base}{path}")),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The resource type and id an operation acts on: the new id for a POST, the id a `bulkId:` path
 /// stands for, or the path's id.
 fn resolved(
@@ -160,35 +195,20 @@ fn resolved(
     (target.rt, id)
 }
 
-/// One entry of the BulkResponse (RFC 7644 §3.7.3); statuses are strings, as in the RFC's examples.
+/// One entry of the BulkResponse (RFC 7644 §3.7.3).
 fn answer(echo: &Echo, result: Result<Outcome, ScimError>, base: &str) -> Value {
-    let mut entry = json!({"method": echo.method});
-    if let Some(b) = &echo.bulk_id {
-        entry["bulkId"] = json!(b);
-    }
-    match result {
+    let location = echo.path.as_ref().map(|path| format!("{base}{path}"));
+    let result = match &result {
         Ok(outcome) => {
-            let status = match (&outcome, echo.method.to_ascii_uppercase().as_str()) {
-                (Outcome::Deleted, _) => "204",
-                (_, "POST") => "201",
-                _ => "200",
-            };
-            entry["status"] = json!(status);
-            if let Some(path) = &echo.path {
-                entry["location"] = json!(format!("{base}{path}"));
-            }
-            if let Outcome::Resource { resource, .. } = &outcome {
-                entry["version"] = json!(etag::format(resource.meta.version));
-            }
+            let (status, version) = outcome.bulk_status(&echo.method);
+            OperationResult::Done { status, version }
         }
-        Err(e) => {
-            entry["status"] = json!(e.status.to_string());
-            // RFC 7644 §3.7.3: `location` is required except for a failed POST.
-            if let (false, Some(path)) = (echo.method.eq_ignore_ascii_case("POST"), &echo.path) {
-                entry["location"] = json!(format!("{base}{path}"));
-            }
-            entry["response"] = e.to_body();
-        }
-    }
-    entry
+        Err(e) => OperationResult::Failed(e),
+    };
+    bulk::response_operation(
+        &echo.method,
+        echo.bulk_id.as_deref(),
+        location.as_deref(),
+        result,
+    )
 }

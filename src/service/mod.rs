@@ -1,9 +1,11 @@
 //! The SCIM service: commands (create, replace, patch, delete; Bulk in `bulk`) turned into store
 //! writes, single resources rendered from the read model, lists (in `list`), the log
 //! subscribers' progress and controls (in `subscribers`), and `scimd import`'s documents (in
-//! `import`). The HTTP layer calls only this; it knows
+//! `import`), asynchronous requests and their executor (in `async_requests`). The HTTP layer
+//! calls only this; it knows
 //! nothing of redb or of the subscribers.
 
+mod async_requests;
 mod bulk;
 mod cursor;
 pub mod import;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use async_requests::{Answer, AsyncCall, AsyncSet, AsyncSettings, AsyncStatus, Submitted};
 use cursor::Cursors;
 pub use subscribers::Subscribers;
 
@@ -60,6 +63,8 @@ pub struct Tuning {
     pub patch_time_limit: Duration,
     /// READ_THREADS: how many store reads run at once, off the async runtime.
     pub read_threads: usize,
+    /// The ASYNC_* settings: asynchronous requests.
+    pub asynchronous: AsyncSettings,
 }
 
 /// The SCIM service: validation, commands and queries over one [`Store`].
@@ -71,6 +76,7 @@ pub struct Service {
     cursors: Cursors,
     patch_time_limit: Duration,
     reads: reads::ReadPool,
+    asynchronous: async_requests::AsyncRequests,
     /// The security event core, when SETs are on (ServiceProviderConfig, the JWKS).
     security_events: Option<Arc<SecurityEvents>>,
 }
@@ -96,6 +102,7 @@ impl Service {
             cursors: Cursors::new(cursor_ttl_secs),
             patch_time_limit: tuning.patch_time_limit,
             reads: reads::ReadPool::new(tuning.read_threads),
+            asynchronous: async_requests::AsyncRequests::new(tuning.asynchronous),
             security_events: None,
         }
     }
@@ -372,7 +379,8 @@ impl Service {
             Outcome::Deleted
             | Outcome::Checkpointed
             | Outcome::Imported { .. }
-            | Outcome::Bulk(_) => Err(ScimError::unavailable(
+            | Outcome::Bulk(_)
+            | Outcome::Async(_) => Err(ScimError::unavailable(
                 "the store gave an unexpected answer; retry the request",
             )),
         }

@@ -4,7 +4,7 @@
 //! point on at run time; otherwise `fiu_fail` is not found and every point stays off. Nothing here
 //! is reachable through the API or a setting: an operator has to start scimd under `fiu-run` on
 //! purpose. The points let the tests make the writer panic or stall where no system call would
-//! (tests/store_faults.rs).
+//! (tests/store_faults.rs), or hold the asynchronous-request executor (tests/async_requests.rs).
 
 use std::ffi::CStr;
 use std::sync::OnceLock;
@@ -13,6 +13,10 @@ use std::sync::OnceLock;
 pub(crate) const BATCH_PANIC: &CStr = c"scimd/store/batch/panic";
 /// The writer holds its batch (waits, taking no more commands) while the point is on.
 pub(crate) const BATCH_STALL: &CStr = c"scimd/store/batch/stall";
+
+/// The asynchronous-request executor holds (runs nothing) while the point is on, so a test can
+/// kill scimd with requests accepted and not yet run.
+pub(crate) const ASYNC_HOLD: &CStr = c"scimd/async/hold";
 
 type FiuFail = unsafe extern "C" fn(*const libc::c_char) -> libc::c_int;
 

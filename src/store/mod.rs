@@ -22,8 +22,9 @@
 //! - **Gap-free log.** Positions start at 1 and increase by one per event, in commit order.
 
 mod as_of;
+mod async_request;
 mod event;
-mod fault;
+pub(crate) mod fault;
 mod snapshot;
 mod tables;
 pub mod verify;
@@ -40,10 +41,11 @@ use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, Readabl
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use as_of::Members;
+pub use async_request::{AsyncOperation, AsyncOutcome, AsyncRequest};
 pub use event::{Cause, Event, EventKind, MemberRef};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
-pub use write::{BulkWrite, Outcome, Write, WriteContext};
+pub use write::{AsyncEcho, BulkWrite, Outcome, Write, WriteContext};
 pub use writer::WriterStatus;
 
 use scim::ScimError;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use redb::ReadTransaction;
 
 use super::tables::{
-    self, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, Parked, QUERY_INDEX,
-    REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
+    self, ASYNC_PENDING, ASYNC_REQUESTS, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED,
+    Parked, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
 };
-use super::{Event, StoreError, StoredResource};
+use super::{AsyncRequest, Event, StoreError, StoredResource};
 use scim::ResourceType;
 use scim::filter::plan::Lookup;
 use scim::resource::{self, GroupView, MemberView};
@@ -286,6 +286,39 @@ impl Snapshot {
     pub fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
         let table = self.txn.open_table(CHECKPOINTS)?;
         Ok(table.get(name)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// The asynchronous request accepted under Set-Txn `txn`, if it is kept.
+    pub fn async_request(&self, txn: &str) -> Result<Option<AsyncRequest>, StoreError> {
+        let table = self.txn.open_table(ASYNC_REQUESTS)?;
+        match table.get(txn)? {
+            Some(v) => Ok(Some(AsyncRequest::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` asynchronous requests still to run, with their Set-Txn, in arrival order.
+    pub fn async_pending(&self, limit: usize) -> Result<Vec<(String, AsyncRequest)>, StoreError> {
+        let pending = self.txn.open_table(ASYNC_PENDING)?;
+        let txns = pending
+            .range::<u64>(..)?
+            .take(limit)
+            .map(|row| row.map(|(_, txn)| txn.value().to_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.async_requests(txns)
+    }
+
+    fn async_requests(&self, txns: Vec<String>) -> Result<Vec<(String, AsyncRequest)>, StoreError> {
+        let mut out = Vec::with_capacity(txns.len());
+        for txn in txns {
+            let request = self.async_request(&txn)?.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "asynchronous request {txn} is indexed but not kept"
+                ))
+            })?;
+            out.push((txn, request));
+        }
+        Ok(out)
     }
 
     /// The changes a subscriber parked, by resource id.

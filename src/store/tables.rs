@@ -13,6 +13,9 @@
 //! - `remote_ids`: (projection, resource type, id) → the id a remote backend assigned, and its
 //!   reverse `remote_ids_reverse`: (projection, resource type, remote id) → id (see
 //!   [`projections::IdMap`]); written only by the projection runners, never by an event
+//! - `async_requests`: Set-Txn → [`AsyncRequest`](super::AsyncRequest); `async_pending`: arrival
+//!   sequence → Set-Txn of those still to run; `async_outcomes`: completion sequence → Set-Txn of
+//!   those that have run (see `async_request.rs`); never written by an event
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -38,6 +41,18 @@ pub(crate) const REMOTE_IDS: TableDefinition<(&str, &str, &str), &str> =
     TableDefinition::new("remote_ids");
 pub(crate) const REMOTE_IDS_REVERSE: TableDefinition<(&str, &str, &str), &str> =
     TableDefinition::new("remote_ids_reverse");
+
+pub(crate) const ASYNC_REQUESTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("async_requests");
+pub(crate) const ASYNC_PENDING: TableDefinition<u64, &str> = TableDefinition::new("async_pending");
+pub(crate) const ASYNC_OUTCOMES: TableDefinition<u64, &str> =
+    TableDefinition::new("async_outcomes");
+
+/// The counter holding the last arrival sequence given to an asynchronous request.
+pub(crate) const ASYNC_ARRIVAL: &str = "async-arrival";
+
+/// The counter holding the last completion sequence given to an asynchronous request's outcome.
+pub(crate) const ASYNC_COMPLETION: &str = "async-completion";
 
 /// The counter holding [`Registry::uniqueness_fingerprint`](scim::schema::Registry::uniqueness_fingerprint)
 /// of the schemas the uniqueness index was built with.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::StoredResource;
 use super::tables::Parked;
+use super::{AsyncOperation, AsyncRequest, StoredResource};
 use scim::filter::Limits;
 use scim::patch;
 use scim::resource::{MemberInput, MemberView};
@@ -100,6 +100,42 @@ pub enum Write {
     },
     /// Drop a remote projection's whole id map (no event), after `replay --fresh` emptied it.
     ClearRemoteIds { projection: String },
+    /// Persist an asynchronous request under its Set-Txn `txn` before it is answered 202 (no
+    /// event). Refused with 503 when `max_pending` requests already wait to run.
+    AsyncAccept {
+        txn: String,
+        request: Box<AsyncRequest>,
+        max_pending: u64,
+    },
+    /// Run the write of the accepted asynchronous request `txn` and record its outcome (one
+    /// bulk-response operation per entry of `echoes`) in the same transaction as the write's
+    /// events, so that a request runs at most once: a request already done is not run again and
+    /// answers [`Outcome::Checkpointed`]. The write's own answer comes back in [`Outcome::Async`].
+    AsyncRun {
+        txn: String,
+        write: Box<Write>,
+        echoes: Vec<AsyncEcho>,
+    },
+    /// Record the outcome of the asynchronous request `txn` that failed before it reached a
+    /// write (no event).
+    AsyncFinish {
+        txn: String,
+        operations: Vec<AsyncOperation>,
+    },
+    /// Drop the finished asynchronous requests decided before `before` (no event).
+    AsyncForget { before: DateTime<Utc> },
+}
+
+/// What the outcome of an asynchronous request's operation echoes of it. For a Bulk, one per
+/// operation in the order the writer applies them (the order of [`Outcome::Bulk`]).
+#[derive(Debug, Clone)]
+pub struct AsyncEcho {
+    /// The operation's index in the Bulk request; `None` for a single request.
+    pub index: Option<usize>,
+    /// The method, as sent.
+    pub method: String,
+    /// The resource's URL, once known.
+    pub location: Option<String>,
 }
 
 /// One operation of a [`Write::Bulk`].
@@ -140,4 +176,23 @@ pub enum Outcome {
     /// Each Bulk operation's outcome, in the order given; `None` for those not attempted once
     /// `fail_on_errors` was reached.
     Bulk(Vec<Option<Result<Outcome, ScimError>>>),
+    /// An asynchronous request ran: its write's own answer (its outcome is recorded).
+    Async(Box<Result<Outcome, ScimError>>),
+}
+
+impl Outcome {
+    /// The HTTP status and resource version a bulk-response operation (RFC 7644 §3.7.3) reports
+    /// for this successful outcome of a `method` request.
+    pub fn bulk_status(&self, method: &str) -> (u16, Option<u64>) {
+        let version = match self {
+            Outcome::Resource { resource, .. } => Some(resource.meta.version),
+            _ => None,
+        };
+        let status = match self {
+            Outcome::Deleted => 204,
+            _ if method.eq_ignore_ascii_case("POST") => 201,
+            _ => 200,
+        };
+        (status, version)
+    }
 }

@@ -39,6 +39,8 @@ pub mod uri {
     pub const ACTIVATE: &str = "urn:ietf:params:scim:event:prov:activate";
     /// A User's `active` became false or was removed (§2.4.6).
     pub const DEACTIVATE: &str = "urn:ietf:params:scim:event:prov:deactivate";
+    /// The outcome of an asynchronous request (§2.5.1.3), made in `asyncresp.rs`.
+    pub const ASYNC_RESPONSE: &str = "urn:ietf:params:scim:event:misc:asyncresp";
 }
 
 /// The event URIs a server with this configuration can emit, for ServiceProviderConfig's
@@ -157,7 +159,8 @@ pub fn sets_of(
         .collect())
 }
 
-fn audience(audience: &[String]) -> Option<Value> {
+/// `aud` of SET_AUDIENCE's values: one as a string, several as an array, none absent.
+pub(super) fn audience(audience: &[String]) -> Option<Value> {
     match audience {
         [] => None,
         [one] => Some(json!(one)),

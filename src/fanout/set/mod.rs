@@ -2,10 +2,12 @@
 //!
 //! `claims` turns an event of the log into the SETs a feed carries, `feed` names feeds and the
 //! `jti`s of their SETs, `signing` signs them and publishes the public key, `push` delivers the
-//! default feed to an RFC 8935 receiver with its own checkpoint. Everything is derived from the
+//! default feed to an RFC 8935 receiver with its own checkpoint, `asyncresp` makes the SETs of
+//! asynchronous requests' outcomes. Everything is derived from the
 //! log, so a redelivery or a replay yields the same SETs with the same `jti`s (only `iat`, the
 //! signing time, differs).
 
+pub mod asyncresp;
 pub mod claims;
 pub mod feed;
 pub mod push;
@@ -123,17 +125,21 @@ impl SecurityEvents {
     }
 
     /// ServiceProviderConfig's `securityEvents` (RFC 9967 §4): how asynchronous requests are
-    /// handled and which event URIs this server emits.
-    pub fn service_provider_config(&self) -> Value {
+    /// handled (`async_requests`: ASYNC_REQUESTS) and which event URIs this server emits.
+    pub fn service_provider_config(&self, async_requests: bool) -> Value {
+        let mut uris = claims::event_uris(&self.config);
+        if async_requests {
+            uris.push(claims::uri::ASYNC_RESPONSE);
+        }
         json!({
-            "asyncRequest": async_request(),
-            "eventUris": claims::event_uris(&self.config),
+            "asyncRequest": async_request(async_requests),
+            "eventUris": uris,
         })
     }
 }
 
-/// `securityEvents.asyncRequest` (RFC 9967 §4): `none` (no `Prefer: respond-async` yet), `long`
-/// or `request`.
-pub fn async_request() -> &'static str {
-    "none"
+/// `securityEvents.asyncRequest` (RFC 9967 §4): `request` (`Prefer: respond-async` is honoured)
+/// when ASYNC_REQUESTS is on, else `none`.
+pub fn async_request(async_requests: bool) -> &'static str {
+    if async_requests { "request" } else { "none" }
 }

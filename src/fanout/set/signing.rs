@@ -161,10 +161,16 @@ impl Signer {
     /// The SET as a compact JWS, with `iat` = now. The key was proven at start-up; an error here
     /// means a bug, and the caller retries rather than send something unsigned.
     pub fn sign(&self, claims: &SetClaims) -> Result<String, SigningError> {
-        let mut body = match serde_json::to_value(claims)? {
+        let body = match serde_json::to_value(claims)? {
             Value::Object(map) => map,
             _ => Map::new(),
         };
+        self.sign_claims(body)
+    }
+
+    /// Claims made elsewhere as a compact JWS, with `iat` = now: a `misc:asyncresp` SET
+    /// (`asyncresp.rs`), whose subject is not always a resource.
+    pub fn sign_claims(&self, mut body: Map<String, Value>) -> Result<String, SigningError> {
         body.insert("iat".into(), json!(chrono::Utc::now().timestamp()));
         match &self.key {
             Some(key) => Ok(jsonwebtoken::encode(&self.header, &body, key)?),

@@ -119,7 +119,8 @@ impl DiscoveryApi {
         });
         // RFC 9967 §4: present only when SETs are configured; absent means not supported.
         if let Some(events) = self.shared.service.security_events() {
-            doc["securityEvents"] = events.service_provider_config();
+            let async_requests = self.shared.service.async_enabled();
+            doc["securityEvents"] = events.service_provider_config(async_requests);
         }
         Ok(DocumentResponse::Ok(Json(doc)))
     }

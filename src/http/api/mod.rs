@@ -1,13 +1,15 @@
 //! The SCIM routes (RFC 7644 §3) as poem-openapi APIs, one per job: `resources` (Users, Groups,
 //! search, Bulk, `/Me`), `discovery` (ServiceProviderConfig, Schemas, ResourceTypes, the OpenAPI
-//! explorer) and `admin` (health, readiness, status, projection controls). The handlers parse
+//! explorer), `async_outcomes` (the outcomes of asynchronous requests) and `admin` (health, readiness, status, projection controls). The handlers parse
 //! the request, call the service, and shape the response; everything behind them is in `service/`.
 
 mod admin;
+mod async_outcomes;
 mod discovery;
 mod resources;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use poem::Request;
 use poem_openapi::Tags;
@@ -17,8 +19,10 @@ pub use discovery::{Explorer, favicon, jwks};
 
 use super::auth::ApiKeyAuth;
 use super::base_url;
+use super::prefer::Preferences;
 use super::responses::ErrorResponse;
-use crate::service::{Service, Subscribers, WriteContext};
+use crate::service::{AsyncCall, Service, Submitted, Subscribers, WriteContext};
+use scim::schema::View;
 
 /// What a handler answers: its response, or a SCIM error.
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -36,6 +40,8 @@ enum Tag {
     Bulk,
     /// RFC 7644 §4 service provider discovery.
     Discovery,
+    /// RFC 9967 §3 outcomes of asynchronous requests.
+    Events,
     /// Health and operations.
     Operations,
 }
@@ -45,6 +51,7 @@ pub type Api = (
     resources::UsersApi,
     resources::GroupsApi,
     resources::RootApi,
+    async_outcomes::AsyncOutcomesApi,
     discovery::DiscoveryApi,
     admin::AdminApi,
 );
@@ -78,6 +85,7 @@ pub fn api(parts: Parts) -> Api {
         resources::UsersApi(shared.clone()),
         resources::GroupsApi(shared.clone()),
         resources::RootApi(shared.clone()),
+        async_outcomes::AsyncOutcomesApi(shared.clone()),
         discovery::DiscoveryApi {
             shared: shared.clone(),
             page_size: parts.page_size,
@@ -99,6 +107,34 @@ struct Shared {
 }
 
 impl Shared {
+    /// For a request that asked for `respond-async` (RFC 7240 §4.1) while ASYNC_REQUESTS is on:
+    /// its `wait` preference, if any. `None`: answer it synchronously.
+    fn respond_async(&self, req: &Request) -> Option<Option<Duration>> {
+        let prefs = Preferences::of(req.headers());
+        (prefs.respond_async && self.service.async_enabled()).then_some(prefs.wait)
+    }
+
+    /// Hands `call` to the service for asynchronous execution on behalf of `auth`'s key.
+    async fn submit(
+        &self,
+        call: AsyncCall,
+        auth: &ApiKeyAuth,
+        req: &Request,
+        wait: Option<Duration>,
+        view: &View,
+    ) -> Result<Submitted> {
+        let actor = auth.actor().0.clone();
+        Ok(self
+            .service
+            .submit(call, actor, &self.base(req), wait, view.clone())
+            .await?)
+    }
+
+    /// Where the outcome of the asynchronous request `txn` is fetched (see `async_outcomes`).
+    fn async_location(&self, req: &Request, txn: &str) -> String {
+        format!("{}/Events/Async/{txn}", self.base(req))
+    }
+
     /// The URL prefix of `meta.location` and `$ref` for this request.
     fn base(&self, req: &Request) -> String {
         base_url::for_request(req, self.public_url.as_deref(), &self.base_path)

@@ -12,11 +12,22 @@ use serde_json::Value;
 use super::{Result, Shared, Tag};
 use crate::http::auth::ApiKeyAuth;
 use crate::http::responses::{
-    DeletedResponse, DocumentResponse, ErrorResponse, PatchedResponse, ResourceResponse,
+    BulkResponse, DeletedResponse, DocumentResponse, ErrorResponse, PatchedResponse,
+    ResourceResponse,
 };
+use crate::service::{Answer, AsyncCall, ResourceDoc, Submitted};
 use scim::schema::View;
 use scim::search::{ListQuery, SearchRequest};
 use scim::{ResourceType, ScimError};
+
+/// The 202 of a request accepted for asynchronous execution, as the `Accepted` variant of the
+/// route's response type `$response`.
+macro_rules! accepted {
+    ($response:ident, $shared:expr, $req:expr, $txn:expr) => {{
+        let location = $shared.async_location($req, &$txn);
+        $response::Accepted($txn, "respond-async".to_owned(), location)
+    }};
+}
 
 /// Defines `$api`, the routes of one resource type: `$prefix` (create, list), `$prefix/:id`
 /// (get, replace, delete, patch) and `$prefix/.search`, all tagged `$tag`.
@@ -270,13 +281,24 @@ impl RootApi {
         auth: ApiKeyAuth,
         req: &Request,
         body: Json<Value>,
-    ) -> Result<DocumentResponse> {
-        let answer = self
-            .0
+    ) -> Result<BulkResponse> {
+        let shared = &self.0;
+        if let Some(wait) = shared.respond_async(req) {
+            let call = AsyncCall::Bulk { body: body.0 };
+            return match shared
+                .submit(call, &auth, req, wait, &View::default())
+                .await?
+            {
+                Submitted::Accepted(txn) => Ok(accepted!(BulkResponse, shared, req, txn)),
+                Submitted::Answered(Ok(Answer::Bulk(answer))) => Ok(BulkResponse::Ok(Json(answer))),
+                Submitted::Answered(other) => Err(unexpected(other)),
+            };
+        }
+        let answer = shared
             .service
-            .bulk(body.0, Shared::ctx(&auth, req), &self.0.base(req))
+            .bulk(body.0, Shared::ctx(&auth, req), &shared.base(req))
             .await?;
-        Ok(DocumentResponse::Ok(Json(answer)))
+        Ok(BulkResponse::Ok(Json(answer)))
     }
 
     /// `/Me` (RFC 7644 §3.11): 501. An API key authenticates a client, not a User, so there is no
@@ -343,6 +365,14 @@ async fn create(
     body: Value,
     view: &View,
 ) -> Result<ResourceResponse> {
+    if let Some(wait) = shared.respond_async(req) {
+        let call = AsyncCall::Create { rt, body };
+        return match shared.submit(call, auth, req, wait, view).await? {
+            Submitted::Accepted(txn) => Ok(accepted!(ResourceResponse, shared, req, txn)),
+            Submitted::Answered(Ok(Answer::Resource(doc))) => Ok(ResourceResponse::created(doc)),
+            Submitted::Answered(other) => Err(unexpected(other)),
+        };
+    }
     let doc = shared
         .service
         .create(rt, body, Shared::ctx(auth, req), &shared.base(req), view)
@@ -415,6 +445,19 @@ async fn replace(
     w: Written<'_>,
     view: &View,
 ) -> Result<ResourceResponse> {
+    if let Some(wait) = shared.respond_async(w.req) {
+        let call = AsyncCall::Replace {
+            rt,
+            id: w.id.to_owned(),
+            body: w.body,
+            if_match: w.if_match,
+        };
+        return match shared.submit(call, w.auth, w.req, wait, view).await? {
+            Submitted::Accepted(txn) => Ok(accepted!(ResourceResponse, shared, w.req, txn)),
+            Submitted::Answered(Ok(Answer::Resource(doc))) => Ok(ResourceResponse::ok(doc)),
+            Submitted::Answered(other) => Err(unexpected(other)),
+        };
+    }
     let doc = shared
         .service
         .replace(
@@ -439,6 +482,21 @@ async fn delete(
     id: &str,
     if_match: Option<String>,
 ) -> Result<DeletedResponse> {
+    if let Some(wait) = shared.respond_async(req) {
+        let call = AsyncCall::Delete {
+            rt,
+            id: id.to_owned(),
+            if_match,
+        };
+        return match shared
+            .submit(call, auth, req, wait, &View::default())
+            .await?
+        {
+            Submitted::Accepted(txn) => Ok(accepted!(DeletedResponse, shared, req, txn)),
+            Submitted::Answered(Ok(Answer::Deleted)) => Ok(DeletedResponse::NoContent),
+            Submitted::Answered(other) => Err(unexpected(other)),
+        };
+    }
     shared
         .service
         .delete(rt, id, if_match, Shared::ctx(auth, req))
@@ -463,6 +521,19 @@ async fn patch(
     } else {
         View::new(attributes.as_deref(), excluded.as_deref())
     };
+    if let Some(wait) = shared.respond_async(w.req) {
+        let call = AsyncCall::Patch {
+            rt,
+            id: w.id.to_owned(),
+            body: w.body,
+            if_match: w.if_match,
+        };
+        return match shared.submit(call, w.auth, w.req, wait, &view).await? {
+            Submitted::Accepted(txn) => Ok(accepted!(PatchedResponse, shared, w.req, txn)),
+            Submitted::Answered(Ok(Answer::Resource(doc))) => Ok(patched(doc, terse)),
+            Submitted::Answered(other) => Err(unexpected(other)),
+        };
+    }
     let doc = shared
         .service
         .patch(
@@ -475,10 +546,24 @@ async fn patch(
             &view,
         )
         .await?;
+    Ok(patched(doc, terse))
+}
+
+/// 200 with the patched resource and its ETag, or 204 with the ETag alone.
+fn patched(doc: ResourceDoc, terse: bool) -> PatchedResponse {
     let etag = scim::etag::format(doc.version);
-    Ok(if terse {
+    if terse {
         PatchedResponse::NoContent(etag)
     } else {
         PatchedResponse::Ok(Json(doc.doc), etag)
-    })
+    }
+}
+
+/// The answer of a request run within its `wait` that does not fit its route: a bug, said as a
+/// 503 (retry) rather than a wrong answer; a refusal stays the refusal it is.
+fn unexpected(answer: std::result::Result<Answer, ScimError>) -> ErrorResponse {
+    match answer {
+        Err(e) => e.into(),
+        Ok(_) => ScimError::unavailable("the request gave an unexpected answer; retry it").into(),
+    }
 }

@@ -4,11 +4,13 @@
 //!
 //! It streams: the log is read once in position order ([`events`]), then each resource's history is
 //! folded on its own through the `streams` table and compared with its rows ([`resources`]); the
-//! index tables are compared by counts, and walked only when a count differs ([`indexes`]). Memory
+//! index tables are compared by counts, and walked only when a count differs ([`indexes`]); the
+//! asynchronous requests' lists are checked against their rows ([`async_requests`]). Memory
 //! is the store's page cache (`STORE_CACHE_MB`), one resource's fold at a time and 16 bytes per
 //! event (the event ids seen, to find a duplicate), never the whole read model. Every problem is
 //! reported with where it is (log position, table and key) and the run goes on; verify only reads.
 
+mod async_requests;
 mod events;
 mod indexes;
 mod resources;
@@ -117,5 +119,6 @@ pub fn verify(snapshot: &Snapshot, registry: &Registry) -> Result<Report, StoreE
     events::check(&mut c)?;
     resources::check(&mut c)?;
     indexes::check(&mut c)?;
+    async_requests::check(&mut c)?;
     Ok(c.report)
 }

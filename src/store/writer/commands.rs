@@ -10,8 +10,8 @@ use redb::ReadableTable;
 use serde_json::{Map, Value};
 
 use super::Rejection;
-use super::remote_ids;
 use super::txn::{EventBody, TxnTables, event};
+use super::{async_requests, remote_ids};
 use crate::store::event::MemberRef;
 use crate::store::tables::{self};
 use crate::store::{
@@ -132,6 +132,18 @@ pub(super) fn apply(
             remote_ids::clear(t, &projection)?;
             Ok(Outcome::Checkpointed)
         }
+        Write::AsyncAccept {
+            txn,
+            request,
+            max_pending,
+        } => async_requests::accept(t, &txn, request, max_pending),
+        Write::AsyncRun { txn, write, echoes } => {
+            async_requests::run(t, registry, ctx, &txn, *write, &echoes)
+        }
+        Write::AsyncFinish { txn, operations } => {
+            async_requests::finish_pending(t, &txn, operations)
+        }
+        Write::AsyncForget { before } => async_requests::forget(t, before),
     }
 }
 

@@ -8,7 +8,8 @@
 //! of one write").
 //!
 //! `commands` applies each [`Write`] (`import` the one of `scimd import`), `txn` holds the tables of the batch's transaction, `reindex`
-//! prepares the tables at start-up.
+//! prepares the tables at start-up, `async_requests`
+//! persists and runs the asynchronous requests.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::metrics::METRICS;
 use scim::ScimError;
 use scim::schema::Registry;
 
+mod async_requests;
 mod commands;
 mod health;
 mod import;

@@ -9,8 +9,9 @@ use uuid::Uuid;
 use crate::store::WriteContext;
 use crate::store::event::{ENVELOPE_VERSION, GENESIS, MemberRef, chain_hash, chain_head};
 use crate::store::tables::{
-    self, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED, POSITION,
-    QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, STREAMS, UNIQUE,
+    self, ASYNC_OUTCOMES, ASYNC_PENDING, ASYNC_REQUESTS, CHAIN_HEAD, CHECKPOINTS, COUNTERS, EVENTS,
+    MEMBER_OF, MEMBERS, PARKED, POSITION, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES,
+    STREAMS, UNIQUE,
 };
 use crate::store::{Cause, Event, EventKind, StoreError, StoredResource};
 use scim::ResourceType;
@@ -32,6 +33,9 @@ pub(super) struct TxnTables<'txn> {
     pub(super) remote_ids: Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
     pub(super) remote_ids_reverse:
         Table<'txn, (&'static str, &'static str, &'static str), &'static str>,
+    pub(super) async_requests: Table<'txn, &'static str, &'static [u8]>,
+    pub(super) async_pending: Table<'txn, u64, &'static str>,
+    pub(super) async_outcomes: Table<'txn, u64, &'static str>,
     pub(super) position: u64,
     pub(super) now: DateTime<Utc>,
     /// The chain hash of the last event: the next event's `prev`.
@@ -60,6 +64,9 @@ impl<'txn> TxnTables<'txn> {
             parked: txn.open_table(PARKED)?,
             remote_ids: txn.open_table(REMOTE_IDS)?,
             remote_ids_reverse: txn.open_table(REMOTE_IDS_REVERSE)?,
+            async_requests: txn.open_table(ASYNC_REQUESTS)?,
+            async_pending: txn.open_table(ASYNC_PENDING)?,
+            async_outcomes: txn.open_table(ASYNC_OUTCOMES)?,
             position,
             now: Utc::now(),
             last_hash,
