@@ -160,7 +160,7 @@ impl Service {
         let deadline = Instant::now() + poller.wait;
         let stream = poller.stream(receiver, feed);
         let mut guard = stream.clone().lock_owned().await;
-        let (this_poll, mut latest_poll) = guard.begin_poll();
+        let (this_poll, latest_poll) = guard.begin_poll();
         let (p, r) = (poller.clone(), request.clone());
         let (mut guard, acks) = self
             .read(move |_| {
@@ -216,22 +216,20 @@ impl Service {
                 // The store is closing: nothing more will be committed.
                 std::future::pending::<()>().await;
             };
-            let superseded = async {
-                while *latest_poll.borrow_and_update() == this_poll {
-                    if latest_poll.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-            };
             tokio::select! {
                 _ = tokio::time::timeout_at(wake.into(), later_commit) => {}
                 _ = closing.changed() => {}
-                _ = superseded => {}
             }
             guard = stream.clone().lock_owned().await;
             // A newer poll of this receiver is numbered under the lock: this one (perhaps of a
-            // connection that is gone) ends with nothing rather than take its SETs.
+            // connection that is gone) takes no SET and ends with nothing when its wait does.
+            // Not at once: two live pollers sharing a key would end each other's polls in a loop.
             if *latest_poll.borrow() != this_poll {
+                drop(guard);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                    _ = closing.changed() => {}
+                }
                 return Ok(json!({"sets": {}, "moreAvailable": false}));
             }
         }

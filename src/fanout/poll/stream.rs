@@ -41,7 +41,7 @@ pub struct Stream {
     /// Every position up to this one has been read by a scan (its SETs are in `sizes`).
     sized_through: u64,
     /// The number of the receiver's latest poll of this feed: an older long poll still waiting
-    /// ends when a newer one comes (see [`Stream::begin_poll`]).
+    /// takes no SET once a newer one comes (see [`Stream::begin_poll`]).
     latest_poll: tokio::sync::watch::Sender<u64>,
 }
 
@@ -74,7 +74,7 @@ impl Stream {
     /// Numbers a new poll of this stream and answers its number and a watch on the latest one.
     /// A receiver whose connection dropped during a long poll polls again; the old poll, which
     /// the server may not see is dead, must then not take the next SETs (they would wait out
-    /// SET_POLL_REDELIVER_SECONDS), so it ends with nothing once a newer poll is numbered.
+    /// SET_POLL_REDELIVER_SECONDS), so once a newer poll is numbered it takes none.
     pub fn begin_poll(&mut self) -> (u64, tokio::sync::watch::Receiver<u64>) {
         let mut number = 0;
         self.latest_poll.send_modify(|latest| {
