@@ -793,3 +793,35 @@ async fn an_older_long_poll_of_the_same_receiver_waits_and_takes_nothing() {
     s.stop().await;
     assert!(older.await.unwrap().sets.is_empty());
 }
+
+/// Hostile feed names and paging: a SCIM error or an empty page, never a 5xx.
+#[tokio::test]
+async fn odd_feed_names_and_paging_are_answered_without_a_server_error() {
+    let s = server(&[("SET_GROUP_AS_FEED", "true")]).await;
+    let api = s.client();
+    api.create_group_with("G", &[]).await;
+    let long = "x".repeat(4000);
+    for feed in [
+        "%00",
+        "a%3Ab%3A1%3A0",
+        "..%2F..",
+        long.as_str(),
+        "default%20",
+    ] {
+        api.post(&format!("/Events/Feeds/{feed}/poll"), &json!({}))
+            .await
+            .expect_scim_error(404, None);
+    }
+    for query in [
+        "startIndex=9223372036854775807",
+        "startIndex=-5&count=-5",
+        "count=9223372036854775807",
+        "startIndex=2&count=1",
+    ] {
+        let r = api.get(&format!("/Events/Feeds?{query}")).await.expect(200);
+        assert!(
+            r.json()["Resources"].as_array().unwrap().len() <= 2,
+            "{query}"
+        );
+    }
+}
