@@ -217,6 +217,15 @@ async fn each_key_is_a_receiver_of_its_own() {
         .map(|r| r["receiver"].as_str().unwrap())
         .collect();
     assert_eq!(receivers, ["alpha"], "{status}");
+    // The receivers' names are shown to keyed clients only (the browser page carries no data).
+    s.anonymous().get("/status").await.expect(401);
+    let page = send(
+        s.anonymous()
+            .request(reqwest::Method::GET, "/status")
+            .header("Accept", "text/html"),
+    )
+    .await;
+    assert!(!page.text.contains("alpha"), "{page:?}");
 }
 
 #[tokio::test]
