@@ -763,22 +763,40 @@ async fn a_group_feed_polled_while_its_member_and_then_the_group_are_deleted() {
     .expect_scim_error(404, None);
 }
 
-/// An acknowledge-only poll (`maxEvents: 0`, RFC 8936 §2.4) can send no SET, so it has nothing
-/// to wait for: it answers at once even without `returnImmediately`.
+/// An acknowledge-only poll (`maxEvents: 0`) without `returnImmediately` is still a long poll
+/// (RFC 8936 §2.4.2: "a long poll will still occur until an event is ready to be returned, even
+/// though no events will be returned"): its acks are saved, it waits, and a write answers it with no
+/// SET and `moreAvailable: true`.
 #[tokio::test]
-async fn an_acknowledge_only_poll_never_waits() {
+async fn an_acknowledge_only_poll_still_long_polls_until_a_set_is_ready() {
     let s = server(&[("SET_POLL_WAIT_SECONDS", "55")]).await;
     let api = s.client();
     api.create_user_named("acked").await;
     let jtis = poll_now(&api, "default").await.jtis();
-    let answered = tokio::time::timeout(
-        std::time::Duration::from_secs(45),
-        poll(&api, "default", json!({"ack": jtis, "maxEvents": 0})),
-    )
-    .await
-    .expect("an acknowledge-only poll waited as a long poll");
-    assert!(answered.sets.is_empty() && !answered.more);
-    assert!(poll_now(&api, "default").await.sets.is_empty());
+    let waiting = {
+        let api = s.client();
+        tokio::spawn(
+            async move { poll(&api, "default", json!({"ack": jtis, "maxEvents": 0})).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "an acknowledge-only poll answered before any SET was ready"
+    );
+    api.create_user_named("ready").await;
+    let answered = waiting.await.unwrap();
+    assert!(
+        answered.sets.is_empty() && answered.more,
+        "{:?}",
+        answered.more
+    );
+    let next = poll_now(&api, "default").await;
+    assert_eq!(
+        next.sets.len(),
+        1,
+        "the acknowledged SET came back or the new one is missing"
+    );
 }
 
 /// Two live pollers sharing a key on a feed: the newer poll takes the SET, and the older one

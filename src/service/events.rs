@@ -190,8 +190,6 @@ impl Service {
             if !scan.sets.is_empty()
                 || scan.more
                 || request.return_immediately
-                // Acknowledge-only (RFC 8936 §2.4): no SET can be sent, so nothing to wait for.
-                || request.max_events == 0
                 || now >= deadline
                 || closed
             {

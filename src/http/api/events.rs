@@ -68,7 +68,7 @@ impl EventsApi {
     /// "description"}}}` (all optional; `{}` is a long poll for up to 1,000 SETs). The
     /// acknowledgements are durable before the answer; the answer holds the SETs this key has not
     /// acknowledged, except those sent less than SET_POLL_REDELIVER_SECONDS ago, at most
-    /// `maxEvents` (at most 1,000; `0` acknowledges only and answers at once). Without `returnImmediately: true` and
+    /// `maxEvents` (at most 1,000; `0` acknowledges only). Without `returnImmediately: true` and
     /// with nothing to send it waits up to SET_POLL_WAIT_SECONDS for a SET. An invalid poll is
     /// 400 and changes nothing.
     #[oai(path = "/:feed/poll", method = "post", tag = "Tag::Events")]
