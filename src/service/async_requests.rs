@@ -399,16 +399,20 @@ impl Service {
 
     /// Drops the outcomes decided longer ago than the retention.
     async fn forget(&self) {
-        let Ok(retention) = chrono::Duration::from_std(self.asynchronous.settings.retention) else {
+        // A retention reaching before the calendar's start (ASYNC_RETENTION_HOURS in the
+        // billions: "keep forever") forgets nothing; subtracting it would panic and end the
+        // executor, leaving every accepted request pending.
+        let before = chrono::Duration::from_std(self.asynchronous.settings.retention)
+            .ok()
+            .and_then(|retention| Utc::now().checked_sub_signed(retention));
+        let Some(before) = before else {
             return;
         };
         let ctx = WriteContext {
             actor: "scimd".into(),
             txn_id: Uuid::new_v4().to_string(),
         };
-        let write = Write::AsyncForget {
-            before: Utc::now() - retention,
-        };
+        let write = Write::AsyncForget { before };
         if let Err(e) = self.store.write(write, ctx).await {
             tracing::warn!(error = %e.detail, "cannot drop old asynchronous outcomes; trying again later");
         }
