@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::faults::Fiu;
+use common::faults::{Fiu, Tmpfs};
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -535,4 +535,79 @@ async fn beyond_async_max_pending_a_request_is_refused_503_and_nothing_is_kept()
         .map(|u| u["userName"].clone())
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retention_longer_than_the_calendar_keeps_outcomes_and_requests_still_run() {
+    // "Keep forever": subtracting it from now once panicked the executor, and every accepted
+    // request stayed pending.
+    let s = Scimd::start(Opts::default().env("ASYNC_RETENTION_HOURS", "1000000000000")).await;
+    let api = s.client();
+    let a = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("kept"))).await);
+    assert_eq!(outcome(&api, &a).await["status"], json!("201"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn if_match_is_checked_when_the_request_runs_and_requests_on_one_resource_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((opts, fiu)) = Fiu::opts(Opts::default(), dir.path()) else {
+        return;
+    };
+    let s = Scimd::start(opts).await;
+    let api = s.client();
+    let created = api.post("/Users", &user("ordered")).await.expect(201);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let etag = created.header("etag").expect("etag");
+    let path = format!("/Users/{id}");
+    let rename = |name: &str| {
+        json!({"schemas": [PATCH_OP],
+               "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
+    };
+    fiu.enable(&s, HOLD);
+    // Both carry the version current at arrival: the first runs, the second then no longer
+    // matches (412), though it matched when it was accepted.
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let r = send(
+            api.request_json(Method::PATCH, &path, &rename(name))
+                .header("Prefer", "respond-async")
+                .header("If-Match", &etag),
+        )
+        .await;
+        ids.push(accepted(&r));
+    }
+    let third = accepted(&send_async(&api, Method::PATCH, &path, Some(&rename("third"))).await);
+    fiu.disable(&s, HOLD);
+    assert_eq!(outcome(&api, &ids[0]).await["status"], json!("200"));
+    let refused = outcome(&api, &ids[1]).await;
+    assert_eq!(refused["status"], json!("412"), "{refused}");
+    assert_eq!(outcome(&api, &third).await["status"], json!("200"));
+    let now = api.get(&path).await.expect(200).json();
+    assert_eq!(now["displayName"], json!("third"), "arrival order: {now}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_full_disk_a_request_is_not_accepted_and_nothing_of_it_runs_later() {
+    let Some(fs) = Tmpfs::mount(24) else { return };
+    let data = fs.path().join("data");
+    let mut s = Scimd::start(Opts::default().env("DATA_PATH", &data.to_string_lossy())).await;
+    let api = s.client();
+    let filler = fs.fill("filler");
+    // Big enough that its commit cannot fit in what redb's file still has free.
+    let big = json!({"schemas": [USER_SCHEMA], "userName": "lost", "title": "x".repeat(400 * 1024)});
+    let r = send_async(&api, Method::POST, "/Users", Some(&big)).await;
+    assert_eq!(r.status, 503, "no 202 unless it is on disk: {r:?}");
+    assert!(r.header("set-txn").is_none(), "{r:?}");
+    std::fs::remove_file(filler).unwrap();
+    let a = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("kept"))).await);
+    assert_eq!(outcome(&api, &a).await["status"], json!("201"));
+    let names: Vec<Value> = api
+        .list_all("/Users")
+        .await
+        .iter()
+        .map(|u| u["userName"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("kept")], "the refused one never ran");
+    s.stop().await;
+    s.cli(&["log", "verify"]).await.success();
 }
