@@ -263,6 +263,11 @@ async fn a_bulk_has_one_outcome_per_operation_with_txn_set_txn_colon_index() {
     assert_eq!(asyncresp(&one, &expected[1]), ops[1]);
     let none = fetch(&api, &format!("{}:3", a.location)).await;
     none.expect_scim_error(404, None);
+    // One URL per SET: another spelling of an index names nothing.
+    for other in ["01", "+1"] {
+        let r = fetch(&api, &format!("{}:{other}", a.location)).await;
+        r.expect_scim_error(404, None);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

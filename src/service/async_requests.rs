@@ -310,7 +310,13 @@ impl Service {
             Some(request) => (txn, None, request),
             None => {
                 let (set_txn, index) = txn.rsplit_once(':').ok_or_else(not_found)?;
-                let index: usize = index.parse().map_err(|_| not_found())?;
+                // Only the index's own spelling: `:00` or `:+1` would name the same SET at a
+                // second URL.
+                let index: usize = index
+                    .parse()
+                    .ok()
+                    .filter(|i: &usize| i.to_string() == index)
+                    .ok_or_else(not_found)?;
                 let request = snapshot
                     .async_request(set_txn)
                     .map_err(unavailable)?
