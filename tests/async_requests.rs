@@ -599,7 +599,8 @@ async fn on_a_full_disk_a_request_is_not_accepted_and_nothing_of_it_runs_later()
     let api = s.client();
     let filler = fs.fill("filler");
     // Big enough that its commit cannot fit in what redb's file still has free.
-    let big = json!({"schemas": [USER_SCHEMA], "userName": "lost", "title": "x".repeat(400 * 1024)});
+    let big =
+        json!({"schemas": [USER_SCHEMA], "userName": "lost", "title": "x".repeat(400 * 1024)});
     let r = send_async(&api, Method::POST, "/Users", Some(&big)).await;
     assert_eq!(r.status, 503, "no 202 unless it is on disk: {r:?}");
     assert!(r.header("set-txn").is_none(), "{r:?}");
