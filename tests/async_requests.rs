@@ -511,6 +511,9 @@ async fn requests_accepted_before_a_sigkill_complete_after_the_restart_exactly_o
         events.len(),
         "a restart runs nothing again"
     );
+    // The tables agree with the log once the requests ran across the crash, too.
+    s.stop().await;
+    s.cli(&["log", "verify"]).await.success();
 }
 
 #[tokio::test(flavor = "multi_thread")]
