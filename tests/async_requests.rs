@@ -620,3 +620,32 @@ async fn on_a_full_disk_a_request_is_not_accepted_and_nothing_of_it_runs_later()
     s.stop().await;
     s.cli(&["log", "verify"]).await.success();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executor_that_panics_is_restarted_and_the_request_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((opts, fiu)) = Fiu::opts(Opts::default(), dir.path()) else {
+        return;
+    };
+    let s = Scimd::start(opts).await;
+    let api = s.client();
+    fiu.enable(&s, "scimd/async/panic");
+    let a = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("survivor"))).await);
+    // Until the executor has panicked at least once the request must still be pending.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log().contains("fault point scimd/async/panic") {
+        assert!(
+            Instant::now() < deadline,
+            "no panic logged\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fiu.disable(&s, "scimd/async/panic");
+    assert_eq!(outcome(&api, &a).await["status"], json!("201"));
+    assert!(
+        s.log().contains("executor panicked; restarting it"),
+        "the restart is logged\n{}",
+        s.log_tail()
+    );
+}

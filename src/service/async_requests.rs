@@ -360,7 +360,22 @@ impl Service {
     /// accepted; it also drops outcomes past ASYNC_RETENTION_HOURS. It runs even with
     /// ASYNC_REQUESTS=false, so that requests accepted before the setting changed still complete.
     pub fn start_async(self: &Arc<Self>) {
-        tokio::spawn(self.clone().execute());
+        let service = self.clone();
+        // Supervised: a panic would otherwise end the only executor silently, and every request
+        // answered 202 afterwards would stay pending.
+        tokio::spawn(async move {
+            loop {
+                match tokio::spawn(service.clone().execute()).await {
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(
+                            "the asynchronous-request executor panicked; restarting it"
+                        );
+                        tokio::time::sleep(RETRY_DELAY).await;
+                    }
+                    _ => return,
+                }
+            }
+        });
     }
 
     async fn execute(self: Arc<Self>) {
@@ -393,6 +408,10 @@ impl Service {
                 while fault::fails(fault::ASYNC_HOLD) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                assert!(
+                    !fault::fails(fault::ASYNC_PANIC),
+                    "fault point scimd/async/panic"
+                );
                 if let Err(e) = self.run_async(&txn, request).await {
                     // The store could not take it: it stays pending and runs again, in order.
                     tracing::warn!(txn = %txn, error = %e.detail, "an asynchronous request could not run; retrying");
