@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::faults::Fiu;
+use common::faults::{Fiu, Tmpfs};
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -263,6 +263,11 @@ async fn a_bulk_has_one_outcome_per_operation_with_txn_set_txn_colon_index() {
     assert_eq!(asyncresp(&one, &expected[1]), ops[1]);
     let none = fetch(&api, &format!("{}:3", a.location)).await;
     none.expect_scim_error(404, None);
+    // One URL per SET: another spelling of an index names nothing.
+    for other in ["01", "+1"] {
+        let r = fetch(&api, &format!("{}:{other}", a.location)).await;
+        r.expect_scim_error(404, None);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -506,6 +511,9 @@ async fn requests_accepted_before_a_sigkill_complete_after_the_restart_exactly_o
         events.len(),
         "a restart runs nothing again"
     );
+    // The tables agree with the log once the requests ran across the crash, too.
+    s.stop().await;
+    s.cli(&["log", "verify"]).await.success();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -535,4 +543,109 @@ async fn beyond_async_max_pending_a_request_is_refused_503_and_nothing_is_kept()
         .map(|u| u["userName"].clone())
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retention_longer_than_the_calendar_keeps_outcomes_and_requests_still_run() {
+    // "Keep forever": subtracting it from now once panicked the executor, and every accepted
+    // request stayed pending.
+    let s = Scimd::start(Opts::default().env("ASYNC_RETENTION_HOURS", "1000000000000")).await;
+    let api = s.client();
+    let a = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("kept"))).await);
+    assert_eq!(outcome(&api, &a).await["status"], json!("201"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn if_match_is_checked_when_the_request_runs_and_requests_on_one_resource_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((opts, fiu)) = Fiu::opts(Opts::default(), dir.path()) else {
+        return;
+    };
+    let s = Scimd::start(opts).await;
+    let api = s.client();
+    let created = api.post("/Users", &user("ordered")).await.expect(201);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let etag = created.header("etag").expect("etag");
+    let path = format!("/Users/{id}");
+    let rename = |name: &str| {
+        json!({"schemas": [PATCH_OP],
+               "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
+    };
+    fiu.enable(&s, HOLD);
+    // Both carry the version current at arrival: the first runs, the second then no longer
+    // matches (412), though it matched when it was accepted.
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let r = send(
+            api.request_json(Method::PATCH, &path, &rename(name))
+                .header("Prefer", "respond-async")
+                .header("If-Match", &etag),
+        )
+        .await;
+        ids.push(accepted(&r));
+    }
+    let third = accepted(&send_async(&api, Method::PATCH, &path, Some(&rename("third"))).await);
+    fiu.disable(&s, HOLD);
+    assert_eq!(outcome(&api, &ids[0]).await["status"], json!("200"));
+    let refused = outcome(&api, &ids[1]).await;
+    assert_eq!(refused["status"], json!("412"), "{refused}");
+    assert_eq!(outcome(&api, &third).await["status"], json!("200"));
+    let now = api.get(&path).await.expect(200).json();
+    assert_eq!(now["displayName"], json!("third"), "arrival order: {now}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_full_disk_a_request_is_not_accepted_and_nothing_of_it_runs_later() {
+    let Some(fs) = Tmpfs::mount(24) else { return };
+    let data = fs.path().join("data");
+    let mut s = Scimd::start(Opts::default().env("DATA_PATH", &data.to_string_lossy())).await;
+    let api = s.client();
+    let filler = fs.fill("filler");
+    // Big enough that its commit cannot fit in what redb's file still has free.
+    let big =
+        json!({"schemas": [USER_SCHEMA], "userName": "lost", "title": "x".repeat(400 * 1024)});
+    let r = send_async(&api, Method::POST, "/Users", Some(&big)).await;
+    assert_eq!(r.status, 503, "no 202 unless it is on disk: {r:?}");
+    assert!(r.header("set-txn").is_none(), "{r:?}");
+    std::fs::remove_file(filler).unwrap();
+    let a = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("kept"))).await);
+    assert_eq!(outcome(&api, &a).await["status"], json!("201"));
+    let names: Vec<Value> = api
+        .list_all("/Users")
+        .await
+        .iter()
+        .map(|u| u["userName"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("kept")], "the refused one never ran");
+    s.stop().await;
+    s.cli(&["log", "verify"]).await.success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executor_that_panics_is_restarted_and_the_request_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((opts, fiu)) = Fiu::opts(Opts::default(), dir.path()) else {
+        return;
+    };
+    let s = Scimd::start(opts).await;
+    let api = s.client();
+    fiu.enable(&s, "scimd/async/panic");
+    let a = accepted(&send_async(&api, Method::POST, "/Users", Some(&user("survivor"))).await);
+    // Until the executor has panicked at least once the request must still be pending.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log().contains("fault point scimd/async/panic") {
+        assert!(
+            Instant::now() < deadline,
+            "no panic logged\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fiu.disable(&s, "scimd/async/panic");
+    assert_eq!(outcome(&api, &a).await["status"], json!("201"));
+    assert!(
+        s.log().contains("executor panicked; restarting it"),
+        "the restart is logged\n{}",
+        s.log_tail()
+    );
 }

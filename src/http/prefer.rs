@@ -27,8 +27,8 @@ impl Preferences {
             .get_all("prefer")
             .iter()
             .filter_map(|v| v.to_str().ok());
-        for preference in values.flat_map(|v| v.split(',')) {
-            let pair = preference.split(';').next().unwrap_or_default();
+        for preference in values.flat_map(|v| outside_quotes(v, ',')) {
+            let pair = outside_quotes(preference, ';').next().unwrap_or_default();
             let (token, value) = match pair.split_once('=') {
                 Some((t, v)) => (t.trim(), Some(v.trim().trim_matches('"'))),
                 None => (pair.trim(), None),
@@ -44,6 +44,22 @@ impl Preferences {
         }
         out
     }
+}
+
+/// The parts of `value` between the `separator`s that are not inside a quoted-string (RFC 9110
+/// §5.6.4, with `\` escapes): a `,` or `;` in a quoted value does not start a preference, so
+/// `foo="a, respond-async"` asks for nothing.
+fn outside_quotes(value: &str, separator: char) -> impl Iterator<Item = &str> {
+    let (mut quoted, mut escaped) = (false, false);
+    value.split(move |c: char| {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ => return c == separator && !quoted,
+        }
+        false
+    })
 }
 
 #[cfg(test)]
@@ -66,6 +82,19 @@ mod tests {
         assert!(prefs(&["return=minimal", "respond-async"]).respond_async);
         assert!(!prefs(&["return=minimal"]).respond_async);
         assert!(!prefs(&["respond-asynchronously"]).respond_async);
+    }
+
+    #[test]
+    fn separators_inside_a_quoted_value_do_not_start_a_preference() {
+        assert!(!prefs(&["foo=\"a, respond-async\""]).respond_async);
+        assert!(!prefs(&["foo=\"a;b, respond-async, c\""]).respond_async);
+        assert!(!prefs(&["foo=\"a\\\", respond-async\""]).respond_async);
+        assert!(prefs(&["foo=\"a, b\", respond-async"]).respond_async);
+        assert!(prefs(&["foo=\"a\\\"b\"; x=\";,\", respond-async"]).respond_async);
+        assert_eq!(
+            prefs(&["handling=\"a,b\", wait=4"]).wait,
+            Some(Duration::from_secs(4))
+        );
     }
 
     #[test]

@@ -310,7 +310,13 @@ impl Service {
             Some(request) => (txn, None, request),
             None => {
                 let (set_txn, index) = txn.rsplit_once(':').ok_or_else(not_found)?;
-                let index: usize = index.parse().map_err(|_| not_found())?;
+                // Only the index's own spelling: `:00` or `:+1` would name the same SET at a
+                // second URL.
+                let index: usize = index
+                    .parse()
+                    .ok()
+                    .filter(|i: &usize| i.to_string() == index)
+                    .ok_or_else(not_found)?;
                 let request = snapshot
                     .async_request(set_txn)
                     .map_err(unavailable)?
@@ -354,7 +360,22 @@ impl Service {
     /// accepted; it also drops outcomes past ASYNC_RETENTION_HOURS. It runs even with
     /// ASYNC_REQUESTS=false, so that requests accepted before the setting changed still complete.
     pub fn start_async(self: &Arc<Self>) {
-        tokio::spawn(self.clone().execute());
+        let service = self.clone();
+        // Supervised: a panic would otherwise end the only executor silently, and every request
+        // answered 202 afterwards would stay pending.
+        tokio::spawn(async move {
+            loop {
+                match tokio::spawn(service.clone().execute()).await {
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(
+                            "the asynchronous-request executor panicked; restarting it"
+                        );
+                        tokio::time::sleep(RETRY_DELAY).await;
+                    }
+                    _ => return,
+                }
+            }
+        });
     }
 
     async fn execute(self: Arc<Self>) {
@@ -387,6 +408,10 @@ impl Service {
                 while fault::fails(fault::ASYNC_HOLD) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                assert!(
+                    !fault::fails(fault::ASYNC_PANIC),
+                    "fault point scimd/async/panic"
+                );
                 if let Err(e) = self.run_async(&txn, request).await {
                     // The store could not take it: it stays pending and runs again, in order.
                     tracing::warn!(txn = %txn, error = %e.detail, "an asynchronous request could not run; retrying");
@@ -399,16 +424,20 @@ impl Service {
 
     /// Drops the outcomes decided longer ago than the retention.
     async fn forget(&self) {
-        let Ok(retention) = chrono::Duration::from_std(self.asynchronous.settings.retention) else {
+        // A retention reaching before the calendar's start (ASYNC_RETENTION_HOURS in the
+        // billions: "keep forever") forgets nothing; subtracting it would panic and end the
+        // executor, leaving every accepted request pending.
+        let before = chrono::Duration::from_std(self.asynchronous.settings.retention)
+            .ok()
+            .and_then(|retention| Utc::now().checked_sub_signed(retention));
+        let Some(before) = before else {
             return;
         };
         let ctx = WriteContext {
             actor: "scimd".into(),
             txn_id: Uuid::new_v4().to_string(),
         };
-        let write = Write::AsyncForget {
-            before: Utc::now() - retention,
-        };
+        let write = Write::AsyncForget { before };
         if let Err(e) = self.store.write(write, ctx).await {
             tracing::warn!(error = %e.detail, "cannot drop old asynchronous outcomes; trying again later");
         }

@@ -18,6 +18,10 @@ pub(crate) const BATCH_STALL: &CStr = c"scimd/store/batch/stall";
 /// kill scimd with requests accepted and not yet run.
 pub(crate) const ASYNC_HOLD: &CStr = c"scimd/async/hold";
 
+/// The asynchronous-request executor panics before it runs a request, so a test can check that
+/// it is restarted.
+pub(crate) const ASYNC_PANIC: &CStr = c"scimd/async/panic";
+
 type FiuFail = unsafe extern "C" fn(*const libc::c_char) -> libc::c_int;
 
 /// libfiu's `fiu_fail`, when the process runs under `fiu-run`.
