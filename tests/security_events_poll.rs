@@ -387,11 +387,12 @@ async fn feeds_are_listed_with_their_poll_urls_and_an_unknown_one_is_404() {
                 .replace(&format!("http://{}", s.addr()), "https://scim.example.org")
         )
     );
-    assert_eq!(feeds[1]["id"], json!(gid));
+    let feed = format!("group:{gid}");
+    assert_eq!(feeds[1]["id"], json!(feed));
     assert_eq!(feeds[1]["subjects"], 1);
     assert_eq!(feeds[1]["displayName"], "Staff");
     let one = api
-        .get(&format!("/Events/Feeds/{gid}"))
+        .get(&format!("/Events/Feeds/{feed}"))
         .await
         .expect(200)
         .json();
@@ -399,12 +400,16 @@ async fn feeds_are_listed_with_their_poll_urls_and_an_unknown_one_is_404() {
     api.get("/Events/Feeds/no-such-feed")
         .await
         .expect_scim_error(404, None);
+    // A group's bare id is not a feed: it could be `default`.
+    api.get(&format!("/Events/Feeds/{gid}"))
+        .await
+        .expect_scim_error(404, None);
     let page = api
         .get("/Events/Feeds?startIndex=2&count=1")
         .await
         .expect(200)
         .json();
-    assert_eq!(page["Resources"][0]["id"], json!(gid));
+    assert_eq!(page["Resources"][0]["id"], json!(feed));
     let r = send(api.request(reqwest::Method::DELETE, "/Events/Feeds/default/poll")).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow").as_deref(), Some("POST"));
@@ -447,7 +452,8 @@ async fn a_group_feed_hears_of_its_members_and_of_their_joining_and_leaving() {
     api.patch(&format!("/Users/{iid}"), &rename("Gone"))
         .await
         .expect(200);
-    let p = poll_now(&api, gid).await;
+    let feed = format!("group:{gid}");
+    let p = poll_now(&api, &feed).await;
     let uri = |u: &str| BTreeSet::from([u.to_owned()]);
     let inside_uri = format!("/Users/{iid}");
     let subjects: Vec<_> = p.subjects();
@@ -461,7 +467,7 @@ async fn a_group_feed_hears_of_its_members_and_of_their_joining_and_leaving() {
         "the outsider's change and the change after leaving are not on the group's feed"
     );
     for (jti, _) in &p.sets {
-        assert!(jti.starts_with(&format!("{gid}:")), "{jti}");
+        assert!(jti.starts_with(&format!("{feed}:")), "{jti}");
     }
     // The same events are all on the default feed, under the default feed's jtis.
     let all = poll_now(&api, "default").await;
