@@ -458,8 +458,15 @@ async fn an_async_requests_outcomes_are_pushed_as_asyncresp_sets_once_each() {
     // Three provisioning SETs (amy, bob, G) and three asyncresp ones (the POST, each operation).
     let got = receiver.wait_for(6, WAIT).await;
     let outcomes = asyncresp_sets(&got, &key);
-    let txns: Vec<&str> = outcomes.iter().map(|c| c["txn"].as_str().unwrap()).collect();
-    let expected = [txn.clone(), format!("{bulk_txn}:0"), format!("{bulk_txn}:1")];
+    let txns: Vec<&str> = outcomes
+        .iter()
+        .map(|c| c["txn"].as_str().unwrap())
+        .collect();
+    let expected = [
+        txn.clone(),
+        format!("{bulk_txn}:0"),
+        format!("{bulk_txn}:1"),
+    ];
     let mut sorted = txns.clone();
     sorted.sort_unstable();
     let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
@@ -489,7 +496,11 @@ async fn an_async_requests_outcomes_are_pushed_as_asyncresp_sets_once_each() {
     let dan: u64 = got[6].jti.split(':').nth(1).unwrap().parse().unwrap();
     let deadline = std::time::Instant::now() + WAIT;
     while status_of_push(&s).await["checkpoint"] != json!(dan) {
-        assert!(std::time::Instant::now() < deadline, "{}", status_of_push(&s).await);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            status_of_push(&s).await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.restart().await;
@@ -501,5 +512,10 @@ async fn an_async_requests_outcomes_are_pushed_as_asyncresp_sets_once_each() {
         "no asyncresp SET pushed twice: {:?}",
         jtis(&got)
     );
-    assert_eq!(got[7].jti, format!("default:{}:0", dan + 1), "{:?}", jtis(&got));
+    assert_eq!(
+        got[7].jti,
+        format!("default:{}:0", dan + 1),
+        "{:?}",
+        jtis(&got)
+    );
 }

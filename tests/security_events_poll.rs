@@ -69,12 +69,16 @@ impl Polled {
     }
 }
 
-/// The log position in a `jti` (`{feed}:{position}:{index}`), for ordering.
+/// The log position in a `jti` (`{feed}:{position}:{index}`), for ordering; an asyncresp SET's
+/// (`{feed}:{txn}`) has none and sorts last.
 fn place(jti: &str) -> (u64, u64) {
     let mut parts = jti.rsplitn(3, ':');
-    let index = parts.next().unwrap().parse().unwrap();
-    let position = parts.next().unwrap().parse().unwrap();
-    (position, index)
+    let index = parts.next().and_then(|i| i.parse().ok());
+    let position = parts.next().and_then(|p| p.parse().ok());
+    match (position, index) {
+        (Some(position), Some(index)) => (position, index),
+        _ => (u64::MAX, 0),
+    }
 }
 
 /// POSTs `body` to `feed`'s poll URL, asserting 200, and verifies every SET.
@@ -504,4 +508,96 @@ async fn a_long_poll_answers_when_the_server_shuts_down() {
     s.stop().await;
     let answer = waiting.await.unwrap();
     assert_eq!(answer["sets"], json!({}), "{answer}");
+}
+
+#[tokio::test]
+async fn an_async_requests_outcomes_are_polled_on_the_default_feed_until_acknowledged() {
+    const ASYNCRESP: &str = "urn:ietf:params:scim:event:misc:asyncresp";
+    let mut s = server(&[]).await;
+    let api = s.client();
+    api.create_user_named("taken").await;
+    let accepted = |r: Resp| {
+        assert_eq!(r.status, 202, "{r:?}");
+        r.header("set-txn").expect("Set-Txn")
+    };
+    let txn = accepted(
+        send(
+            api.request_json(
+                reqwest::Method::POST,
+                "/Users",
+                &json!({"schemas": [USER_SCHEMA], "userName": "amy"}),
+            )
+            .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "b", "data": {"schemas": [USER_SCHEMA], "userName": "bob"}},
+            {"method": "POST", "path": "/Users", "bulkId": "t", "data": {"schemas": [USER_SCHEMA], "userName": "taken"}},
+        ]
+    });
+    let bulk_txn = accepted(
+        send(
+            api.request_json(reqwest::Method::POST, "/Bulk", &bulk)
+                .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    let expected = BTreeSet::from([
+        format!("default:{txn}"),
+        format!("default:{bulk_txn}:0"),
+        format!("default:{bulk_txn}:1"),
+    ]);
+    // Each poll sends what it has not sent yet: gather until the three outcomes are in.
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !expected.iter().all(|j| seen.iter().any(|(s, _)| s == j)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            seen.iter().map(|(j, _)| j).collect::<Vec<_>>()
+        );
+        seen.extend(poll(&api, "default", json!({"maxEvents": 100})).await.sets);
+    }
+    let outcomes: Vec<&(String, Value)> =
+        seen.iter().filter(|(j, _)| expected.contains(j)).collect();
+    assert_eq!(outcomes.len(), 3, "each once: {seen:?}");
+    for (jti, claims) in &outcomes {
+        assert_eq!(jti, &format!("default:{}", claims["txn"].as_str().unwrap()));
+        let op = &claims["events"][ASYNCRESP];
+        let want = if claims["txn"] == json!(format!("{bulk_txn}:1")) {
+            "409"
+        } else {
+            "201"
+        };
+        assert_eq!(op["status"], json!(want), "{claims}");
+    }
+    let others: Vec<String> = seen
+        .iter()
+        .map(|(j, _)| j.clone())
+        .filter(|j| !expected.contains(j))
+        .collect();
+    ack(&api, "default", &others).await;
+    ack(&api, "default", &[format!("default:{txn}")]).await;
+
+    // A restart sends again exactly the outcomes not acknowledged, with the same jti.
+    s.restart().await;
+    let api = s.client();
+    let after = poll_now(&api, "default").await;
+    assert_eq!(
+        after.jtis(),
+        vec![
+            format!("default:{bulk_txn}:0"),
+            format!("default:{bulk_txn}:1")
+        ]
+    );
+    // Acknowledged by a server that never delivered them (it reads their jti).
+    s.restart().await;
+    let api = s.client();
+    ack(&api, "default", &after.jtis()).await;
+    assert!(poll_now(&api, "default").await.sets.is_empty());
+    s.restart().await;
+    assert!(poll_now(&s.client(), "default").await.sets.is_empty());
 }

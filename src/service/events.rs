@@ -211,9 +211,12 @@ impl Service {
             drop(held);
             let wake = scan.next_due.map_or(deadline, |due| due.min(deadline));
             let head = scan.head;
+            // An asynchronous outcome decided without a write commits without moving the log's
+            // position: on the feed that carries them, any commit wakes the poll.
+            let any_commit = poller.source().carries_outcomes(feed);
             let later_commit = async {
                 while committed.changed().await.is_ok() {
-                    if *committed.borrow_and_update() > head {
+                    if any_commit || *committed.borrow_and_update() > head {
                         return;
                     }
                 }

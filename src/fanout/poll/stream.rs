@@ -1,6 +1,8 @@
 //! One receiver's state on one feed: what it has acknowledged (durable, [`SetAcks`]) and what was
 //! delivered to it and not acknowledged yet (in memory), and the scan of the log that picks the
-//! SETs of its next poll.
+//! SETs of its next poll. On the default feed the scan then reads the asynchronous outcomes
+//! (completion order) for their asyncresp SETs: the log's SETs come first in a poll, so an
+//! outcome's SET may come before or after the provisioning SETs of what its request wrote.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use chrono::Utc;
 use super::PollError;
 use super::request::PollRequest;
 use super::source::{PendingSet, SetSource};
-use crate::store::{Refusal, SetAcks, SetKey, Snapshot, Store};
+use crate::store::{Refusal, SetAcks, SetId, Snapshot, Store};
 
 /// Events read from the store at a time.
 const CHUNK: usize = 256;
@@ -32,9 +34,9 @@ pub struct Stream {
     /// The durable acknowledgements, once read from the store.
     acks: Option<SetAcks>,
     /// SETs delivered and not acknowledged yet: their `jti` and when they were delivered.
-    outstanding: BTreeMap<SetKey, (String, Instant)>,
+    outstanding: BTreeMap<SetId, (String, Instant)>,
     /// The same SETs by `jti`, for the acknowledgements that name them.
-    by_jti: HashMap<String, SetKey>,
+    by_jti: HashMap<String, SetId>,
     /// How many SETs the feed has at each position after the low-water mark that has any, as
     /// far as scans have read (`sized_through`): what lets an acknowledgement move the mark.
     sizes: BTreeMap<u64, u32>,
@@ -124,6 +126,7 @@ impl Stream {
         }
         if changed {
             self.settle(&mut acks);
+            settle_outcomes(&snap, &mut acks)?;
         }
         Ok(changed.then_some(acks))
     }
@@ -152,9 +155,12 @@ impl Stream {
         source: &SetSource,
         acks: &SetAcks,
         jti: &str,
-    ) -> Result<Option<SetKey>, PollError> {
+    ) -> Result<Option<SetId>, PollError> {
         if let Some(key) = self.by_jti.get(jti) {
             return Ok(Some(*key));
+        }
+        if let Some(set_txn) = source.locate_outcome(&self.feed, jti) {
+            return self.resolve_outcome(snap, source, acks, set_txn, jti);
         }
         let Some(key) = source.locate(&self.feed, jti) else {
             return Ok(None);
@@ -167,14 +173,41 @@ impl Stream {
         };
         let sets = source.sets(&event, snap, &self.feed)?;
         let index = usize::try_from(key.1).unwrap_or(usize::MAX);
-        Ok(sets.get(index).filter(|s| s.jti == jti).map(|_| key))
+        Ok(sets
+            .get(index)
+            .filter(|s| s.jti == jti)
+            .map(|_| SetId::Event(key)))
+    }
+
+    /// The asyncresp SET `jti` of request `set_txn`, if the store still keeps its outcome and it
+    /// is not acknowledged yet.
+    fn resolve_outcome(
+        &self,
+        snap: &Snapshot,
+        source: &SetSource,
+        acks: &SetAcks,
+        set_txn: &str,
+        jti: &str,
+    ) -> Result<Option<SetId>, PollError> {
+        let Some(request) = snap.async_request(set_txn)? else {
+            return Ok(None);
+        };
+        let Some(completion) = request.outcome.as_ref().map(|o| o.completion) else {
+            return Ok(None);
+        };
+        let sets = source.outcome_sets(&self.feed, set_txn, &request);
+        let Some(index) = sets.iter().position(|s| s.jti == jti) else {
+            return Ok(None);
+        };
+        let id = SetId::Outcome((completion, u32::try_from(index).unwrap_or(u32::MAX)));
+        Ok((!acks.is_set_acked(id)).then_some(id))
     }
 
     /// Takes `acks` as the durable state (it was just saved) and forgets the deliveries it
     /// acknowledges.
     pub(super) fn saved(&mut self, acks: SetAcks) {
         self.outstanding.retain(|key, (jti, _)| {
-            let keep = !acks.is_acked(*key);
+            let keep = !acks.is_set_acked(*key);
             if !keep {
                 self.by_jti.remove(jti.as_str());
             }
@@ -199,7 +232,7 @@ impl Stream {
         let acks = self.loaded(&snap)?.clone();
         self.sized_through = self.sized_through.max(acks.through);
         let now = Instant::now();
-        let mut picked: Vec<(SetKey, PendingSet)> = Vec::new();
+        let mut picked: Vec<(SetId, PendingSet)> = Vec::new();
         let mut more = false;
         let mut next_due: Option<Instant> = None;
         let mut from = acks.through + 1;
@@ -218,22 +251,16 @@ impl Stream {
                 }
                 self.sized_through = self.sized_through.max(event.position);
                 for (index, set) in sets.into_iter().enumerate() {
-                    let key = (event.position, u32::try_from(index).unwrap_or(u32::MAX));
-                    if acks.is_acked(key) {
-                        continue;
-                    }
-                    if let Some((_, at)) = self.outstanding.get(&key) {
-                        let due = *at + redeliver;
-                        if due > now {
-                            next_due = Some(next_due.map_or(due, |d| d.min(due)));
-                            continue;
+                    let key =
+                        SetId::Event((event.position, u32::try_from(index).unwrap_or(u32::MAX)));
+                    match self.pick(&acks, key, now, redeliver, &mut next_due) {
+                        Pick::Skip => continue,
+                        Pick::Take if picked.len() >= max => {
+                            more = true;
+                            break 'log;
                         }
+                        Pick::Take => picked.push((key, set)),
                     }
-                    if picked.len() >= max {
-                        more = true;
-                        break 'log;
-                    }
-                    picked.push((key, set));
                 }
                 scanned += 1;
                 if scanned >= SCAN_BUDGET && from <= head {
@@ -241,6 +268,18 @@ impl Stream {
                     break 'log;
                 }
             }
+        }
+        if !more {
+            more = self.scan_outcomes(
+                &snap,
+                source,
+                &acks,
+                max,
+                now,
+                redeliver,
+                &mut picked,
+                &mut next_due,
+            )?;
         }
         if let Some(mut stored) = self.acks.take() {
             self.settle(&mut stored);
@@ -262,4 +301,99 @@ impl Stream {
             next_due,
         })
     }
+
+    /// Whether SET `key` is to be sent now: not acknowledged, and not delivered within the last
+    /// `redeliver` (else `next_due` learns when it falls due).
+    fn pick(
+        &self,
+        acks: &SetAcks,
+        key: SetId,
+        now: Instant,
+        redeliver: Duration,
+        next_due: &mut Option<Instant>,
+    ) -> Pick {
+        if acks.is_set_acked(key) {
+            return Pick::Skip;
+        }
+        if let Some((_, at)) = self.outstanding.get(&key) {
+            let due = *at + redeliver;
+            if due > now {
+                *next_due = Some(next_due.map_or(due, |d| d.min(due)));
+                return Pick::Skip;
+            }
+        }
+        Pick::Take
+    }
+
+    /// Adds to `picked`, up to `max` in all, the asyncresp SETs of the outcomes after the
+    /// receiver's mark (completion order); answers whether more wait. Outcomes retention dropped
+    /// are not in the store any more, so a receiver further behind skips them.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_outcomes(
+        &self,
+        snap: &Snapshot,
+        source: &SetSource,
+        acks: &SetAcks,
+        max: usize,
+        now: Instant,
+        redeliver: Duration,
+        picked: &mut Vec<(SetId, PendingSet)>,
+        next_due: &mut Option<Instant>,
+    ) -> Result<bool, PollError> {
+        if !source.carries_outcomes(&self.feed) {
+            return Ok(false);
+        }
+        let mut after = acks.outcomes_through;
+        let mut scanned = 0u64;
+        loop {
+            let outcomes = snap.async_outcomes_after(after, CHUNK)?;
+            if outcomes.is_empty() {
+                return Ok(false);
+            }
+            for (set_txn, request) in outcomes {
+                let Some(completion) = request.outcome.as_ref().map(|o| o.completion) else {
+                    continue;
+                };
+                after = completion;
+                let sets = source.outcome_sets(&self.feed, &set_txn, &request);
+                for (index, set) in sets.into_iter().enumerate() {
+                    let key =
+                        SetId::Outcome((completion, u32::try_from(index).unwrap_or(u32::MAX)));
+                    match self.pick(acks, key, now, redeliver, next_due) {
+                        Pick::Skip => continue,
+                        Pick::Take if picked.len() >= max => return Ok(true),
+                        Pick::Take => picked.push((key, set)),
+                    }
+                }
+                scanned += 1;
+                if scanned >= SCAN_BUDGET {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a SET is sent in this poll.
+enum Pick {
+    Take,
+    Skip,
+}
+
+/// Moves `acks`' asyncresp mark over the outcomes after it whose SETs are all acknowledged (read
+/// a chunk at a time; the rest moves on the next acknowledgement).
+fn settle_outcomes(snap: &Snapshot, acks: &mut SetAcks) -> Result<(), PollError> {
+    let mut through = acks.outcomes_through;
+    for (_, request) in snap.async_outcomes_after(through, CHUNK)? {
+        let Some(outcome) = &request.outcome else {
+            continue;
+        };
+        let count = u32::try_from(outcome.operations.len()).unwrap_or(u32::MAX);
+        if !(0..count).all(|i| acks.is_set_acked(SetId::Outcome((outcome.completion, i)))) {
+            break;
+        }
+        through = outcome.completion;
+    }
+    acks.advance_outcomes(through);
+    Ok(())
 }

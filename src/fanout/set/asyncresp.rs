@@ -99,7 +99,12 @@ pub fn resource_type_of(request: &AsyncRequest, op: &AsyncOperation) -> Resource
         .and_then(Value::as_str)
         .and_then(|l| l.strip_prefix(request.base.as_str()));
     match path {
-        Some(p) if p.trim_start_matches('/').starts_with(ResourceType::Group.endpoint()) => ResourceType::Group,
+        Some(p)
+            if p.trim_start_matches('/')
+                .starts_with(ResourceType::Group.endpoint()) =>
+        {
+            ResourceType::Group
+        }
         _ => ResourceType::User,
     }
 }

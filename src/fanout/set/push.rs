@@ -25,9 +25,7 @@ use super::receiver::{Answer, Receiver};
 use super::{FeedId, Jti, SecurityEvents, asyncresp, sets_of};
 use crate::fanout::status::{StatusBoard, SubscriberState};
 use crate::metrics::METRICS;
-use crate::store::{
-    AsyncRequest, Event, Parked, Snapshot, Store, StoreError, Write, WriteContext,
-};
+use crate::store::{AsyncRequest, Event, Parked, Snapshot, Store, StoreError, Write, WriteContext};
 
 /// The subscriber's name: its checkpoint key, its parked SETs' owner and its entry in `/status`.
 pub const NAME: &str = "set-push";
@@ -320,12 +318,10 @@ impl Pusher {
                 continue;
             };
             let sets = self.signed_outcome(&set_txn, &request)?;
-            for ((jti, set), op) in sets.into_iter().zip(
-                request
-                    .outcome
-                    .iter()
-                    .flat_map(|o| o.operations.iter()),
-            ) {
+            for ((jti, set), op) in sets
+                .into_iter()
+                .zip(request.outcome.iter().flat_map(|o| o.operations.iter()))
+            {
                 match self.receiver.push(&set).await {
                     Answer::Delivered => {
                         METRICS.sets_pushed.with_label_values(&["delivered"]).inc();
