@@ -32,7 +32,7 @@ pub struct PendingSet {
 
 /// A SET's claims: a log event's, or an asyncresp one's (already a JSON object).
 enum Claims {
-    Event(SetClaims),
+    Event(Box<SetClaims>),
     Outcome(Map<String, Value>),
 }
 
@@ -64,7 +64,7 @@ impl SetSource {
             .into_iter()
             .map(|claims| PendingSet {
                 jti: claims.jti.clone(),
-                claims: Claims::Event(claims),
+                claims: Claims::Event(Box::new(claims)),
             })
             .collect())
     }

@@ -232,9 +232,14 @@ impl Stream {
         let acks = self.loaded(&snap)?.clone();
         self.sized_through = self.sized_through.max(acks.through);
         let now = Instant::now();
-        let mut picked: Vec<(SetId, PendingSet)> = Vec::new();
+        let mut picking = Picking {
+            sets: Vec::new(),
+            max,
+            now,
+            redeliver,
+            next_due: None,
+        };
         let mut more = false;
-        let mut next_due: Option<Instant> = None;
         let mut from = acks.through + 1;
         let mut scanned = 0u64;
         'log: while from <= head {
@@ -253,13 +258,9 @@ impl Stream {
                 for (index, set) in sets.into_iter().enumerate() {
                     let key =
                         SetId::Event((event.position, u32::try_from(index).unwrap_or(u32::MAX)));
-                    match self.pick(&acks, key, now, redeliver, &mut next_due) {
-                        Pick::Skip => continue,
-                        Pick::Take if picked.len() >= max => {
-                            more = true;
-                            break 'log;
-                        }
-                        Pick::Take => picked.push((key, set)),
+                    if picking.offer(&self.outstanding, &acks, key, set) == Offer::Full {
+                        more = true;
+                        break 'log;
                     }
                 }
                 scanned += 1;
@@ -270,23 +271,15 @@ impl Stream {
             }
         }
         if !more {
-            more = self.scan_outcomes(
-                &snap,
-                source,
-                &acks,
-                max,
-                now,
-                redeliver,
-                &mut picked,
-                &mut next_due,
-            )?;
+            more = self.scan_outcomes(&snap, source, &acks, &mut picking)?;
         }
         if let Some(mut stored) = self.acks.take() {
             self.settle(&mut stored);
             self.acks = Some(stored);
         }
-        let mut sets = Vec::with_capacity(picked.len());
-        for (key, set) in picked {
+        let next_due = picking.next_due;
+        let mut sets = Vec::with_capacity(picking.sets.len());
+        for (key, set) in picking.sets {
             let token = source.sign(&set)?;
             if let Some((old, _)) = self.outstanding.insert(key, (set.jti.clone(), now)) {
                 self.by_jti.remove(&old);
@@ -302,43 +295,15 @@ impl Stream {
         })
     }
 
-    /// Whether SET `key` is to be sent now: not acknowledged, and not delivered within the last
-    /// `redeliver` (else `next_due` learns when it falls due).
-    fn pick(
-        &self,
-        acks: &SetAcks,
-        key: SetId,
-        now: Instant,
-        redeliver: Duration,
-        next_due: &mut Option<Instant>,
-    ) -> Pick {
-        if acks.is_set_acked(key) {
-            return Pick::Skip;
-        }
-        if let Some((_, at)) = self.outstanding.get(&key) {
-            let due = *at + redeliver;
-            if due > now {
-                *next_due = Some(next_due.map_or(due, |d| d.min(due)));
-                return Pick::Skip;
-            }
-        }
-        Pick::Take
-    }
-
-    /// Adds to `picked`, up to `max` in all, the asyncresp SETs of the outcomes after the
+    /// Offers `picking` the asyncresp SETs of the outcomes after the
     /// receiver's mark (completion order); answers whether more wait. Outcomes retention dropped
     /// are not in the store any more, so a receiver further behind skips them.
-    #[allow(clippy::too_many_arguments)]
     fn scan_outcomes(
         &self,
         snap: &Snapshot,
         source: &SetSource,
         acks: &SetAcks,
-        max: usize,
-        now: Instant,
-        redeliver: Duration,
-        picked: &mut Vec<(SetId, PendingSet)>,
-        next_due: &mut Option<Instant>,
+        picking: &mut Picking,
     ) -> Result<bool, PollError> {
         if !source.carries_outcomes(&self.feed) {
             return Ok(false);
@@ -359,10 +324,8 @@ impl Stream {
                 for (index, set) in sets.into_iter().enumerate() {
                     let key =
                         SetId::Outcome((completion, u32::try_from(index).unwrap_or(u32::MAX)));
-                    match self.pick(acks, key, now, redeliver, next_due) {
-                        Pick::Skip => continue,
-                        Pick::Take if picked.len() >= max => return Ok(true),
-                        Pick::Take => picked.push((key, set)),
+                    if picking.offer(&self.outstanding, acks, key, set) == Offer::Full {
+                        return Ok(true);
                     }
                 }
                 scanned += 1;
@@ -374,10 +337,50 @@ impl Stream {
     }
 }
 
-/// Whether a SET is sent in this poll.
-enum Pick {
-    Take,
-    Skip,
+/// The SETs one scan picks, up to `max`, and when the first one held back falls due again.
+struct Picking {
+    sets: Vec<(SetId, PendingSet)>,
+    max: usize,
+    now: Instant,
+    redeliver: Duration,
+    next_due: Option<Instant>,
+}
+
+/// What became of a SET offered to a scan.
+#[derive(PartialEq, Eq)]
+enum Offer {
+    /// Taken, or passed over (acknowledged, or delivered within the last `redeliver`).
+    Done,
+    /// Not taken: the scan has `max` SETs already.
+    Full,
+}
+
+impl Picking {
+    /// Takes SET `key` unless it is acknowledged or was delivered (`outstanding`) within the
+    /// last `redeliver` (then `next_due` learns when it falls due).
+    fn offer(
+        &mut self,
+        outstanding: &BTreeMap<SetId, (String, Instant)>,
+        acks: &SetAcks,
+        key: SetId,
+        set: PendingSet,
+    ) -> Offer {
+        if acks.is_set_acked(key) {
+            return Offer::Done;
+        }
+        if let Some((_, at)) = outstanding.get(&key) {
+            let due = *at + self.redeliver;
+            if due > self.now {
+                self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
+                return Offer::Done;
+            }
+        }
+        if self.sets.len() >= self.max {
+            return Offer::Full;
+        }
+        self.sets.push((key, set));
+        Offer::Done
+    }
 }
 
 /// Moves `acks`' asyncresp mark over the outcomes after it whose SETs are all acknowledged (read
