@@ -518,4 +518,39 @@ async fn an_async_requests_outcomes_are_pushed_as_asyncresp_sets_once_each() {
         "{:?}",
         jtis(&got)
     );
+
+    // An asyncresp SET the receiver refuses for good is parked and pushed again by a retry. The
+    // receiver is down while the request is made, so that it knows the jti to refuse in time.
+    receiver.set_mode(Mode::Down);
+    let eve = accepted(
+        common::send(
+            s.client()
+                .request_json(reqwest::Method::POST, "/Users", &user("eve", true))
+                .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    let eve_jti = format!("default:{eve}");
+    receiver.refuse(&eve_jti);
+    receiver.set_mode(Mode::Accept);
+    receiver.wait_for(9, WAIT).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while status_of_push(&s).await["parked"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            status_of_push(&s).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.refused(), [eve_jti.clone()]);
+    receiver.accept_all();
+    s.cli(&["projection", "retry", "set-push"]).await.success();
+    let got = receiver.wait_for(10, WAIT).await;
+    assert_eq!(
+        got[9].jti, eve_jti,
+        "the retry pushes the parked asyncresp SET, same jti"
+    );
+    let claims = verify(&got[9].token, &key, ISSUER, Some(AUDIENCE));
+    assert_eq!(claims["txn"], json!(eve));
 }
