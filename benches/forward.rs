@@ -18,20 +18,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt, stream};
+use common::server::{BIN, KEY, PATCH_OP, Server, scimd};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_scimd");
-const KEY: &str = "forward-bench-key";
-const UPSTREAM_KEY: &str = "forward-bench-upstream-key";
-const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
-const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// Changes/s of the scim projection into an upstream scimd; see the doc comment of
 /// `benches/forward.rs`.
@@ -49,115 +42,6 @@ struct Args {
     patches: usize,
 }
 
-struct Server {
-    _child: tokio::process::Child,
-    base: String,
-    key: &'static str,
-    http: reqwest::Client,
-}
-
-impl Server {
-    async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<Value> {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.key)
-            .header("Content-Type", "application/scim+json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = r.status();
-        let text = r.text().await?;
-        ensure!(status.is_success(), "{path}: {status} {text}");
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
-
-fn command(data: &Path, key: &str, listen: &str) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.env_clear();
-    for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
-        if let Ok(v) = std::env::var(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("DATA_PATH", data)
-        .env("API_KEY", key)
-        .env("LISTEN", listen)
-        .env("LOGLEVEL", "warn")
-        .env("NO_COLOR", "1")
-        .env("PROJECTIONS", "none");
-    cmd
-}
-
-async fn start(dir: &Path, key: &'static str) -> Result<Server> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.join("serve.log"))?;
-    let child = command(&dir.join("data"), key, &listen)
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawn scimd serve")?;
-    let server = Server {
-        _child: child,
-        base: format!("http://{listen}"),
-        key,
-        http: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !server
-        .http
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        ensure!(Instant::now() < deadline, "scimd serve did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(server)
-}
-
-/// Creates `n` users through Bulk, 1,000 per request; returns their ids.
-async fn create_users(server: &Server, n: usize) -> Result<Vec<String>> {
-    let chunks: Vec<(usize, usize)> = (0..n)
-        .step_by(1000)
-        .map(|s| (s, (s + 1000).min(n)))
-        .collect();
-    let answers: Vec<Vec<String>> = stream::iter(chunks)
-        .map(|(from, to)| async move {
-            let ops: Vec<Value> = (from..to)
-                .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
-                                "data": {"userName": format!("fwd-{i}"), "displayName": format!("User {i}")}}))
-                .collect();
-            let r = server
-                .send(reqwest::Method::POST, "/Bulk", &json!({"schemas": [BULK], "Operations": ops}))
-                .await?;
-            r["Operations"]
-                .as_array()
-                .context("no Operations")?
-                .iter()
-                .map(|op| {
-                    op["location"]
-                        .as_str()
-                        .and_then(|l| l.rsplit('/').next())
-                        .map(str::to_owned)
-                        .with_context(|| format!("bulk create failed: {op}"))
-                })
-                .collect::<Result<Vec<String>>>()
-        })
-        .buffered(4)
-        .try_collect()
-        .await?;
-    Ok(answers.into_iter().flatten().collect())
-}
-
 async fn run(args: &Args) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("scimd-forward-bench-")
@@ -165,9 +49,10 @@ async fn run(args: &Args) -> Result<()> {
     let (source_dir, upstream_dir) = (tmp.path().join("source"), tmp.path().join("upstream"));
     std::fs::create_dir_all(&source_dir)?;
     std::fs::create_dir_all(&upstream_dir)?;
-    let upstream = start(&upstream_dir, UPSTREAM_KEY).await?;
-    let source = start(&source_dir, KEY).await?;
-    let users = create_users(&source, args.users).await?;
+    let bin = std::path::Path::new(BIN);
+    let upstream = Server::start(bin, &upstream_dir.join("data"), &[]).await?;
+    let source = Server::start(bin, &source_dir.join("data"), &[]).await?;
+    let users = source.create_users("fwd-", args.users).await?;
     let size = args.group_size.max(1);
     let mut groups = Vec::new();
     for (g, chunk) in users.chunks(size).enumerate() {
@@ -200,15 +85,21 @@ async fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    drop(source);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    source.stop().await?;
     let started = Instant::now();
-    let out = command(&source_dir.join("data"), KEY, "127.0.0.1:9")
-        .args(["replay", "--projection", "scim"])
-        .env("FORWARD_SCIM_URL", &upstream.base)
-        .env("FORWARD_SCIM_KEY", UPSTREAM_KEY)
-        .output()
-        .await?;
+    let out = scimd(
+        bin,
+        &source_dir.join("data"),
+        &["replay", "--projection", "scim"],
+        &[
+            ("LISTEN", "127.0.0.1:9"),
+            ("PROJECTIONS", "none"),
+            ("FORWARD_SCIM_URL", &upstream.base),
+            ("FORWARD_SCIM_KEY", KEY),
+        ],
+    )
+    .output()
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     ensure!(
         out.status.success(),
@@ -217,8 +108,8 @@ async fn run(args: &Args) -> Result<()> {
     );
     let listed = upstream
         .http
-        .get(format!("{}/Users?count=0", upstream.base))
-        .bearer_auth(UPSTREAM_KEY)
+        .get(upstream.url("/Users?count=0"))
+        .bearer_auth(KEY)
         .send()
         .await?
         .json::<Value>()
@@ -242,21 +133,7 @@ async fn run(args: &Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--users"]) else {
-        return ExitCode::SUCCESS;
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start tokio: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("forward bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("forward", &["--users"], |args: Args| async move {
+        run(&args).await
+    })
 }

@@ -26,23 +26,18 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt, stream};
+use common::server::{BIN, Server};
+use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const BIN: &str = env!("CARGO_BIN_EXE_scimd");
-const KEY: &str = "member-delta-bench-key";
-const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 
 /// Cost of one member added to a large group in the LDAP and MongoDB projections; see the doc
 /// comment of `benches/member_delta.rs` for what it does and prints.
@@ -144,53 +139,6 @@ struct Target {
     sent: Arc<AtomicU64>,
 }
 
-struct Server {
-    child: tokio::process::Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Server {
-    async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<Value> {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(KEY)
-            .header("Content-Type", "application/scim+json")
-            .body(body.to_string())
-            .send()
-            .await
-            .with_context(|| path.to_owned())?;
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        ensure!(status.is_success(), "{path}: {status}: {text}");
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn status(&self) -> Result<Value> {
-        self.http
-            .get(format!("{}/status", self.base))
-            .bearer_auth(KEY)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .context("GET /status")?
-            .json()
-            .await
-            .context("/status is not JSON")
-    }
-
-    async fn members(&self, group: &str, ids: &[String]) -> Result<()> {
-        let value: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
-        let body = json!({"schemas": [PATCH_OP], "Operations": [
-            {"op": "add", "path": "members", "value": value}
-        ]});
-        self.send(reqwest::Method::PATCH, &format!("/Groups/{group}"), &body)
-            .await
-            .map(|_| ())
-    }
-}
-
 /// Each target's checkpoint in `st` (None if missing).
 fn checkpoint(st: &Value, name: &str) -> Option<u64> {
     st["subscribers"][name]["checkpoint"].as_u64()
@@ -229,101 +177,6 @@ fn quantiles(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     (at(0.5), at(0.99), v[v.len() - 1])
-}
-
-async fn start_server(data: &Path, env: &[(String, String)]) -> Result<Server> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let log_path = data.join("bench-serve.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("serve").env_clear();
-    for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
-        if let Ok(v) = std::env::var(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("DATA_PATH", data.join("data"))
-        .env("API_KEY", KEY)
-        .env("LISTEN", &listen)
-        .env("LOGLEVEL", "warn")
-        .env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawn scimd serve")?;
-    let server = Server {
-        child,
-        base: format!("http://{listen}"),
-        http: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = server
-            .http
-            .get(format!("{}/health", server.base))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return Ok(server);
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "scimd serve did not start; see {}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Creates `n` users through Bulk (1,000 per request, 4 at a time); returns their ids in order.
-async fn create_users(server: &Server, tag: &str, n: usize) -> Result<Vec<String>> {
-    let chunks: Vec<(usize, usize)> = (0..n)
-        .step_by(1000)
-        .map(|s| (s, (s + 1000).min(n)))
-        .collect();
-    let answers: Vec<Vec<String>> = stream::iter(chunks)
-        .map(|(from, to)| async move {
-            let ops: Vec<Value> = (from..to)
-                .map(|i| {
-                    json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
-                           "data": {"userName": format!("md-{tag}-{i}")}})
-                })
-                .collect();
-            let r = server
-                .send(
-                    reqwest::Method::POST,
-                    "/Bulk",
-                    &json!({"schemas": [BULK], "Operations": ops}),
-                )
-                .await?;
-            r["Operations"]
-                .as_array()
-                .context("no Operations in the BulkResponse")?
-                .iter()
-                .map(|op| {
-                    ensure!(op["status"] == "201", "bulk create failed: {op}");
-                    op["location"]
-                        .as_str()
-                        .and_then(|l| l.rsplit('/').next())
-                        .map(str::to_owned)
-                        .with_context(|| format!("no location in {op}"))
-                })
-                .collect::<Result<Vec<String>>>()
-        })
-        .buffered(4)
-        .try_collect()
-        .await?;
-    Ok(answers.into_iter().flatten().collect())
 }
 
 async fn run(args: &Args) -> Result<()> {
@@ -375,11 +228,12 @@ async fn run(args: &Args) -> Result<()> {
         });
     }
     env.push(("PROJECTIONS".into(), projections.join(",")));
-    let server = start_server(tmp.path(), &env).await?;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::start(std::path::Path::new(BIN), &tmp.path().join("data"), &env).await?;
     let (n, s) = (args.members, args.samples);
 
     let started = Instant::now();
-    let ids = create_users(&server, &suffix, n + s).await?;
+    let ids = server.create_users(&format!("md-{suffix}-"), n + s).await?;
     eprintln!(
         "created {} users (Bulk, 1,000 per request) in {:.1} s",
         ids.len(),
@@ -396,7 +250,7 @@ async fn run(args: &Args) -> Result<()> {
     let (bulk, extra) = ids.split_at(n);
     let t = Instant::now();
     for chunk in bulk.chunks(5_000) {
-        server.members(&group, chunk).await?;
+        server.add_members(&group, chunk).await?;
     }
     eprintln!(
         "group of {n} members built in {:.1} s (PATCHes of 5,000)",
@@ -421,7 +275,7 @@ async fn run(args: &Args) -> Result<()> {
             .iter()
             .map(|t| t.sent.load(Ordering::Relaxed))
             .collect();
-        server.members(&group, std::slice::from_ref(id)).await?;
+        server.add_members(&group, std::slice::from_ref(id)).await?;
         let answered = Instant::now();
         expected += 1;
         let mut done: Vec<Option<f64>> = vec![None; targets.len()];
@@ -459,14 +313,7 @@ async fn run(args: &Args) -> Result<()> {
         );
     }
 
-    let mut child = server.child;
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    server.stop().await?;
     if !args.keep {
         cleanup(args, &admin, &users_ou, &groups_ou, &database).await?;
     }
@@ -538,17 +385,9 @@ async fn cleanup(
 }
 
 fn main() -> ExitCode {
-    let Some(args) = common::parse::<Args>(&["--ldap", "--mongo"]) else {
-        return ExitCode::SUCCESS;
-    };
-    let outcome = tokio::runtime::Runtime::new()
-        .context("tokio runtime")
-        .and_then(|rt| rt.block_on(run(&args)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("member_delta bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(
+        "member_delta",
+        &["--ldap", "--mongo"],
+        |args: Args| async move { run(&args).await },
+    )
 }

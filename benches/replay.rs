@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{ArgGroup, Parser};
@@ -52,8 +52,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 
-const BIN: &str = env!("CARGO_BIN_EXE_scimd");
-const KEY: &str = "replay-bench-key";
+use common::server::{BIN, KEY, Server, free_port, scimd};
+
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 /// Replay benchmark: how fast `scimd replay --projection sql --fresh` rebuilds the sql projection;
@@ -137,94 +137,6 @@ impl Mix {
     }
 }
 
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// `scimd <args>` with a clean environment: DATA_PATH, API_KEY, LISTEN, LOGLEVEL and `env`.
-fn scimd(
-    data: &Path,
-    listen: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args).env_clear();
-    for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
-        if let Ok(v) = std::env::var(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("DATA_PATH", data)
-        .env("API_KEY", KEY)
-        .env("LISTEN", listen)
-        .env("LOGLEVEL", "warn")
-        .env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null()).kill_on_drop(true);
-    cmd
-}
-
-/// Starts `scimd serve` on `data` with `PROJECTIONS=none`; returns it and its address.
-async fn start_server(data: &Path) -> Result<(tokio::process::Child, String)> {
-    let listen = format!("127.0.0.1:{}", free_port()?);
-    let log_path = data.join("bench-serve.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("create {}", log_path.display()))?;
-    let child = scimd(data, &listen, &["serve"], &[("PROJECTIONS", "none")])
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("spawn scimd serve")?;
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("http://{listen}/health")).send().await
-            && r.status().is_success()
-        {
-            return Ok((child, listen));
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "scimd serve did not start; see {}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn stop_server(mut child: tokio::process::Child) -> Result<()> {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
-        }
-    }
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .context("scimd did not stop within 60 s")?
-        .context("wait for scimd")?;
-    ensure!(status.success(), "scimd serve exited with {status}");
-    Ok(())
-}
-
-async fn position(http: &reqwest::Client, listen: &str) -> Result<u64> {
-    let v: Value = http
-        .get(format!("http://{listen}/ready"))
-        .send()
-        .await
-        .context("GET /ready")?
-        .json()
-        .await
-        .context("/ready is not JSON")?;
-    v["position"]
-        .as_u64()
-        .with_context(|| format!("no position in /ready: {v}"))
-}
-
 /// Sends `n` requests made by `make(i)` at `concurrency`; returns the JSON bodies in index order.
 async fn drive(
     http: &reqwest::Client,
@@ -279,13 +191,13 @@ async fn drive(
 /// Phase 1: a store of `events` events, built over HTTP.
 async fn build_store(data: &Path, args: &Args) -> Result<u64> {
     let mix = Mix::of(args.events);
-    let (child, listen) = start_server(data).await?;
+    let server = Server::start(Path::new(BIN), data, &[]).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let existing = position(&http, &listen).await?;
+    let existing = server.position().await?;
     if existing > 0 {
-        stop_server(child).await?;
+        server.stop().await?;
         ensure!(
             existing as usize == args.events,
             "{} already holds a store of {existing} events, not {}",
@@ -303,7 +215,7 @@ async fn build_store(data: &Path, args: &Args) -> Result<u64> {
         args.events, mix.users, mix.groups, mix.replaces
     );
     let started = Instant::now();
-    let base = format!("http://{listen}");
+    let base = server.base.clone();
     let users = drive(&http, "POST /Users", mix.users, args.concurrency, |i| {
         (
             reqwest::Method::POST,
@@ -359,8 +271,8 @@ async fn build_store(data: &Path, args: &Args) -> Result<u64> {
         },
     )
     .await?;
-    let at = position(&http, &listen).await?;
-    stop_server(child).await?;
+    let at = server.position().await?;
+    server.stop().await?;
     eprintln!(
         "log built: {at} events in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -448,10 +360,11 @@ async fn replay_into(name: &str, url: &str, data: &Path, events: u64, args: &Arg
     let listen = format!("127.0.0.1:{}", free_port()?);
     let started = Instant::now();
     let out = scimd(
+        Path::new(BIN),
         data,
-        &listen,
         &["replay", "--projection", "sql", "--fresh", "--yes"],
         &[
+            ("LISTEN", &listen),
             ("DATABASE_URL", url),
             ("USER_MODEL_NAME", &users),
             ("GROUP_MODEL_NAME", &groups),
@@ -499,11 +412,15 @@ async fn timed_replay(
 ) -> Result<f64> {
     let listen = format!("127.0.0.1:{}", free_port()?);
     let started = Instant::now();
+    let env: Vec<(&str, &str)> = [("LISTEN", listen.as_str())]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
     let out = scimd(
+        Path::new(BIN),
         data,
-        &listen,
         &["replay", "--projection", projection, "--fresh", "--yes"],
-        env,
+        &env,
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -700,19 +617,10 @@ async fn run(args: &Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let Some(args) =
-        common::parse::<Args>(&["--sqlite", "--postgres", "--mysql", "--ldap", "--mongo"])
-    else {
-        return ExitCode::SUCCESS;
-    };
-    let outcome = tokio::runtime::Runtime::new()
-        .context("tokio runtime")
-        .and_then(|rt| rt.block_on(run(&args)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("replay bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let needs = ["--sqlite", "--postgres", "--mysql", "--ldap", "--mongo"];
+    common::main(
+        "replay",
+        &needs,
+        |args: Args| async move { run(&args).await },
+    )
 }

@@ -318,6 +318,88 @@ async fn a_late_group_message_shows_member_display_names_as_of_the_event() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_member_shows_its_new_name_in_the_next_group_message() {
+    let Some((broker, _shared)) = Broker::shared().await else {
+        return;
+    };
+    // The publisher keeps each group's members and their display names from one message to the
+    // next: a member renamed between two messages of its group must show its new name in the
+    // second, whether both go in one window (written before the publisher ran) or one at a time.
+    let queue = unique("rename-display");
+    let mut s = Scimd::start_default().await;
+    let api = s.client();
+    let a = id_of(&api.create_user(user_body("amqp.rename.a", "Ann")).await);
+    let b = id_of(&api.create_user(user_body("amqp.rename.b", "Bob")).await);
+    let g = id_of(&api.create_group_with("rename-inner", &[&a]).await);
+    let h = id_of(&api.create_group_with("rename-outer", &[&g]).await);
+    let rename =
+        |name: &str| patch_ops(json!([{"op": "replace", "path": "displayName", "value": name}]));
+    let add =
+        |id: &str| patch_ops(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]));
+    api.patch(&format!("/Users/{a}"), &rename("Annie"))
+        .await
+        .expect(200);
+    api.patch(&format!("/Groups/{g}"), &rename("renamed-inner"))
+        .await
+        .expect(204);
+    api.patch(&format!("/Groups/{g}"), &add(&b))
+        .await
+        .expect(204);
+    api.patch(&format!("/Groups/{h}"), &add(&b))
+        .await
+        .expect(204);
+    s.stop().await;
+    let mut q = Queue::open(&broker.url, &queue).await;
+    s.opts = broker.opts(&queue);
+    s.start_again().await;
+
+    let display = |m: &Msg, id: &str| -> Value {
+        let members = m.resource()["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        members
+            .into_iter()
+            .find(|x| x["value"] == json!(id))
+            .map_or(Value::Null, |x| x["display"].clone())
+    };
+    let msgs = q.take(8, DELIVERY).await;
+    assert_eq!(display(&msgs[2], &a), json!("Ann"), "{:?}", msgs[2]);
+    assert_eq!(
+        display(&msgs[3], &g),
+        json!("rename-inner"),
+        "{:?}",
+        msgs[3]
+    );
+    assert_eq!(display(&msgs[6], &a), json!("Annie"), "{:?}", msgs[6]);
+    assert_eq!(
+        display(&msgs[7], &g),
+        json!("renamed-inner"),
+        "{:?}",
+        msgs[7]
+    );
+    // Now one message at a time: the rename is published before the group's next message.
+    let api = s.client();
+    for (i, name) in ["Anna", "Anne"].into_iter().enumerate() {
+        api.patch(&format!("/Users/{a}"), &rename(name))
+            .await
+            .expect(200);
+        let remove_or_add = if i == 0 {
+            patch_ops(json!([{"op": "remove", "path": format!("members[value eq \"{b}\"]")}]))
+        } else {
+            add(&b)
+        };
+        api.patch(&format!("/Groups/{g}"), &remove_or_add)
+            .await
+            .expect(204);
+        let msgs = q.take(2, DELIVERY).await;
+        assert_eq!(msgs[1].resource()["id"], json!(g), "{:?}", msgs[1]);
+        assert_eq!(display(&msgs[1], &a), json!(name), "{:?}", msgs[1]);
+    }
+    q.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_user_publishes_its_delete_then_an_update_for_each_group_it_was_in() {
     let Some((broker, _shared)) = Broker::shared().await else {
         return;

@@ -8,6 +8,10 @@
 // Each benchmark includes this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod server;
+
+use std::process::ExitCode;
+
 use clap::Parser;
 
 /// The parsed command line, or `None` (after printing the usage, or the help for `--help`) when
@@ -50,4 +54,27 @@ pub fn positive(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|n| *n > 0.0 && n.is_finite())
         .ok_or_else(|| format!("not a positive number: {s}"))
+}
+
+/// A benchmark's `main`: parses the command line ([`parse`]) and runs `run` on a new tokio
+/// runtime. Exit status 0 when it succeeds or there was nothing to do; 1, after printing the error
+/// and its causes, when it fails.
+pub fn main<A, F>(name: &str, needs_one_of: &[&str], run: impl FnOnce(A) -> F) -> ExitCode
+where
+    A: Parser,
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let Some(args) = parse::<A>(needs_one_of) else {
+        return ExitCode::SUCCESS;
+    };
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

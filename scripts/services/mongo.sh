@@ -15,31 +15,10 @@
 set -e
 D=${MONGO_DIR:-$(mktemp -d /tmp/mongo.XXXX)}; PORT=${MONGO_PORT:-27018}
 V=${MONGO_VENV:-$HOME/.cache/nx-27017-venv}
-VERSION=0.8.1
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-install() {
-  [ -x "$V/bin/nx-27017" ] && return 0
-  python3 -m venv "$V" && "$V/bin/pip" install -q "nx-27017==$VERSION"
-}
-case "${1:-start}" in
-install) install; exit ;;
-stop)
-  pid=
-  [ -s "$D/nx.fg.pid" ] && pid=$(cat "$D/nx.fg.pid")
-  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 600); do port_open "$PORT" || exit 0; sleep 0.05; done
-  [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do port_open "$PORT" || exit 0; sleep 0.1; done
-  exit 1 ;;
-start) ;;
-*) echo "usage: $0 [install|start|stop]" >&2; exit 2 ;;
-esac
-install
-mkdir -p "$D/data"
-"$V/bin/nx-27017" --data-dir "$D/data" -p "$PORT" --log-file "$D/nx.log" --pid-file "$D/nx.pid" >> "$D/out.log" 2>&1 &
-echo $! > "$D/nx.fg.pid"
-up=
-for _ in $(seq 1 200); do port_open "$PORT" && { up=1; break; }; sleep 0.05; done
-[ -n "$up" ] || { echo "nx-27017 did not start: see $D/out.log" >&2; exit 1; }
-echo "MONGO_DIR=$D MONGO_DB=mongodb://127.0.0.1:$PORT/ PID=$(cat "$D/nx.fg.pid")"
+NAME=nx-27017 PACKAGE=nx-27017==0.8.1 PIDFILE=$D/nx.fg.pid
+ARGS=(--data-dir "$D/data" -p "$PORT" --log-file "$D/nx.log" --pid-file "$D/nx.pid")
+. "$(dirname "$0")/python-server.sh"
+[ "${1:-start}" != start ] || mkdir -p "$D/data"
+python_server "$@"
+echo "MONGO_DIR=$D MONGO_DB=mongodb://127.0.0.1:$PORT/ PID=$(cat "$PIDFILE")"
 # stop: mongo.sh stop with the same MONGO_DIR and MONGO_PORT

@@ -12,30 +12,8 @@
 set -e
 D=${SCIM2_DIR:-$(mktemp -d /tmp/scim2.XXXX)}; PORT=${SCIM2_PORT:-8089}; TOKEN=${SCIM2_TOKEN:-scim2-test-token}
 V=${SCIM2_VENV:-$HOME/.cache/scim2-server-venv}
-VERSION=0.8.3
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-install() {
-  [ -x "$V/bin/scim2-server" ] && return 0
-  python3 -m venv "$V" && "$V/bin/pip" install -q "scim2-server==$VERSION"
-}
-case "${1:-start}" in
-install) install; exit ;;
-stop)
-  pid=
-  [ -s "$D/scim2.pid" ] && pid=$(cat "$D/scim2.pid")
-  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 600); do port_open "$PORT" || exit 0; sleep 0.05; done
-  [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do port_open "$PORT" || exit 0; sleep 0.1; done
-  exit 1 ;;
-start) ;;
-*) echo "usage: $0 [install|start|stop]" >&2; exit 2 ;;
-esac
-install
-mkdir -p "$D"
-"$V/bin/scim2-server" --hostname 127.0.0.1 --port "$PORT" --bearer-token "$TOKEN" >> "$D/out.log" 2>&1 &
-echo $! > "$D/scim2.pid"
-up=
-for _ in $(seq 1 200); do port_open "$PORT" && { up=1; break; }; sleep 0.05; done
-[ -n "$up" ] || { echo "scim2-server did not start: see $D/out.log" >&2; exit 1; }
-echo "SCIM2_DIR=$D SCIM2_URL=http://127.0.0.1:$PORT PID=$(cat "$D/scim2.pid")"
+NAME=scim2-server PACKAGE=scim2-server==0.8.3 PIDFILE=$D/scim2.pid
+ARGS=(--hostname 127.0.0.1 --port "$PORT" --bearer-token "$TOKEN")
+. "$(dirname "$0")/python-server.sh"
+python_server "$@"
+echo "SCIM2_DIR=$D SCIM2_URL=http://127.0.0.1:$PORT PID=$(cat "$PIDFILE")"

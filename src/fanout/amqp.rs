@@ -29,13 +29,12 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
 
+use super::amqp_groups::GroupDocuments;
 use super::amqp_refusals::Refusals;
 use super::status::{StatusBoard, SubscriberState};
 use crate::config::{AmqpConfig, GroupMembers};
 use crate::metrics::METRICS;
-use crate::store::{
-    Event, EventKind, Members, Parked, Snapshot, Store, StoreError, Write, WriteContext,
-};
+use crate::store::{Event, EventKind, Parked, Snapshot, Store, StoreError, Write, WriteContext};
 use scim::ResourceType;
 
 /// The subscriber's name: its checkpoint key and its entry in `/status`.
@@ -248,14 +247,16 @@ impl Publisher {
             .ok_or(SessionError::Missing(position))
     }
 
-    /// Publishes `event`'s message (mandatory, confirmed) on `session`.
+    /// Publishes `event`'s message (mandatory, confirmed) on `session`, its group documents
+    /// from `documents` (the session's, or a fresh one for a message out of log order).
     async fn publish(
         &self,
         session: &Session,
         snapshot: &Snapshot,
+        documents: &mut GroupDocuments,
         event: &Event,
     ) -> Result<lapin::PublisherConfirm, SessionError> {
-        let body = message_body(snapshot, event, &self.base, self.config.group_members)?;
+        let body = message_body(snapshot, documents, event, &self.base)?;
         let body = serde_json::to_vec(&body).map_err(|source| SessionError::Encode {
             position: event.position,
             source,
@@ -342,7 +343,9 @@ impl Publisher {
                 let confirm = {
                     let snapshot = self.store.snapshot()?;
                     let event = Self::event_at(&snapshot, p.position)?;
-                    self.publish(&open, &snapshot, &event).await?
+                    let mut documents = GroupDocuments::new(self.config.group_members);
+                    self.publish(&open, &snapshot, &mut documents, &event)
+                        .await?
                 };
                 Self::confirmed(p.position, confirm).await
             }
@@ -456,6 +459,8 @@ impl Publisher {
             .report(NAME, checkpoint, SubscriberState::Running, None);
         self.report_parked();
         let mut committed = self.store.committed();
+        // Follows the log from the checkpoint on; a session that ends takes it along.
+        let mut documents = GroupDocuments::new(self.config.group_members);
         loop {
             while *committed.borrow_and_update() <= checkpoint {
                 if committed.changed().await.is_err() {
@@ -469,7 +474,10 @@ impl Publisher {
             // A failed publish ends the window; the confirms of what went before still count.
             let mut failure = None;
             for event in &events {
-                match self.publish(&session, &snapshot, event).await {
+                match self
+                    .publish(&session, &snapshot, &mut documents, event)
+                    .await
+                {
                     Ok(confirm) => confirms.push((event.position, confirm)),
                     Err(e) => {
                         failure = Some(e);
@@ -531,17 +539,13 @@ fn operation(event: &Event) -> &'static str {
 /// `"members": {"added": […], "removed": […]}` instead of the member list.
 fn message_body(
     snapshot: &Snapshot,
+    documents: &mut GroupDocuments,
     event: &Event,
     base: &str,
-    group_members: GroupMembers,
 ) -> Result<Value, StoreError> {
-    let members = match group_members {
-        GroupMembers::Full => Members::DisplayAsOfEvent,
-        GroupMembers::Changes => Members::Omit,
-    };
-    let resource = snapshot.as_of(event.clone(), base, members)?;
+    let resource = documents.resource(snapshot, event, base)?;
     let mut body = json!({"operation": operation(event)});
-    if event.resource_type == ResourceType::Group && group_members == GroupMembers::Changes {
+    if event.resource_type == ResourceType::Group && documents.mode() == GroupMembers::Changes {
         let refs = |list: &[crate::store::MemberRef]| -> Vec<Value> {
             list.iter()
                 .map(|m| json!({"value": m.value, "type": m.member_type.name()}))

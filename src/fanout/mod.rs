@@ -3,6 +3,7 @@
 //! the checkpoint repeats work; it never skips any. Subscribers never block the SCIM API.
 
 pub mod amqp;
+pub mod amqp_groups;
 pub mod amqp_refusals;
 pub mod backends;
 pub mod id_map;

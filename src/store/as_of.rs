@@ -39,7 +39,62 @@ impl Snapshot {
     ///
     /// A User event without its after-image, or a stream row naming an event the log lacks, is
     /// [`StoreError::Corrupt`]: an empty or partial document is never made up.
-    pub fn as_of(&self, event: Event, base: &str, members: Members) -> Result<Value, StoreError> {
+    pub fn as_of(
+        &self,
+        mut event: Event,
+        base: &str,
+        members: Members,
+    ) -> Result<Value, StoreError> {
+        let id = event.resource_id.as_str();
+        let (attributes, views) = match event.resource_type {
+            ResourceType::User => {
+                let attributes = event.attributes.take().ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the event at position {} for user {id} has no after-image",
+                        event.position
+                    ))
+                })?;
+                (attributes, None)
+            }
+            ResourceType::Group => {
+                let attributes = match event.attributes.take() {
+                    Some(a) => a,
+                    None => self.group_attributes_before(id, event.version)?,
+                };
+                let views = match members {
+                    Members::Omit => None,
+                    Members::CurrentDisplay | Members::DisplayAsOfEvent => {
+                        let list = if event.kind == EventKind::Delete {
+                            event
+                                .members_removed
+                                .iter()
+                                .map(|m| (m.value.clone(), m.member_type))
+                                .collect()
+                        } else {
+                            self.group_members_at(id, event.version)?
+                        };
+                        let as_of =
+                            (members == Members::DisplayAsOfEvent).then_some(event.position);
+                        Some(self.member_views(list, as_of)?)
+                    }
+                };
+                (attributes, views)
+            }
+        };
+        self.render_as_of(&event, base, attributes, views.as_deref())
+    }
+
+    /// The document of `event`'s resource with the `attributes` and `members` it had as of the
+    /// event, which the caller worked out (`as_of` does; the AMQP publisher keeps them from one
+    /// message to the next). Only the meta is read here: for a delete, when the version before it
+    /// was reached.
+    pub fn render_as_of(
+        &self,
+        event: &Event,
+        base: &str,
+        attributes: Map<String, Value>,
+        members: Option<&[MemberView]>,
+    ) -> Result<Value, StoreError> {
         let id = event.resource_id.as_str();
         let deleted = event.kind == EventKind::Delete;
         // The version the document shows: a delete shows the version before it.
@@ -58,47 +113,12 @@ impl Snapshot {
             last_modified,
             version,
         };
-        let (attributes, members) = match event.resource_type {
-            ResourceType::User => {
-                let attributes = event.attributes.ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "the event at position {} for user {id} has no after-image",
-                        event.position
-                    ))
-                })?;
-                (attributes, None)
-            }
-            ResourceType::Group => {
-                let attributes = match event.attributes {
-                    Some(a) => a,
-                    None => self.group_attributes_before(id, event.version)?,
-                };
-                let views = match members {
-                    Members::Omit => None,
-                    Members::CurrentDisplay | Members::DisplayAsOfEvent => {
-                        let list = if deleted {
-                            event
-                                .members_removed
-                                .iter()
-                                .map(|m| (m.value.clone(), m.member_type))
-                                .collect()
-                        } else {
-                            self.group_members_at(id, event.version)?
-                        };
-                        let as_of =
-                            (members == Members::DisplayAsOfEvent).then_some(event.position);
-                        Some(self.member_views(list, as_of)?)
-                    }
-                };
-                (attributes, views)
-            }
-        };
         Ok(resource::render(
             event.resource_type,
             id,
             attributes,
             &meta,
-            members.as_deref(),
+            members,
             base,
         ))
     }
@@ -150,7 +170,7 @@ impl Snapshot {
 
     /// The attributes of a group at `version`: those of the latest event at or before it that
     /// carries them (membership-only events carry none).
-    fn group_attributes_before(
+    pub fn group_attributes_before(
         &self,
         id: &str,
         version: u64,
@@ -167,7 +187,7 @@ impl Snapshot {
 
     /// A group's members at `version`: the current members (or those its delete event removed),
     /// with the deltas of every later event undone, newest first.
-    fn group_members_at(
+    pub fn group_members_at(
         &self,
         id: &str,
         version: u64,
@@ -218,10 +238,11 @@ impl Snapshot {
         members
             .into_iter()
             .map(|(value, member_type)| {
-                let current = self.get(member_type, &value)?;
                 let display = match as_of {
-                    None => current.and_then(|r| resource::display_name(&r.attributes)),
-                    Some(position) => self.display_at(&value, current, position)?,
+                    None => self
+                        .get(member_type, &value)?
+                        .and_then(|r| resource::display_name(&r.attributes)),
+                    Some(position) => self.member_display_at(member_type, &value, position)?,
                 };
                 Ok(MemberView {
                     value,
@@ -230,6 +251,18 @@ impl Snapshot {
                 })
             })
             .collect()
+    }
+
+    /// The display name member `id` had as of log position `position` (`None` if it had none,
+    /// or did not exist then).
+    pub fn member_display_at(
+        &self,
+        member_type: ResourceType,
+        id: &str,
+        position: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let current = self.get(member_type, id)?;
+        self.display_at(id, current, position)
     }
 
     /// A member's display name as of log position `position`. Usually the member has not changed
