@@ -543,7 +543,7 @@ async fn an_async_requests_outcomes_are_pushed_as_asyncresp_sets_once_each() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(receiver.refused(), [eve_jti.clone()]);
+    assert_eq!(receiver.refused(), std::slice::from_ref(&eve_jti));
     receiver.accept_all();
     s.cli(&["projection", "retry", "set-push"]).await.success();
     let got = receiver.wait_for(10, WAIT).await;
