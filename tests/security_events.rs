@@ -405,3 +405,152 @@ async fn sets_are_pushed_with_amqp_and_a_projection_on_each_from_its_own_checkpo
     }
     queue.delete().await;
 }
+
+/// The `misc:asyncresp` SETs among `received`: their `jti` is `default:{txn}`, not
+/// `default:{position}:{index}`.
+fn asyncresp_sets(received: &[common::sets::Received], key: &Key) -> Vec<Value> {
+    received
+        .iter()
+        .filter(|r| {
+            let mut parts = r.jti.rsplitn(3, ':');
+            let (index, position) = (parts.next(), parts.next());
+            !(index.is_some_and(|i| i.parse::<u64>().is_ok())
+                && position.is_some_and(|p| p.parse::<u64>().is_ok()))
+        })
+        .map(|r| verify(&r.token, key, ISSUER, Some(AUDIENCE)))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_async_requests_outcomes_are_pushed_as_asyncresp_sets_once_each() {
+    const ASYNCRESP: &str = "urn:ietf:params:scim:event:misc:asyncresp";
+    let receiver = Receiver::start().await;
+    let mut s = Scimd::start(opts(&receiver).env("SET_SIGNING_SECRET", SECRET)).await;
+    let api = s.client();
+    let key = Key::Secret(SECRET.as_bytes().to_vec());
+    let accepted = |r: common::Resp| {
+        assert_eq!(r.status, 202, "{r:?}");
+        r.header("set-txn").expect("Set-Txn")
+    };
+    let txn = accepted(
+        common::send(
+            api.request_json(reqwest::Method::POST, "/Users", &user("amy", true))
+                .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "b", "data": user("bob", true)},
+            {"method": "POST", "path": "/Groups", "bulkId": "g",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G",
+                      "members": [{"value": "bulkId:b"}]}},
+        ]
+    });
+    let bulk_txn = accepted(
+        common::send(
+            api.request_json(reqwest::Method::POST, "/Bulk", &bulk)
+                .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    // Three provisioning SETs (amy, bob, G) and three asyncresp ones (the POST, each operation).
+    let got = receiver.wait_for(6, WAIT).await;
+    let outcomes = asyncresp_sets(&got, &key);
+    let txns: Vec<&str> = outcomes
+        .iter()
+        .map(|c| c["txn"].as_str().unwrap())
+        .collect();
+    let expected = [
+        txn.clone(),
+        format!("{bulk_txn}:0"),
+        format!("{bulk_txn}:1"),
+    ];
+    let mut sorted = txns.clone();
+    sorted.sort_unstable();
+    let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(sorted, want, "{outcomes:?}");
+    for claims in &outcomes {
+        let t = claims["txn"].as_str().unwrap();
+        assert_eq!(claims["jti"], json!(format!("default:{t}")), "{claims}");
+        let events = claims["events"].as_object().unwrap();
+        assert_eq!(events.len(), 1, "{claims}");
+        let op = &events[ASYNCRESP];
+        assert_eq!(op["status"], json!("201"), "{claims}");
+        assert!(op.get("bulkId").is_none(), "{claims}");
+        let location = op["location"].as_str().unwrap();
+        assert!(
+            location.ends_with(claims["sub_id"]["uri"].as_str().unwrap()),
+            "{claims}"
+        );
+    }
+    let single = outcomes.iter().find(|c| c["txn"] == json!(txn)).unwrap();
+    assert_eq!(single["events"][ASYNCRESP]["method"], json!("POST"));
+
+    // Its own checkpoint: a write after the outcomes is pushed after their checkpoint is saved;
+    // once /status shows the log checkpoint past it, a restart pushes only what comes next.
+    s.client().create_user_named("dan").await;
+    let got = receiver.wait_for(7, WAIT).await;
+    let dan: u64 = got[6].jti.split(':').nth(1).unwrap().parse().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while status_of_push(&s).await["checkpoint"] != json!(dan) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            status_of_push(&s).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.restart().await;
+    s.client().create_user_named("cleo").await;
+    let got = receiver.wait_for(8, WAIT).await;
+    assert_eq!(
+        asyncresp_sets(&got, &key).len(),
+        3,
+        "no asyncresp SET pushed twice: {:?}",
+        jtis(&got)
+    );
+    assert_eq!(
+        got[7].jti,
+        format!("default:{}:0", dan + 1),
+        "{:?}",
+        jtis(&got)
+    );
+
+    // An asyncresp SET the receiver refuses for good is parked and pushed again by a retry. The
+    // receiver is down while the request is made, so that it knows the jti to refuse in time.
+    receiver.set_mode(Mode::Down);
+    let eve = accepted(
+        common::send(
+            s.client()
+                .request_json(reqwest::Method::POST, "/Users", &user("eve", true))
+                .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    let eve_jti = format!("default:{eve}");
+    receiver.refuse(&eve_jti);
+    receiver.set_mode(Mode::Accept);
+    receiver.wait_for(9, WAIT).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while status_of_push(&s).await["parked"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            status_of_push(&s).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.refused(), std::slice::from_ref(&eve_jti));
+    receiver.accept_all();
+    s.cli(&["projection", "retry", "set-push"]).await.success();
+    let got = receiver.wait_for(10, WAIT).await;
+    assert_eq!(
+        got[9].jti, eve_jti,
+        "the retry pushes the parked asyncresp SET, same jti"
+    );
+    let claims = verify(&got[9].token, &key, ISSUER, Some(AUDIENCE));
+    assert_eq!(claims["txn"], json!(eve));
+}

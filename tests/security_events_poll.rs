@@ -69,12 +69,16 @@ impl Polled {
     }
 }
 
-/// The log position in a `jti` (`{feed}:{position}:{index}`), for ordering.
+/// The log position in a `jti` (`{feed}:{position}:{index}`), for ordering; an asyncresp SET's
+/// (`{feed}:{txn}`) has none and sorts last.
 fn place(jti: &str) -> (u64, u64) {
     let mut parts = jti.rsplitn(3, ':');
-    let index = parts.next().unwrap().parse().unwrap();
-    let position = parts.next().unwrap().parse().unwrap();
-    (position, index)
+    let index = parts.next().and_then(|i| i.parse().ok());
+    let position = parts.next().and_then(|p| p.parse().ok());
+    match (position, index) {
+        (Some(position), Some(index)) => (position, index),
+        _ => (u64::MAX, 0),
+    }
 }
 
 /// POSTs `body` to `feed`'s poll URL, asserting 200, and verifies every SET.
@@ -396,11 +400,12 @@ async fn feeds_are_listed_with_their_poll_urls_and_an_unknown_one_is_404() {
                 .replace(&format!("http://{}", s.addr()), "https://scim.example.org")
         )
     );
-    assert_eq!(feeds[1]["id"], json!(gid));
+    let feed = format!("group:{gid}");
+    assert_eq!(feeds[1]["id"], json!(feed));
     assert_eq!(feeds[1]["subjects"], 1);
     assert_eq!(feeds[1]["displayName"], "Staff");
     let one = api
-        .get(&format!("/Events/Feeds/{gid}"))
+        .get(&format!("/Events/Feeds/{feed}"))
         .await
         .expect(200)
         .json();
@@ -408,12 +413,16 @@ async fn feeds_are_listed_with_their_poll_urls_and_an_unknown_one_is_404() {
     api.get("/Events/Feeds/no-such-feed")
         .await
         .expect_scim_error(404, None);
+    // A group's bare id is not a feed: it could be `default`.
+    api.get(&format!("/Events/Feeds/{gid}"))
+        .await
+        .expect_scim_error(404, None);
     let page = api
         .get("/Events/Feeds?startIndex=2&count=1")
         .await
         .expect(200)
         .json();
-    assert_eq!(page["Resources"][0]["id"], json!(gid));
+    assert_eq!(page["Resources"][0]["id"], json!(feed));
     let r = send(api.request(reqwest::Method::DELETE, "/Events/Feeds/default/poll")).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow").as_deref(), Some("POST"));
@@ -456,7 +465,8 @@ async fn a_group_feed_hears_of_its_members_and_of_their_joining_and_leaving() {
     api.patch(&format!("/Users/{iid}"), &rename("Gone"))
         .await
         .expect(200);
-    let p = poll_now(&api, gid).await;
+    let feed = format!("group:{gid}");
+    let p = poll_now(&api, &feed).await;
     let uri = |u: &str| BTreeSet::from([u.to_owned()]);
     let inside_uri = format!("/Users/{iid}");
     let subjects: Vec<_> = p.subjects();
@@ -470,7 +480,7 @@ async fn a_group_feed_hears_of_its_members_and_of_their_joining_and_leaving() {
         "the outsider's change and the change after leaving are not on the group's feed"
     );
     for (jti, _) in &p.sets {
-        assert!(jti.starts_with(&format!("{gid}:")), "{jti}");
+        assert!(jti.starts_with(&format!("{feed}:")), "{jti}");
     }
     // The same events are all on the default feed, under the default feed's jtis.
     let all = poll_now(&api, "default").await;
@@ -722,16 +732,17 @@ async fn a_group_feed_polled_while_its_member_and_then_the_group_are_deleted() {
         .create_group_with("Outer", &[&mid, inner["id"].as_str().unwrap()])
         .await;
     let gid = outer["id"].as_str().unwrap().to_owned();
-    let first = poll_now(&api, &gid).await;
-    ack(&api, &gid, &first.jtis()).await;
+    let feed = format!("group:{gid}");
+    let first = poll_now(&api, &feed).await;
+    ack(&api, &feed, &first.jtis()).await;
     let subjects: BTreeSet<String> = first.subjects().into_iter().map(|(s, _)| s).collect();
     assert!(
         !subjects.contains(&user_uri(&inner_user)),
         "a nested group's member is not a subject: {subjects:?}"
     );
     let waiting = tokio::spawn({
-        let (api, gid) = (s.client(), gid.clone());
-        async move { poll(&api, &gid, json!({})).await }
+        let (api, feed) = (s.client(), feed.clone());
+        async move { poll(&api, &feed, json!({})).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     api.delete(&format!("/Users/{mid}")).await.expect(204);
@@ -743,11 +754,11 @@ async fn a_group_feed_polled_while_its_member_and_then_the_group_are_deleted() {
         "the member's delete is heard: {:?}",
         p.subjects()
     );
-    ack(&api, &gid, &p.jtis()).await;
+    ack(&api, &feed, &p.jtis()).await;
     let waiting = tokio::spawn({
-        let (api, gid) = (s.client(), gid.clone());
+        let (api, feed) = (s.client(), feed.clone());
         async move {
-            api.post(&format!("/Events/Feeds/{gid}/poll"), &json!({}))
+            api.post(&format!("/Events/Feeds/{feed}/poll"), &json!({}))
                 .await
         }
     });
@@ -756,7 +767,7 @@ async fn a_group_feed_polled_while_its_member_and_then_the_group_are_deleted() {
     let r = waiting.await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     api.post(
-        &format!("/Events/Feeds/{gid}/poll"),
+        &format!("/Events/Feeds/{feed}/poll"),
         &json!({"returnImmediately": true}),
     )
     .await
@@ -851,4 +862,96 @@ async fn odd_feed_names_and_paging_are_answered_without_a_server_error() {
             "{query}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_async_requests_outcomes_are_polled_on_the_default_feed_until_acknowledged() {
+    const ASYNCRESP: &str = "urn:ietf:params:scim:event:misc:asyncresp";
+    let mut s = server(&[]).await;
+    let api = s.client();
+    api.create_user_named("taken").await;
+    let accepted = |r: Resp| {
+        assert_eq!(r.status, 202, "{r:?}");
+        r.header("set-txn").expect("Set-Txn")
+    };
+    let txn = accepted(
+        send(
+            api.request_json(
+                reqwest::Method::POST,
+                "/Users",
+                &json!({"schemas": [USER_SCHEMA], "userName": "amy"}),
+            )
+            .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "b", "data": {"schemas": [USER_SCHEMA], "userName": "bob"}},
+            {"method": "POST", "path": "/Users", "bulkId": "t", "data": {"schemas": [USER_SCHEMA], "userName": "taken"}},
+        ]
+    });
+    let bulk_txn = accepted(
+        send(
+            api.request_json(reqwest::Method::POST, "/Bulk", &bulk)
+                .header("Prefer", "respond-async"),
+        )
+        .await,
+    );
+    let expected = BTreeSet::from([
+        format!("default:{txn}"),
+        format!("default:{bulk_txn}:0"),
+        format!("default:{bulk_txn}:1"),
+    ]);
+    // Each poll sends what it has not sent yet: gather until the three outcomes are in.
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !expected.iter().all(|j| seen.iter().any(|(s, _)| s == j)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            seen.iter().map(|(j, _)| j).collect::<Vec<_>>()
+        );
+        seen.extend(poll(&api, "default", json!({"maxEvents": 100})).await.sets);
+    }
+    let outcomes: Vec<&(String, Value)> =
+        seen.iter().filter(|(j, _)| expected.contains(j)).collect();
+    assert_eq!(outcomes.len(), 3, "each once: {seen:?}");
+    for (jti, claims) in &outcomes {
+        assert_eq!(jti, &format!("default:{}", claims["txn"].as_str().unwrap()));
+        let op = &claims["events"][ASYNCRESP];
+        let want = if claims["txn"] == json!(format!("{bulk_txn}:1")) {
+            "409"
+        } else {
+            "201"
+        };
+        assert_eq!(op["status"], json!(want), "{claims}");
+    }
+    let others: Vec<String> = seen
+        .iter()
+        .map(|(j, _)| j.clone())
+        .filter(|j| !expected.contains(j))
+        .collect();
+    ack(&api, "default", &others).await;
+    ack(&api, "default", &[format!("default:{txn}")]).await;
+
+    // A restart sends again exactly the outcomes not acknowledged, with the same jti.
+    s.restart().await;
+    let api = s.client();
+    let after = poll_now(&api, "default").await;
+    assert_eq!(
+        after.jtis(),
+        vec![
+            format!("default:{bulk_txn}:0"),
+            format!("default:{bulk_txn}:1")
+        ]
+    );
+    // Acknowledged by a server that never delivered them (it reads their jti).
+    s.restart().await;
+    let api = s.client();
+    ack(&api, "default", &after.jtis()).await;
+    assert!(poll_now(&api, "default").await.sets.is_empty());
+    s.restart().await;
+    assert!(poll_now(&s.client(), "default").await.sets.is_empty());
 }

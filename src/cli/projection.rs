@@ -236,7 +236,8 @@ async fn replay_set_push(
         txn_id: format!("replay-{}", push::NAME),
     };
     // `within` first: a crash between the two leaves a state behind the old one, never ahead.
-    for name in [push::WITHIN, push::NAME] {
+    // The asynchronous outcomes still kept are pushed again too.
+    for name in [push::WITHIN, push::NAME, push::OUTCOMES] {
         let written = store
             .write(
                 Write::Checkpoint {

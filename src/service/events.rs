@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{LIST_RESPONSE_SCHEMA, Service, unavailable};
 use crate::fanout::poll::{PollError, PollRequest, Poller, Scan};
+use crate::fanout::set::FeedId;
 use crate::fanout::set::feed::DEFAULT_FEED;
 use scim::{ResourceType, ScimError};
 
@@ -41,19 +42,23 @@ impl Service {
         })
     }
 
-    /// Whether `feed` is one this server serves: `default`, and with SET_GROUP_AS_FEED each
-    /// existing Group's id.
+    /// Whether `feed` is one this server serves: `default`, and with SET_GROUP_AS_FEED
+    /// `group:{id}` for each existing Group.
     fn feed_exists(&self, feed: &str) -> Result<bool, ScimError> {
         let poller = self.poller()?;
         if feed == DEFAULT_FEED {
             return Ok(true);
         }
+        let feed = FeedId::parse(feed);
+        let Some(group_id) = feed.group_id() else {
+            return Ok(false);
+        };
         if !poller.source().group_as_feed() {
             return Ok(false);
         }
         let snap = self.store.snapshot().map_err(unavailable)?;
         Ok(snap
-            .get(ResourceType::Group, feed)
+            .get(ResourceType::Group, group_id)
             .map_err(unavailable)?
             .is_some())
     }
@@ -110,7 +115,8 @@ impl Service {
             for (id, group) in page {
                 let subjects = snap.member_count(&id).map_err(unavailable)?;
                 let name = group.attributes.get("displayName").unwrap_or(&Value::Null);
-                resources.push(self.feed_doc(base, &id, Some((name, subjects))));
+                let feed = FeedId::group(&id);
+                resources.push(self.feed_doc(base, feed.as_str(), Some((name, subjects))));
             }
         }
         Ok(json!({
@@ -127,15 +133,16 @@ impl Service {
         if !self.feed_exists(id)? {
             return Err(no_feed(id));
         }
-        if id == DEFAULT_FEED {
+        let feed = FeedId::parse(id);
+        let Some(group_id) = feed.group_id() else {
             return Ok(self.feed_doc(base, id, None));
-        }
+        };
         let snap = self.store.snapshot().map_err(unavailable)?;
         let group = snap
-            .get(ResourceType::Group, id)
+            .get(ResourceType::Group, group_id)
             .map_err(unavailable)?
             .ok_or_else(|| no_feed(id))?;
-        let subjects = snap.member_count(id).map_err(unavailable)?;
+        let subjects = snap.member_count(group_id).map_err(unavailable)?;
         let name = group.attributes.get("displayName").unwrap_or(&Value::Null);
         Ok(self.feed_doc(base, id, Some((name, subjects))))
     }
@@ -205,9 +212,12 @@ impl Service {
             drop(held);
             let wake = scan.next_due.map_or(deadline, |due| due.min(deadline));
             let head = scan.head;
+            // An asynchronous outcome decided without a write commits without moving the log's
+            // position: on the feed that carries them, any commit wakes the poll.
+            let any_commit = poller.source().carries_outcomes(feed);
             let later_commit = async {
                 while committed.changed().await.is_ok() {
-                    if *committed.borrow_and_update() > head {
+                    if any_commit || *committed.borrow_and_update() > head {
                         return;
                     }
                 }
@@ -237,6 +247,6 @@ impl Service {
 /// 404 for a feed this server does not serve.
 fn no_feed(id: &str) -> ScimError {
     ScimError::not_found(format!(
-        "no feed {id:?}: the feeds are \"default\" and, with SET_GROUP_AS_FEED=true, each Group's id (GET /Events/Feeds lists them)"
+        "no feed {id:?}: the feeds are \"default\" and, with SET_GROUP_AS_FEED=true, \"group:\" and each Group's id (GET /Events/Feeds lists them)"
     ))
 }

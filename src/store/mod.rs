@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use as_of::Members;
 pub use async_request::{AsyncOperation, AsyncOutcome, AsyncRequest};
 pub use event::{Cause, Event, EventKind, MemberRef};
-pub use set_acks::{Refusal, SetAcks, SetKey};
+pub use set_acks::{Refusal, SetAcks, SetId, SetKey};
 pub use snapshot::Snapshot;
 pub use tables::{Parked, StoredResource};
 pub use write::{AsyncEcho, BulkWrite, Outcome, Write, WriteContext};

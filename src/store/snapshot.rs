@@ -7,8 +7,9 @@ use std::sync::Arc;
 use redb::ReadTransaction;
 
 use super::tables::{
-    self, ASYNC_PENDING, ASYNC_REQUESTS, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF, MEMBERS, PARKED,
-    Parked, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, SET_ACKS, STREAMS, UNIQUE,
+    self, ASYNC_OUTCOMES, ASYNC_PENDING, ASYNC_REQUESTS, CHECKPOINTS, COUNTERS, EVENTS, MEMBER_OF,
+    MEMBERS, PARKED, Parked, QUERY_INDEX, REMOTE_IDS, REMOTE_IDS_REVERSE, RESOURCES, SET_ACKS,
+    STREAMS, UNIQUE,
 };
 use super::{AsyncRequest, Event, SetAcks, StoreError, StoredResource};
 use scim::ResourceType;
@@ -318,6 +319,25 @@ impl Snapshot {
         let pending = self.txn.open_table(ASYNC_PENDING)?;
         let txns = pending
             .range::<u64>(..)?
+            .take(limit)
+            .map(|row| row.map(|(_, txn)| txn.value().to_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.async_requests(txns)
+    }
+
+    /// Up to `limit` finished asynchronous requests whose completion sequence is after `after`,
+    /// with their Set-Txn, in completion order: the durable sequence of `misc:asyncresp` outcomes
+    /// a SET feed reads beside the log (the sequence is [`AsyncOutcome::completion`]).
+    ///
+    /// [`AsyncOutcome::completion`]: super::AsyncOutcome::completion
+    pub fn async_outcomes_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, AsyncRequest)>, StoreError> {
+        let outcomes = self.txn.open_table(ASYNC_OUTCOMES)?;
+        let txns = outcomes
+            .range(after.saturating_add(1)..)?
             .take(limit)
             .map(|row| row.map(|(_, txn)| txn.value().to_owned()))
             .collect::<Result<Vec<_>, _>>()?;

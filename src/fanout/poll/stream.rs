@@ -1,6 +1,8 @@
 //! One receiver's state on one feed: what it has acknowledged (durable, [`SetAcks`]) and what was
 //! delivered to it and not acknowledged yet (in memory), and the scan of the log that picks the
-//! SETs of its next poll.
+//! SETs of its next poll. On the default feed the scan then reads the asynchronous outcomes
+//! (completion order) for their asyncresp SETs: the log's SETs come first in a poll, so an
+//! outcome's SET may come before or after the provisioning SETs of what its request wrote.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use chrono::Utc;
 use super::PollError;
 use super::request::PollRequest;
 use super::source::{PendingSet, SetSource};
-use crate::store::{Refusal, SetAcks, SetKey, Snapshot, Store};
+use crate::store::{Refusal, SetAcks, SetId, Snapshot, Store};
 
 /// Events read from the store at a time.
 const CHUNK: usize = 256;
@@ -32,9 +34,9 @@ pub struct Stream {
     /// The durable acknowledgements, once read from the store.
     acks: Option<SetAcks>,
     /// SETs delivered and not acknowledged yet: their `jti` and when they were delivered.
-    outstanding: BTreeMap<SetKey, (String, Instant)>,
+    outstanding: BTreeMap<SetId, (String, Instant)>,
     /// The same SETs by `jti`, for the acknowledgements that name them.
-    by_jti: HashMap<String, SetKey>,
+    by_jti: HashMap<String, SetId>,
     /// How many SETs the feed has at each position after the low-water mark that has any, as
     /// far as scans have read (`sized_through`): what lets an acknowledgement move the mark.
     sizes: BTreeMap<u64, u32>,
@@ -141,6 +143,7 @@ impl Stream {
         }
         if changed {
             self.settle(&mut acks);
+            settle_outcomes(&snap, &mut acks)?;
         }
         Ok(changed.then_some(acks))
     }
@@ -169,9 +172,12 @@ impl Stream {
         source: &SetSource,
         acks: &SetAcks,
         jti: &str,
-    ) -> Result<Option<SetKey>, PollError> {
+    ) -> Result<Option<SetId>, PollError> {
         if let Some(key) = self.by_jti.get(jti) {
             return Ok(Some(*key));
+        }
+        if let Some(set_txn) = source.locate_outcome(&self.feed, jti) {
+            return self.resolve_outcome(snap, source, acks, set_txn, jti);
         }
         let Some(key) = source.locate(&self.feed, jti) else {
             return Ok(None);
@@ -184,14 +190,41 @@ impl Stream {
         };
         let sets = source.sets(&event, snap, &self.feed)?;
         let index = usize::try_from(key.1).unwrap_or(usize::MAX);
-        Ok(sets.get(index).filter(|s| s.jti == jti).map(|_| key))
+        Ok(sets
+            .get(index)
+            .filter(|s| s.jti == jti)
+            .map(|_| SetId::Event(key)))
+    }
+
+    /// The asyncresp SET `jti` of request `set_txn`, if the store still keeps its outcome and it
+    /// is not acknowledged yet.
+    fn resolve_outcome(
+        &self,
+        snap: &Snapshot,
+        source: &SetSource,
+        acks: &SetAcks,
+        set_txn: &str,
+        jti: &str,
+    ) -> Result<Option<SetId>, PollError> {
+        let Some(request) = snap.async_request(set_txn)? else {
+            return Ok(None);
+        };
+        let Some(completion) = request.outcome.as_ref().map(|o| o.completion) else {
+            return Ok(None);
+        };
+        let sets = source.outcome_sets(&self.feed, set_txn, &request);
+        let Some(index) = sets.iter().position(|s| s.jti == jti) else {
+            return Ok(None);
+        };
+        let id = SetId::Outcome((completion, u32::try_from(index).unwrap_or(u32::MAX)));
+        Ok((!acks.is_set_acked(id)).then_some(id))
     }
 
     /// Takes `acks` as the durable state (it was just saved) and forgets the deliveries it
     /// acknowledges.
     pub(super) fn saved(&mut self, acks: SetAcks) {
         self.outstanding.retain(|key, (jti, _)| {
-            let keep = !acks.is_acked(*key);
+            let keep = !acks.is_set_acked(*key);
             if !keep {
                 self.by_jti.remove(jti.as_str());
             }
@@ -216,9 +249,14 @@ impl Stream {
         let acks = self.loaded(&snap)?.clone();
         self.sized_through = self.sized_through.max(acks.through);
         let now = Instant::now();
-        let mut picked: Vec<(SetKey, PendingSet)> = Vec::new();
+        let mut picking = Picking {
+            sets: Vec::new(),
+            max,
+            now,
+            redeliver,
+            next_due: None,
+        };
         let mut more = false;
-        let mut next_due: Option<Instant> = None;
         let mut from = acks.through + 1;
         let mut scanned = 0u64;
         'log: while from <= head {
@@ -235,22 +273,12 @@ impl Stream {
                 }
                 self.sized_through = self.sized_through.max(event.position);
                 for (index, set) in sets.into_iter().enumerate() {
-                    let key = (event.position, u32::try_from(index).unwrap_or(u32::MAX));
-                    if acks.is_acked(key) {
-                        continue;
-                    }
-                    if let Some((_, at)) = self.outstanding.get(&key) {
-                        let due = *at + redeliver;
-                        if due > now {
-                            next_due = Some(next_due.map_or(due, |d| d.min(due)));
-                            continue;
-                        }
-                    }
-                    if picked.len() >= max {
+                    let key =
+                        SetId::Event((event.position, u32::try_from(index).unwrap_or(u32::MAX)));
+                    if picking.offer(&self.outstanding, &acks, key, set) == Offer::Full {
                         more = true;
                         break 'log;
                     }
-                    picked.push((key, set));
                 }
                 scanned += 1;
                 if scanned >= SCAN_BUDGET && from <= head {
@@ -259,12 +287,16 @@ impl Stream {
                 }
             }
         }
+        if !more {
+            more = self.scan_outcomes(&snap, source, &acks, &mut picking)?;
+        }
         if let Some(mut stored) = self.acks.take() {
             self.settle(&mut stored);
             self.acks = Some(stored);
         }
-        let mut sets = Vec::with_capacity(picked.len());
-        for (key, set) in picked {
+        let next_due = picking.next_due;
+        let mut sets = Vec::with_capacity(picking.sets.len());
+        for (key, set) in picking.sets {
             let token = source.sign(&set)?;
             if let Some((old, _)) = self.outstanding.insert(key, (set.jti.clone(), now)) {
                 self.by_jti.remove(&old);
@@ -279,4 +311,109 @@ impl Stream {
             next_due,
         })
     }
+
+    /// Offers `picking` the asyncresp SETs of the outcomes after the
+    /// receiver's mark (completion order); answers whether more wait. Outcomes retention dropped
+    /// are not in the store any more, so a receiver further behind skips them.
+    fn scan_outcomes(
+        &self,
+        snap: &Snapshot,
+        source: &SetSource,
+        acks: &SetAcks,
+        picking: &mut Picking,
+    ) -> Result<bool, PollError> {
+        if !source.carries_outcomes(&self.feed) {
+            return Ok(false);
+        }
+        let mut after = acks.outcomes_through;
+        let mut scanned = 0u64;
+        loop {
+            let outcomes = snap.async_outcomes_after(after, CHUNK)?;
+            if outcomes.is_empty() {
+                return Ok(false);
+            }
+            for (set_txn, request) in outcomes {
+                let Some(completion) = request.outcome.as_ref().map(|o| o.completion) else {
+                    continue;
+                };
+                after = completion;
+                let sets = source.outcome_sets(&self.feed, &set_txn, &request);
+                for (index, set) in sets.into_iter().enumerate() {
+                    let key =
+                        SetId::Outcome((completion, u32::try_from(index).unwrap_or(u32::MAX)));
+                    if picking.offer(&self.outstanding, acks, key, set) == Offer::Full {
+                        return Ok(true);
+                    }
+                }
+                scanned += 1;
+                if scanned >= SCAN_BUDGET {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+/// The SETs one scan picks, up to `max`, and when the first one held back falls due again.
+struct Picking {
+    sets: Vec<(SetId, PendingSet)>,
+    max: usize,
+    now: Instant,
+    redeliver: Duration,
+    next_due: Option<Instant>,
+}
+
+/// What became of a SET offered to a scan.
+#[derive(PartialEq, Eq)]
+enum Offer {
+    /// Taken, or passed over (acknowledged, or delivered within the last `redeliver`).
+    Done,
+    /// Not taken: the scan has `max` SETs already.
+    Full,
+}
+
+impl Picking {
+    /// Takes SET `key` unless it is acknowledged or was delivered (`outstanding`) within the
+    /// last `redeliver` (then `next_due` learns when it falls due).
+    fn offer(
+        &mut self,
+        outstanding: &BTreeMap<SetId, (String, Instant)>,
+        acks: &SetAcks,
+        key: SetId,
+        set: PendingSet,
+    ) -> Offer {
+        if acks.is_set_acked(key) {
+            return Offer::Done;
+        }
+        if let Some((_, at)) = outstanding.get(&key) {
+            let due = *at + self.redeliver;
+            if due > self.now {
+                self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
+                return Offer::Done;
+            }
+        }
+        if self.sets.len() >= self.max {
+            return Offer::Full;
+        }
+        self.sets.push((key, set));
+        Offer::Done
+    }
+}
+
+/// Moves `acks`' asyncresp mark over the outcomes after it whose SETs are all acknowledged (read
+/// a chunk at a time; the rest moves on the next acknowledgement).
+fn settle_outcomes(snap: &Snapshot, acks: &mut SetAcks) -> Result<(), PollError> {
+    let mut through = acks.outcomes_through;
+    for (_, request) in snap.async_outcomes_after(through, CHUNK)? {
+        let Some(outcome) = &request.outcome else {
+            continue;
+        };
+        let count = u32::try_from(outcome.operations.len()).unwrap_or(u32::MAX);
+        if !(0..count).all(|i| acks.is_set_acked(SetId::Outcome((outcome.completion, i)))) {
+            break;
+        }
+        through = outcome.completion;
+    }
+    acks.advance_outcomes(through);
+    Ok(())
 }

@@ -2,16 +2,18 @@
 //! operation (a Bulk's: `txn` = Set-Txn + `:` + the operation's index, §2.5.1.2), the event's
 //! payload the operation's bulk-response entry (RFC 7644 §3.7.3), without `bulkId`.
 //!
-//! Read at the request's `Location` (`http/api/async_outcomes.rs`). The feeds do not carry them yet;
-//! they would read the store's second durable sequence, the `async_outcomes` table (completion
-//! order), beside the log.
+//! Read at the request's `Location` (`http/api/async_outcomes.rs`) and carried by the default
+//! feed (push and poll), which reads the store's second durable sequence, the `async_outcomes`
+//! table (completion order), beside the log. On a feed their `jti` is `{feed}:{txn}`, which
+//! [`Jti::parse`] does not read (a UUID is not a position): that tells the two kinds apart.
 
 use serde_json::{Map, Value, json};
 
 use super::SetConfig;
 use super::claims::{audience, uri};
-use super::feed::FeedId;
+use super::feed::{FeedId, Jti};
 use crate::store::{AsyncOperation, AsyncRequest};
+use scim::ResourceType;
 
 /// The claims (all but `iat`, which signing adds) of each SET of the finished request `set_txn`,
 /// with its `txn`, in operation order; none while it is pending. `cfg` gives `iss` and `aud`
@@ -65,4 +67,66 @@ fn subject(base: &str, op: &AsyncOperation) -> Option<Value> {
     let path = location.strip_prefix(base)?;
     let id = path.rsplit('/').next()?;
     Some(json!({"format": "scim", "uri": path, "id": id}))
+}
+
+/// The operation `txn` an asyncresp SET's `jti` on `feed` names (`{feed}:{txn}`); `None` for a
+/// log event's `jti` and for another feed's.
+pub fn op_txn_of<'a>(feed: &FeedId, jti: &'a str) -> Option<&'a str> {
+    if Jti::parse(jti).is_some() {
+        return None;
+    }
+    jti.strip_prefix(feed.as_str())?
+        .strip_prefix(':')
+        .filter(|txn| !txn.is_empty())
+}
+
+/// The request's Set-Txn of an operation `txn` (a Bulk operation's is `{Set-Txn}:{index}`; a
+/// Set-Txn is a UUID, without `:`).
+pub fn set_txn_of(op_txn: &str) -> &str {
+    op_txn.split(':').next().unwrap_or(op_txn)
+}
+
+/// The resource type an operation of `request` addressed, to label a parked SET: the request's,
+/// else (a Bulk's) the one its `location` names; a Bulk operation that named none is labelled
+/// User, the label being all the type is used for.
+pub fn resource_type_of(request: &AsyncRequest, op: &AsyncOperation) -> ResourceType {
+    if let Some(rt) = request.resource_type {
+        return rt;
+    }
+    let path = op
+        .response
+        .get("location")
+        .and_then(Value::as_str)
+        .and_then(|l| l.strip_prefix(request.base.as_str()));
+    match path {
+        Some(p)
+            if p.trim_start_matches('/')
+                .starts_with(ResourceType::Group.endpoint()) =>
+        {
+            ResourceType::Group
+        }
+        _ => ResourceType::User,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_asyncresp_jti_names_its_operation_and_a_log_jti_does_not() {
+        let feed = FeedId::default_feed();
+        let txn = "5e0c6a1e-8b1f-4a0e-9c7d-2b1d0f3a4c5e";
+        assert_eq!(op_txn_of(&feed, &format!("default:{txn}")), Some(txn));
+        let bulk = format!("{txn}:3");
+        assert_eq!(
+            op_txn_of(&feed, &format!("default:{bulk}")),
+            Some(bulk.as_str())
+        );
+        assert_eq!(set_txn_of(&bulk), txn);
+        assert_eq!(set_txn_of(txn), txn);
+        assert_eq!(op_txn_of(&feed, "default:7:0"), None);
+        assert_eq!(op_txn_of(&feed, &format!("group:default:{txn}")), None);
+        assert_eq!(op_txn_of(&feed, "default:"), None);
+    }
 }

@@ -226,7 +226,7 @@ async fn a_group_feed_hears_of_members_joining_changing_leaving_and_being_delete
     for (i, (set, id)) in joined.iter().zip(["u1", "u2"]).enumerate() {
         assert_eq!(uris(set), [uri::FEED_ADD]);
         assert_eq!(set.sub_id.id, id);
-        assert_eq!(set.jti, format!("g:4:{i}"));
+        assert_eq!(set.jti, format!("group:g:4:{i}"));
         assert_eq!(set.txn, "t-group", "same transaction as the group's change");
     }
     let [group_set] = f

@@ -3,14 +3,19 @@
 //!
 //! scimd serves the default feed (every event) and, with SET_GROUP_AS_FEED, one feed per Group
 //! whose subjects are its direct members. RFC 9967 §2.7 leaves feeds undefined, so both the ids
-//! and the group rule are this server's choice (README, "Security events").
+//! and the group rule are this server's choice (README, "Security events"). A group's feed is
+//! `group:{id}`, not the bare id: ids can be imported, and a group whose id is `default` would
+//! otherwise share the default feed's id and `jti`s.
 
 use std::fmt;
 
 /// The id of the feed of every event.
 pub const DEFAULT_FEED: &str = "default";
 
-/// A feed's id: `default`, or a Group's id for that group's feed.
+/// What a group feed's id starts with, before the Group's id.
+const GROUP_FEED_PREFIX: &str = "group:";
+
+/// A feed's id: `default`, or `group:` and a Group's id for that group's feed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FeedId(String);
 
@@ -22,7 +27,7 @@ impl FeedId {
 
     /// The feed of group `group_id`'s members.
     pub fn group(group_id: &str) -> FeedId {
-        FeedId(group_id.to_owned())
+        FeedId(format!("{GROUP_FEED_PREFIX}{group_id}"))
     }
 
     /// A feed id as a client names it (a poll URL's segment).
@@ -30,14 +35,10 @@ impl FeedId {
         FeedId(id.to_owned())
     }
 
-    /// Whether this is the default feed.
-    pub fn is_default(&self) -> bool {
-        self.0 == DEFAULT_FEED
-    }
-
-    /// The group whose members this feed follows; `None` for the default feed.
+    /// The group whose members this feed follows; `None` for the default feed (and for an id
+    /// a client made up that names neither).
     pub fn group_id(&self) -> Option<&str> {
-        (!self.is_default()).then_some(self.0.as_str())
+        self.0.strip_prefix(GROUP_FEED_PREFIX)
     }
 
     /// The id as text.
@@ -100,13 +101,29 @@ mod tests {
             position: 42,
             index: 3,
         };
-        assert_eq!(jti.to_string(), "a:b:42:3");
-        assert_eq!(Jti::parse("a:b:42:3"), Some(jti));
+        assert_eq!(jti.to_string(), "group:a:b:42:3");
+        assert_eq!(Jti::parse("group:a:b:42:3"), Some(jti));
         assert_eq!(
             Jti::parse("default:7:0").map(|j| j.feed),
             Some(FeedId::default_feed())
         );
         assert_eq!(Jti::parse("7:0"), None);
         assert_eq!(Jti::parse("default:x:0"), None);
+        // An asyncresp SET's jti (`{feed}:{txn}`) is not a log event's.
+        assert_eq!(
+            Jti::parse("default:5e0c6a1e-8b1f-4a0e-9c7d-2b1d0f3a4c5e:0"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_group_whose_id_is_default_has_a_feed_of_its_own() {
+        let group = FeedId::group(DEFAULT_FEED);
+        assert_ne!(group, FeedId::default_feed());
+        assert_eq!(group.group_id(), Some(DEFAULT_FEED));
+        assert_eq!(FeedId::default_feed().group_id(), None);
+        assert_eq!(FeedId::parse("e9e30dba").group_id(), None);
+        let jti = Jti::parse("group:default:7:0").map(|j| j.feed);
+        assert_eq!(jti, Some(group));
     }
 }

@@ -9,20 +9,30 @@
 //! parked under its `jti`, shown in `/status` and sent again by `scimd projection retry set-push`;
 //! the SETs after it go on. A receiver that is down, overloaded or refusing the credentials is
 //! retried with capped backoff (its `Retry-After` honoured) from where it stopped.
+//!
+//! The `misc:asyncresp` SETs of finished asynchronous requests come from the store's second
+//! sequence (completion order), with a checkpoint of their own, [`OUTCOMES`]: the completion
+//! sequence of the last outcome whose SETs were all delivered (a Bulk's SETs after a failure or a
+//! crash are sent again from its first). The two sequences take turns by batch, so an outcome's
+//! SET may come before or after the provisioning SETs of what its request wrote.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+
 use super::receiver::{Answer, Receiver};
-use super::{FeedId, Jti, SecurityEvents, sets_of};
+use super::{FeedId, Jti, SecurityEvents, asyncresp, sets_of};
 use crate::fanout::status::{StatusBoard, SubscriberState};
 use crate::metrics::METRICS;
-use crate::store::{Event, Parked, Snapshot, Store, StoreError, Write, WriteContext};
+use crate::store::{AsyncRequest, Event, Parked, Snapshot, Store, StoreError, Write, WriteContext};
 
 /// The subscriber's name: its checkpoint key, its parked SETs' owner and its entry in `/status`.
 pub const NAME: &str = "set-push";
 /// The checkpoint holding how many SETs of the event after [`NAME`]'s position were delivered.
 pub const WITHIN: &str = "set-push.within";
+/// The checkpoint holding the completion sequence of the last asynchronous outcome delivered.
+pub const OUTCOMES: &str = "set-push.async";
 /// Events read from the log at a time.
 const BATCH: usize = 256;
 /// Backoff bounds after a failure.
@@ -51,6 +61,15 @@ pub enum PushError {
         /// Why.
         reason: String,
     },
+    /// The asyncresp SET of an operation could not be signed (a bug: the key was proven at
+    /// start-up).
+    #[error("the asyncresp SET of txn {txn} could not be made: {reason}")]
+    MakeOutcome {
+        /// The operation's `txn`.
+        txn: String,
+        /// Why.
+        reason: String,
+    },
     /// The log holds no event at a position a parked SET names.
     #[error("the log holds no event at position {0}, which a parked SET names")]
     Missing(u64),
@@ -68,7 +87,7 @@ impl PushError {
         match self {
             PushError::Unavailable { .. } => "unavailable",
             PushError::Store(_) | PushError::Missing(_) => "store",
-            PushError::Make { .. } => "encode",
+            PushError::Make { .. } | PushError::MakeOutcome { .. } => "encode",
             PushError::Checkpoint(_) => "checkpoint",
             PushError::Closed => "closed",
         }
@@ -229,23 +248,106 @@ impl Pusher {
         let mut at = saved;
         self.board
             .report(NAME, at.position, SubscriberState::Running, None);
+        let mut outcomes_saved = self.store.snapshot()?.checkpoint(OUTCOMES)?;
+        let mut outcomes_at = outcomes_saved;
         let mut committed = self.store.committed();
         loop {
-            while *committed.borrow_and_update() <= at.position {
-                if committed.changed().await.is_err() {
-                    return Err(PushError::Closed);
+            let log_behind = *committed.borrow_and_update() > at.position;
+            if log_behind {
+                let outcome = self.push_batch(&mut at).await;
+                // What was delivered is saved even when a SET after it failed.
+                if at != saved {
+                    self.save(saved, at).await?;
+                    saved = at;
                 }
+                outcome?;
             }
-            let outcome = self.push_batch(&mut at).await;
-            // What was delivered is saved even when a SET after it failed.
-            if at != saved {
-                self.save(saved, at).await?;
-                saved = at;
+            let outcome = self.push_outcomes(&mut outcomes_at).await;
+            if outcomes_at != outcomes_saved {
+                self.write(Write::Checkpoint {
+                    name: OUTCOMES.into(),
+                    position: outcomes_at,
+                })
+                .await?;
+                outcomes_saved = outcomes_at;
             }
-            outcome?;
+            let outcomes_behind = outcome?;
             self.board
                 .report(NAME, at.position, SubscriberState::Running, None);
+            // An outcome decided without a write commits alone: the watch moves then too.
+            if !log_behind && !outcomes_behind && committed.changed().await.is_err() {
+                return Err(PushError::Closed);
+            }
         }
+    }
+
+    /// The asyncresp SETs of the finished request `set_txn`, each with its `jti`, signed.
+    fn signed_outcome(
+        &self,
+        set_txn: &str,
+        request: &AsyncRequest,
+    ) -> Result<Vec<(String, String)>, PushError> {
+        let feed = FeedId::default_feed();
+        asyncresp::claims_of(set_txn, request, Some(&feed), Some(&self.core.config))
+            .into_iter()
+            .map(|(txn, claims)| {
+                let set = self.sign(claims).map_err(|reason| PushError::MakeOutcome {
+                    txn: txn.clone(),
+                    reason,
+                })?;
+                Ok((format!("{feed}:{txn}"), set))
+            })
+            .collect()
+    }
+
+    fn sign(&self, claims: Map<String, Value>) -> Result<String, String> {
+        self.core
+            .signer
+            .sign_claims(claims)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Pushes the asyncresp SETs of up to [`BATCH`] outcomes after `at` (a completion
+    /// sequence), moving `at` past each outcome whose SETs the receiver took or that were
+    /// parked. Answers whether more outcomes may follow.
+    async fn push_outcomes(&self, at: &mut u64) -> Result<bool, PushError> {
+        let outcomes = self.store.snapshot()?.async_outcomes_after(*at, BATCH)?;
+        let more = outcomes.len() == BATCH;
+        for (set_txn, request) in outcomes {
+            let Some(completion) = request.outcome.as_ref().map(|o| o.completion) else {
+                continue;
+            };
+            let sets = self.signed_outcome(&set_txn, &request)?;
+            for ((jti, set), op) in sets
+                .into_iter()
+                .zip(request.outcome.iter().flat_map(|o| o.operations.iter()))
+            {
+                match self.receiver.push(&set).await {
+                    Answer::Delivered => {
+                        METRICS.sets_pushed.with_label_values(&["delivered"]).inc();
+                    }
+                    Answer::Refused { err, description } => {
+                        let parked = Parked {
+                            resource_type: asyncresp::resource_type_of(&request, op),
+                            position: completion,
+                            error: format!("{err}: {description}"),
+                        };
+                        self.park_as(jti, parked).await?;
+                    }
+                    Answer::Unavailable {
+                        reason,
+                        retry_after,
+                    } => {
+                        return Err(PushError::Unavailable {
+                            reason,
+                            retry_after,
+                        });
+                    }
+                }
+            }
+            *at = completion;
+        }
+        Ok(more)
     }
 
     /// Pushes the SETs of up to [`BATCH`] events after `at`, moving `at` past each one the
@@ -293,25 +395,55 @@ impl Pusher {
             index,
         }
         .to_string();
+        let parked = Parked {
+            resource_type: event.resource_type,
+            position: event.position,
+            error,
+        };
+        self.park_as(jti, parked).await
+    }
+
+    /// Parks the SET `jti` (a log event's or an asyncresp one); the SETs after it go on.
+    async fn park_as(&self, jti: String, parked: Parked) -> Result<(), PushError> {
         tracing::error!(
             subscriber = NAME,
             jti,
-            error,
+            error = parked.error,
             "the receiver refused a SET for good: parked until `scimd projection retry set-push`"
         );
         METRICS.sets_pushed.with_label_values(&["parked"]).inc();
         self.write(Write::Park {
             subscriber: NAME.into(),
             id: jti,
-            parked: Parked {
-                resource_type: event.resource_type,
-                position: event.position,
-                error,
-            },
+            parked,
         })
         .await?;
         self.report_parked();
         Ok(())
+    }
+
+    /// The SET a parked `jti` names, signed again; `None` when there is none to send any more
+    /// (the event no longer yields it, or its asynchronous outcome was dropped by retention).
+    fn parked_set(&self, jti: &str, p: &Parked) -> Result<Option<String>, PushError> {
+        let feed = FeedId::default_feed();
+        let snapshot = self.store.snapshot()?;
+        if let Some(op_txn) = asyncresp::op_txn_of(&feed, jti) {
+            let set_txn = asyncresp::set_txn_of(op_txn);
+            let Some(request) = snapshot.async_request(set_txn)? else {
+                return Ok(None);
+            };
+            let set = self
+                .signed_outcome(set_txn, &request)?
+                .into_iter()
+                .find(|(j, _)| j == jti)
+                .map(|(_, set)| set);
+            return Ok(set);
+        }
+        let index = Jti::parse(jti).map_or(0, |j| j.index);
+        let event = snapshot
+            .event(p.position)?
+            .ok_or(PushError::Missing(p.position))?;
+        Ok(self.signed_sets(&snapshot, &event)?.into_iter().nth(index))
     }
 
     /// Pushes each parked SET again (same `jti`, new `iat`): those the receiver takes are
@@ -321,17 +453,10 @@ impl Pusher {
         let parked = self.store.snapshot()?.parked(NAME)?;
         let mut delivered = 0;
         for (jti, p) in parked {
-            let index = Jti::parse(&jti).map_or(0, |j| j.index);
-            let set = {
-                let snapshot = self.store.snapshot()?;
-                let event = snapshot
-                    .event(p.position)?
-                    .ok_or(PushError::Missing(p.position))?;
-                self.signed_sets(&snapshot, &event)?.into_iter().nth(index)
-            };
+            let set = self.parked_set(&jti, &p)?;
             let answer = match &set {
                 Some(set) => self.receiver.push(set).await,
-                // The event no longer yields that SET (settings changed): nothing to send.
+                // Nothing to send any more (settings changed, or retention dropped the outcome).
                 None => Answer::Delivered,
             };
             match answer {

@@ -30,7 +30,7 @@ pub struct EventsApi(pub(super) Arc<Shared>);
 #[OpenApi(prefix_path = "/Events/Feeds")]
 impl EventsApi {
     /// The security event feeds (a ListResponse): `default` (every event) and, with
-    /// SET_GROUP_AS_FEED=true, one per Group (its id; the events about its direct members,
+    /// SET_GROUP_AS_FEED=true, one per Group (`group:{id}`; the events about its direct members,
     /// `feed:add`/`feed:remove` as they join and leave), each with its poll URL and, for a group,
     /// its number of subjects. 404 when security events are off.
     #[oai(path = "/", method = "get", tag = "Tag::Events")]

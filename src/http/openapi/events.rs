@@ -9,7 +9,7 @@ pub fn feed() -> Value {
         "type": "object",
         "required": ["id", "poll"],
         "properties": {
-            "id": {"type": "string", "description": "`default`, or the Group's id for a group's feed."},
+            "id": {"type": "string", "description": "`default`, or `group:` and the Group's id for a group's feed (a Group's id may be `default`)."},
             "poll": {"type": "string", "description": "The URL to POST RFC 8936 polls to."},
             "description": {"type": "string"},
             "displayName": {"type": "string", "description": "A group feed's Group's displayName."},
