@@ -274,7 +274,9 @@ async fn serve(common: CommonConfig, config: ServeConfig) -> anyhow::Result<()> 
         max_depth: config.filter_max_depth,
         max_terms: config.filter_max_terms,
     };
-    let (poll_wait, poll_redeliver) = config.set_poll.periods(config.request_timeout)?;
+    let (poll_wait, poll_redeliver) = config
+        .set_poll
+        .periods(config.request_timeout, security_events.is_some())?;
     let poller = security_events.clone().map(|core| {
         Arc::new(fanout::poll::Poller::new(
             store.clone(),
