@@ -37,7 +37,9 @@ fn parse(text: &str) -> Vec<Seen> {
     let mut pending: HashMap<String, String> = HashMap::new();
     let mut seen = Vec::new();
     for raw in text.lines() {
+        // strace pads the pid to five columns: "7244  read(" has two spaces, "12345 read(" one.
         let (pid, rest) = raw.split_once(' ').unwrap_or(("", raw));
+        let rest = rest.trim_start();
         let line = if let Some(start) = rest.strip_suffix(" <unfinished ...>") {
             pending.insert(pid.to_owned(), start.to_owned());
             // A write's data is printed when it starts: that is when the answer starts.
