@@ -196,22 +196,20 @@ pub async fn retry(
     }
     match open_locally(data_path, registry, config, name, "`projection retry`")? {
         Some((store, mut runner)) => {
-            let result = runner.retry_parked().await;
-            let left = store.snapshot()?.parked(name)?.len();
-            store.close().await;
-            let fixed = result.map_err(|e| anyhow::anyhow!("{e}"))?;
-            eprintln!("{name}: {fixed} parked change(s) applied, {left} still parked");
-            Ok(())
+            let fixed = runner
+                .retry_parked()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"));
+            finish_retry(store, name, fixed, "parked change(s) applied").await
         }
         None => {
-            let client = ServerClient::new(data_path, config).await?;
-            client
-                .post(&format!("/admin/projections/{name}/retry"))
-                .await?;
-            eprintln!(
-                "scimd serve holds the store: asked it to retry {name}'s parked changes; see /status"
-            );
-            Ok(())
+            ask_server_to_retry(
+                data_path,
+                config,
+                name,
+                &format!("retry {name}'s parked changes"),
+            )
+            .await
         }
     }
 }
@@ -266,45 +264,28 @@ async fn retry_set_push(
     registry: Arc<Registry>,
     config: &ServeConfig,
 ) -> anyhow::Result<()> {
-    match Store::open(data_path, registry, config.store_cache_bytes()) {
-        Ok(store) => {
-            let store = Arc::new(store);
-            let settings = &config.security_events;
-            let url = settings.push_url.clone().context(
-                "SET_PUSH_URL is not set: set it as for scimd serve to push parked SETs",
-            )?;
-            let core = SecurityEvents::from_settings(settings, config.public_url(), fanout_base(config))?
-                .context("SETs are off: set SET_SIGNING_SECRET, SET_SIGNING_KEY or SET_SIGNING as for scimd serve")?;
-            let receiver =
-                Receiver::new(&url, settings.push_token.clone(), settings.push_allow_http)?;
-            let pusher = Pusher::new(
-                store.clone(),
-                Arc::new(StatusBoard::default()),
-                core,
-                receiver,
-            );
-            let result = pusher.retry_parked().await;
-            let left = store.snapshot()?.parked(push::NAME)?.len();
-            store.close().await;
-            let delivered = result?;
-            eprintln!(
-                "{}: {delivered} parked SET(s) delivered, {left} still parked",
-                push::NAME
-            );
-            Ok(())
-        }
-        Err(StoreError::Locked(_)) => {
-            let client = ServerClient::new(data_path, config).await?;
-            client
-                .post(&format!("/admin/projections/{}/retry", push::NAME))
-                .await?;
-            eprintln!(
-                "scimd serve holds the store: asked it to push its parked SETs again; see /status"
-            );
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+    let Some(store) = open_store(data_path, registry, config)? else {
+        return ask_server_to_retry(data_path, config, push::NAME, "push its parked SETs again")
+            .await;
+    };
+    let pushed = async {
+        let settings = &config.security_events;
+        let url = settings.push_url.clone().context(
+            "SET_PUSH_URL is not set: set it as for scimd serve to push parked SETs",
+        )?;
+        let core = SecurityEvents::from_settings(settings, config.public_url(), fanout_base(config))?
+            .context("SETs are off: set SET_SIGNING_SECRET, SET_SIGNING_KEY or SET_SIGNING as for scimd serve")?;
+        let receiver = Receiver::new(&url, settings.push_token.clone(), settings.push_allow_http)?;
+        let pusher = Pusher::new(
+            store.clone(),
+            Arc::new(StatusBoard::default()),
+            core,
+            receiver,
+        );
+        Ok(pusher.retry_parked().await?)
     }
+    .await;
+    finish_retry(store, push::NAME, pushed, "parked SET(s) delivered").await
 }
 
 /// Publishes the parked AMQP messages again: here when the store is free, else through the
@@ -314,49 +295,78 @@ async fn retry_amqp(
     registry: Arc<Registry>,
     config: &ServeConfig,
 ) -> anyhow::Result<()> {
+    let Some(store) = open_store(data_path, registry, config)? else {
+        return ask_server_to_retry(
+            data_path,
+            config,
+            amqp::NAME,
+            "publish the parked AMQP messages again",
+        )
+        .await;
+    };
+    let published = async {
+        let url = config
+            .amqp
+            .url
+            .clone()
+            .context("AMQP is not set: set it as for scimd serve to publish parked messages")?;
+        let publisher = Publisher::new(
+            store.clone(),
+            Arc::new(StatusBoard::default()),
+            config.amqp.clone(),
+            url,
+            fanout_base(config),
+        );
+        Ok(publisher.retry_parked().await?)
+    }
+    .await;
+    finish_retry(store, amqp::NAME, published, "parked message(s) published").await
+}
+
+/// The store, or `None` when a running server holds it (the commands then go through it).
+fn open_store(
+    data_path: &Path,
+    registry: Arc<Registry>,
+    config: &ServeConfig,
+) -> anyhow::Result<Option<Arc<Store>>> {
     match Store::open(data_path, registry, config.store_cache_bytes()) {
-        Ok(store) => {
-            let store = Arc::new(store);
-            let url =
-                config.amqp.url.clone().context(
-                    "AMQP is not set: set it as for scimd serve to publish parked messages",
-                )?;
-            let publisher = Publisher::new(
-                store.clone(),
-                Arc::new(StatusBoard::default()),
-                config.amqp.clone(),
-                url,
-                fanout_base(config),
-            );
-            let result = publisher.retry_parked().await;
-            let left = store.snapshot()?.parked(amqp::NAME)?.len();
-            store.close().await;
-            let published = result?;
-            eprintln!(
-                "{}: {published} parked message(s) published, {left} still parked",
-                amqp::NAME
-            );
-            Ok(())
-        }
-        Err(StoreError::Locked(_)) => {
-            let client = ServerClient::new(data_path, config).await?;
-            client
-                .post(&format!("/admin/projections/{}/retry", amqp::NAME))
-                .await?;
-            eprintln!(
-                "scimd serve holds the store: asked it to publish the parked AMQP messages again; \
-                 see /status"
-            );
-            Ok(())
-        }
+        Ok(store) => Ok(Some(Arc::new(store))),
+        Err(StoreError::Locked(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-/// The store and a runner for projection `name`, or `None` when a running server holds the store.
-/// `given_as` is how the operator typed the name (`--projection`), for the message when it is
-/// not a projection.
-/// The backend `name` names, or an error naming the flag it was `given_as` and the valid names.
+/// Asks the running server that holds the store to retry subscriber `name`'s parked entries
+/// (`what` says what it will do, for the operator).
+async fn ask_server_to_retry(
+    data_path: &Path,
+    config: &ServeConfig,
+    name: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    let client = ServerClient::new(data_path, config).await?;
+    client
+        .post(&format!("/admin/projections/{name}/retry"))
+        .await?;
+    eprintln!("scimd serve holds the store: asked it to {what}; see /status");
+    Ok(())
+}
+
+/// Closes the store after a local retry and reports how many entries `outcome` cleared
+/// (`done` names them) and how many are still parked.
+async fn finish_retry(
+    store: Arc<Store>,
+    name: &str,
+    outcome: anyhow::Result<usize>,
+    done: &str,
+) -> anyhow::Result<()> {
+    let left = store.snapshot()?.parked(name)?.len();
+    store.close().await;
+    let cleared = outcome?;
+    eprintln!("{name}: {cleared} {done}, {left} still parked");
+    Ok(())
+}
+
 fn backend_named(
     data_path: &Path,
     config: &ServeConfig,
@@ -380,20 +390,15 @@ fn open_locally(
     given_as: &str,
 ) -> anyhow::Result<Option<(Arc<Store>, Runner)>> {
     let backend = backend_named(data_path, config, name, given_as)?;
-    match Store::open(data_path, registry, config.store_cache_bytes()) {
-        Ok(store) => {
-            let store = Arc::new(store);
-            let runner = Runner::new(
-                backend,
-                store.clone(),
-                Arc::new(StatusBoard::default()),
-                fanout_base(config),
-            );
-            Ok(Some((store, runner)))
-        }
-        Err(StoreError::Locked(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(open_store(data_path, registry, config)?.map(|store| {
+        let runner = Runner::new(
+            backend,
+            store.clone(),
+            Arc::new(StatusBoard::default()),
+            fanout_base(config),
+        );
+        (store, runner)
+    }))
 }
 
 /// PUBLIC_URL + BASE_PATH, or BASE_PATH alone for relative URLs: what subscribers put in
